@@ -1,0 +1,48 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-bitnet",
+    products: [
+        .library(name: "BitNetQuantization", targets: ["BitNetQuantization"]),
+        .library(name: "BitNetFormats", targets: ["BitNetFormats"]),
+        .executable(name: "bitnet", targets: ["bitnet"]),
+    ],
+    dependencies: [
+        // Used by the command-line tool only; the library products depend on nothing but the toolchain.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Ternary and int8 math, every packing (TQ1_0, TQ2_0, I2_S, Q8_0, Hugging Face uint8), and the
+        // scalar BitLinear oracle that fast kernels are tested against.
+        .target(name: "BitNetQuantization"),
+        // GGUF and safetensors readers and writers, Hugging Face config decoding, model inspection.
+        .target(name: "BitNetFormats", dependencies: ["BitNetQuantization"]),
+        .executableTarget(
+            name: "bitnet",
+            dependencies: [
+                "BitNetFormats",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "QuantizationBenchmark",
+            dependencies: ["BitNetQuantization", "BitNetFormats"],
+            path: "Benchmarks/QuantizationBenchmark"
+        ),
+        .executableTarget(
+            name: "InspectModel",
+            dependencies: ["BitNetFormats"],
+            path: "Examples/InspectModel"
+        ),
+        .testTarget(
+            name: "BitNetQuantizationTests",
+            dependencies: ["BitNetQuantization", "BitNetFormats"]
+        ),
+        .testTarget(
+            name: "BitNetFormatsTests",
+            dependencies: ["BitNetFormats", "BitNetQuantization"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
