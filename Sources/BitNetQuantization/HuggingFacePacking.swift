@@ -3,10 +3,18 @@
 ///
 /// A weight of shape `(out, in)` becomes uint8 of shape `(⌈out/4⌉, in)`: bits 2i…2i+1 of packed row r
 /// hold original row `i·⌈out/4⌉ + r` as `code + 1`. The tensor's scale is the separate `weight_scale`
-/// tensor (one value), and it **multiplies**: transformers' `AutoBitLinear` in offline mode computes
-/// `F.linear(x, unpacked) * weight_scale`, so the effective weight is `code · weight_scale` (established by
-/// the `hf_packed` fixture, which runs that layer).
+/// tensor (one value), whose direction depends on the layer class named by `quantization_config.linear_class`
+/// (both established by the `hf.*` fixtures, which run the two layers):
+/// - `"bitlinear"` (transformers' default, used by bitnet-b1.58-2B-4T): `BitLinear` computes
+///   `F.linear(q, codes) / (input_scale · weight_scale)`, so `weight_scale` is the *inverse* scale and the
+///   effective weight is `code / weight_scale`;
+/// - `"autobitlinear"` in offline mode: `F.linear(x, codes) * weight_scale`, effective weight `code · weight_scale`.
 public enum HuggingFacePacking {
+    /// The per-tensor scale `s` (a dequantized `+1`) for a checkpoint's `weight_scale` value.
+    public static func effectiveScale(weightScale: Float, linearClass: String?) -> Float {
+        linearClass == "autobitlinear" ? weightScale : 1 / weightScale
+    }
+
     /// Rows of the packed tensor for `outFeatures` original rows.
     public static func packedRows(outFeatures: Int) -> Int { (outFeatures + 3) / 4 }
 

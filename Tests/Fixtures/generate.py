@@ -16,7 +16,6 @@ Outputs are small and deterministic (fixed seeds); CI only reads them and never 
 If `gguf/swift-written.gguf` exists (written by `BITNET_WRITE_FIXTURES=1 swift test`), it is read back
 with gguf-py and its view is recorded in `gguf/swift-written.expected.json`.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -28,8 +27,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def fnv1a64(data: bytes) -> str:
+    """FNV-1a (64-bit) of the bytes, as 16 hex digits: a checksum both sides can compute in a few lines."""
+    h = 0xcbf29ce484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -51,8 +54,11 @@ def quantization_fixtures():
         # codes / inverse_scale: the codes are its signs and a dequantized +1 is its largest magnitude.
         # (Eager PyTorch would differ: its float32 mean of 20k values is off by a few ulps, while the
         # compiled kernel's mean is the correctly rounded one.)
-        reference = WeightQuant.apply(weight).float()
+        # The function upcasts first and rounds its result back to the input dtype at the end, so the
+        # float32 scale is observed by feeding it the (exactly) upcast weight.
+        reference = WeightQuant.apply(weight.float())
         codes = torch.sign(reference)
+        assert torch.equal(torch.sign(WeightQuant.apply(weight).float()), codes)
         out[f"{name}.weight"] = weight.contiguous()
         out[f"{name}.codes"] = codes.to(torch.int8).contiguous()
         out[f"{name}.scale"] = reference.abs().max().reshape(1).contiguous()
@@ -217,7 +223,7 @@ def gguf_view(path: Path) -> dict:
     for t in reader.tensors:
         data = bytes(np.ascontiguousarray(t.data).view(np.uint8).reshape(-1))
         tensors.append({"name": t.name, "type": t.tensor_type.name.lower(), "shape": [int(d) for d in t.shape],
-                        "bytes": int(t.n_bytes), "offset": int(t.data_offset), "sha256": sha256(data)})
+                        "bytes": int(t.n_bytes), "offset": int(t.data_offset), "fnv1a64": fnv1a64(data)})
     version = int(reader.fields["GGUF.version"].parts[-1][0])
     return {"version": version, "alignment": int(reader.alignment), "data_offset": int(reader.data_offset),
             "metadata": metadata, "tensors": tensors}
@@ -330,7 +336,7 @@ def safetensors_fixtures():
     names = sorted(model.state_dict().keys())
     (directory / "tiny-bitnet-sharded.expected.json").write_text(json.dumps({
         "tensors": {name: {"shape": list(model.state_dict()[name].shape),
-                           "sha256": sha256(model.state_dict()[name].contiguous().view(torch.uint8).numpy().tobytes())}
+                           "fnv1a64": fnv1a64(model.state_dict()[name].contiguous().view(torch.uint8).numpy().tobytes())}
                     for name in names}}, indent=1) + "\n")
 
 
