@@ -210,8 +210,10 @@ def gguf_view(path: Path) -> dict:
             continue  # synthetic fields (version, counts)
         vtype = field.types[0]
         if vtype == GGUFValueType.ARRAY:
-            type_name = "ARRAY[" + (field.types[1].name if len(field.types) > 1 else "?") + "]"
-            if len(field.types) > 1 and field.types[1] == GGUFValueType.ARRAY:
+            # parts: key length, key, value type, element type, count, elements...
+            element_type = GGUFValueType(int(field.parts[3][0]))
+            type_name = f"ARRAY[{element_type.name}]"
+            if element_type == GGUFValueType.ARRAY:
                 value = None  # nested arrays: gguf-py's reader does not decode them; we record the raw bytes
             else:
                 value = field.contents()
