@@ -30,7 +30,7 @@ public struct QuantizationError: Error, CustomStringConvertible, Sendable, Equat
 }
 
 extension QuantizationError {
-    static func sizeMismatch(_ what: String, expected: Int, actual: Int) -> QuantizationError {
+    @usableFromInline static func sizeMismatch(_ what: String, expected: Int, actual: Int) -> QuantizationError {
         QuantizationError(.sizeMismatch, "\(what): expected \(expected), got \(actual)")
     }
 

@@ -24,7 +24,7 @@ public struct TernaryTensor: Sendable, Equatable {
         self.scale = scale
     }
 
-    init(uncheckedRows rows: Int, columns: Int, codes: [Int8], scale: Float) {
+    @usableFromInline init(uncheckedRows rows: Int, columns: Int, codes: [Int8], scale: Float) {
         self.rows = rows
         self.columns = columns
         self.codes = codes
@@ -57,7 +57,7 @@ public enum AbsmeanQuantizer {
     public static let epsilon: Float = 1e-5
 
     /// The reference's inverse scale `1 / max(mean(|W|), 1e-5)`; throws on NaN or infinity.
-    public static func inverseScale<Element: FloatWidening>(of weights: UnsafeBufferPointer<Element>) throws -> Float {
+    @inlinable public static func inverseScale<Element: FloatWidening>(of weights: UnsafeBufferPointer<Element>) throws -> Float {
         var sum = 0.0
         for index in weights.indices {
             let value = weights[index].floatValue
@@ -71,7 +71,7 @@ public enum AbsmeanQuantizer {
     }
 
     /// Ternarizes a `rows × columns` weight matrix given in any float type that widens to float32.
-    public static func ternarize<Element: FloatWidening>(
+    @inlinable public static func ternarize<Element: FloatWidening>(
         _ weights: UnsafeBufferPointer<Element>, rows: Int, columns: Int
     ) throws -> TernaryTensor {
         guard rows >= 0, columns >= 0, weights.count == rows * columns else {
@@ -88,7 +88,7 @@ public enum AbsmeanQuantizer {
     }
 
     /// Array convenience for ``ternarize(_:rows:columns:)-(UnsafeBufferPointer<Element>,_,_)``.
-    public static func ternarize<Element: FloatWidening>(_ weights: [Element], rows: Int, columns: Int) throws -> TernaryTensor {
+    @inlinable public static func ternarize<Element: FloatWidening>(_ weights: [Element], rows: Int, columns: Int) throws -> TernaryTensor {
         try weights.withUnsafeBufferPointer { try ternarize($0, rows: rows, columns: columns) }
     }
 
