@@ -35,13 +35,19 @@ let package = Package(
             dependencies: ["BitNetFormats"],
             path: "Examples/InspectModel"
         ),
+        // Fixture access and small helpers shared by the test targets.
+        .target(
+            name: "TestSupport",
+            dependencies: ["BitNetFormats"],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "BitNetQuantizationTests",
-            dependencies: ["BitNetQuantization", "BitNetFormats"]
+            dependencies: ["BitNetQuantization", "BitNetFormats", "TestSupport"]
         ),
         .testTarget(
             name: "BitNetFormatsTests",
-            dependencies: ["BitNetFormats", "BitNetQuantization"]
+            dependencies: ["BitNetFormats", "BitNetQuantization", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

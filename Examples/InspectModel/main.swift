@@ -19,13 +19,12 @@ do {
         // The first ternary weight, decoded in place from the memory map.
         if let weight = file.tensors.first(where: { $0.type == .tq2_0 || $0.type == .tq1_0 || $0.type == .i2_s }) {
             let columns = weight.shape[0], rows = weight.elementCount / columns
-            let tensor: TernaryTensor = try file.withTensorData(weight) { bytes in
-                switch weight.type {
-                case .tq2_0: try TQ2_0.unpackTensor(bytes, rows: rows, columns: columns)
-                case .tq1_0: try TQ1_0.unpackTensor(bytes, rows: rows, columns: columns)
-                default: try I2S.unpackTensor(bytes, rows: rows, columns: columns)
-                }
+            let packing: any TernaryPacking.Type = switch weight.type {
+            case .tq2_0: TQ2_0.self
+            case .tq1_0: TQ1_0.self
+            default: I2S.self
             }
+            let tensor = try file.withTensorData(weight) { try packing.unpackTensor($0, rows: rows, columns: columns) }
             let counts = Dictionary(grouping: tensor.codes, by: { $0 }).mapValues(\.count)
             print("\(weight.name) (\(weight.type)): scale \(tensor.scale), codes -1/0/+1 = \(counts[-1] ?? 0)/\(counts[0] ?? 0)/\(counts[1] ?? 0)")
         }

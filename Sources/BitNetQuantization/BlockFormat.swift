@@ -16,17 +16,8 @@ public protocol BlockFormat {
 extension BlockFormat {
     /// Bytes taken by `valueCount` values in rows of `rowLength`; throws if rows do not fill whole blocks.
     public static func byteCount(valueCount: Int, rowLength: Int) throws -> Int {
-        try checkRows(valueCount: valueCount, rowLength: rowLength)
+        try checkWholeRows(valueCount: valueCount, rowLength: rowLength, multipleOf: valuesPerBlock, format: name)
         return valueCount / valuesPerBlock * bytesPerBlock
-    }
-
-    static func checkRows(valueCount: Int, rowLength: Int) throws {
-        guard rowLength > 0, rowLength % valuesPerBlock == 0 else {
-            throw QuantizationError.rowLength(rowLength, format: name, multipleOf: valuesPerBlock)
-        }
-        guard valueCount % rowLength == 0 else {
-            throw QuantizationError(.sizeMismatch, "\(valueCount) values do not form whole rows of \(rowLength)")
-        }
     }
 
     /// Quantizes rows of `rowLength` values into `output`, byte-identical to gguf-py's `quants.quantize`.
@@ -79,11 +70,45 @@ extension BlockFormat {
     }
 }
 
+/// Throws unless `valueCount` values form whole rows of `rowLength`, a positive multiple of `multiple`.
+func checkWholeRows(valueCount: Int, rowLength: Int, multipleOf multiple: Int, format: String) throws {
+    guard rowLength > 0, rowLength % multiple == 0 else {
+        throw QuantizationError.rowLength(rowLength, format: format, multipleOf: multiple)
+    }
+    guard valueCount % rowLength == 0 else {
+        throw QuantizationError(.sizeMismatch, "\(valueCount) values do not form whole rows of \(rowLength)")
+    }
+}
+
+/// A storage form of a ``TernaryTensor``: codes in {-1, 0, 1} and a scale (TQ1_0, TQ2_0, I2_S).
+public protocol TernaryPacking {
+    /// ggml's name of the type, for messages.
+    static var name: String { get }
+    /// Bytes taken by `valueCount` codes in rows of `rowLength`; throws if the rows do not fit the format.
+    static func byteCount(valueCount: Int, rowLength: Int) throws -> Int
+    /// Packs rows of codes in {-1, 0, 1} with the tensor scale into exactly `byteCount` bytes.
+    static func pack(_ codes: UnsafeBufferPointer<Int8>, rowLength: Int, scale: Float, into output: UnsafeMutableRawBufferPointer) throws
+    /// Unpacks a `rows × columns` tensor with one scale.
+    static func unpackTensor(_ bytes: UnsafeRawBufferPointer, rows: Int, columns: Int) throws -> TernaryTensor
+}
+
+extension TernaryPacking {
+    /// Packs a ternary tensor into a new byte array.
+    public static func pack(_ tensor: TernaryTensor) throws -> [UInt8] {
+        let count = try byteCount(valueCount: tensor.codes.count, rowLength: tensor.columns)
+        var output = [UInt8](repeating: 0, count: count)
+        try tensor.codes.withUnsafeBufferPointer { codes in
+            try output.withUnsafeMutableBytes { try pack(codes, rowLength: tensor.columns, scale: tensor.scale, into: $0) }
+        }
+        return output
+    }
+}
+
 /// A block format that holds ternary codes and one f16 scale `d` per block (TQ1_0, TQ2_0).
 ///
 /// Besides the float path shared with gguf-py, these pack a ``TernaryTensor`` directly: every block's
 /// `d` is the tensor scale, which is what llama.cpp's converter produces for BitNet weights.
-public protocol TernaryBlockFormat: BlockFormat {
+public protocol TernaryBlockFormat: BlockFormat, TernaryPacking {
     /// Packs `valuesPerBlock` codes in {-1, 0, 1} and the block scale `d` into one block.
     static func packBlock(_ codes: UnsafePointer<Int8>, scale: Float, into block: UnsafeMutableRawPointer)
     /// Unpacks one block's codes, returning its f16 scale `d`; throws on a code outside {-1, 0, 1}.
@@ -103,16 +128,6 @@ extension TernaryBlockFormat {
             }
             packBlock(codes.baseAddress!, scale: absmax, into: block)
         }
-    }
-
-    /// Packs a ternary tensor; its row length must be a multiple of ``valuesPerBlock``.
-    public static func pack(_ tensor: TernaryTensor) throws -> [UInt8] {
-        let count = try byteCount(valueCount: tensor.codes.count, rowLength: tensor.columns)
-        var output = [UInt8](repeating: 0, count: count)
-        try tensor.codes.withUnsafeBufferPointer { codes in
-            try output.withUnsafeMutableBytes { try pack(codes, rowLength: tensor.columns, scale: tensor.scale, into: $0) }
-        }
-        return output
     }
 
     /// Packs rows of ternary codes, writing `scale` as every block's `d`.

@@ -4,7 +4,7 @@
 /// holds the values j, j+32, j+64 and j+96 at bits 6–7, 4–5, 2–3 and 0–1, as codes 0, 1, 2 meaning
 /// −1, 0, +1. Blocks run across row ends. After the `n/4` packed bytes comes a 32-byte tail whose first
 /// four bytes are the float32 scale (little-endian); the rest is zero.
-public enum I2S {
+public enum I2S: TernaryPacking {
     public static let name = "i2_s"
     public static let valuesPerBlock = 128
     public static let bytesPerBlock = 32
@@ -13,23 +13,8 @@ public enum I2S {
 
     /// Bytes of an I2_S tensor of `valueCount` values in rows of `rowLength`.
     public static func byteCount(valueCount: Int, rowLength: Int) throws -> Int {
-        guard rowLength > 0, rowLength % valuesPerBlock == 0 else {
-            throw QuantizationError.rowLength(rowLength, format: name, multipleOf: valuesPerBlock)
-        }
-        guard valueCount % rowLength == 0 else {
-            throw QuantizationError(.sizeMismatch, "\(valueCount) values do not form whole rows of \(rowLength)")
-        }
+        try checkWholeRows(valueCount: valueCount, rowLength: rowLength, multipleOf: valuesPerBlock, format: name)
         return valueCount / 4 + tailBytes
-    }
-
-    /// Packs a ternary tensor; its row length must be a multiple of 128.
-    public static func pack(_ tensor: TernaryTensor) throws -> [UInt8] {
-        let count = try byteCount(valueCount: tensor.codes.count, rowLength: tensor.columns)
-        var output = [UInt8](repeating: 0, count: count)
-        try tensor.codes.withUnsafeBufferPointer { codes in
-            try output.withUnsafeMutableBytes { try pack(codes, rowLength: tensor.columns, scale: tensor.scale, into: $0) }
-        }
-        return output
     }
 
     /// Packs codes in {-1, 0, 1} and the tensor scale into `output` (exactly ``byteCount(valueCount:rowLength:)`` bytes).

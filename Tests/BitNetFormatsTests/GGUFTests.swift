@@ -1,6 +1,7 @@
 @testable import BitNetFormats
 import BitNetQuantization
 import Foundation
+import TestSupport
 import Testing
 
 /// GGUF reading and writing, proven against gguf-py in both directions.
@@ -76,7 +77,7 @@ import Testing
         metadata["test.array.u8"] = .array(.uint8([1, 2, 3]))
         metadata["test.array.bool"] = .array(.bool([true, false]))
         metadata["test.array.empty"] = .array(.string([]))
-        var generator = SplitMix(seed: 42)
+        var generator = SeededGenerator(seed: 42)
         let codes = (0..<2 * 256).map { _ in Int8(generator.next() % 3) - 1 }
         let ternary = try TernaryTensor(rows: 2, columns: 256, codes: codes, scale: 0.03125)
         let floats = (0..<2 * 64).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 }
@@ -183,18 +184,5 @@ import Testing
         let nameEnd = (0...raw.count - name.count).first { Array(raw[$0..<$0 + name.count]) == name }! + name.count
         #expect(raw[nameEnd + 4 + 16] == 36)
         #expect(try file.withTensorData(info) { try I2S.unpackTensor($0, rows: 2, columns: 128) } == tensor)
-    }
-}
-
-/// SplitMix64, for reproducible test data.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,5 +1,6 @@
 @testable import BitNetFormats
 import Foundation
+import TestSupport
 import Testing
 
 /// Builds GGUF bytes field by field, so a test can damage exactly one thing.

@@ -1,5 +1,6 @@
 import BitNetFormats
 import Foundation
+import TestSupport
 import Testing
 
 @Suite struct InspectionTests {

@@ -1,5 +1,6 @@
 @testable import BitNetFormats
 import Foundation
+import TestSupport
 import Testing
 
 @Suite struct SafetensorsTests {

@@ -1,5 +1,6 @@
 import BitNetFormats
 import BitNetQuantization
+import TestSupport
 import Testing
 
 /// TQ1_0, TQ2_0 and Q8_0 against gguf-py's `quants.quantize`; I2_S against the independent numpy packer.

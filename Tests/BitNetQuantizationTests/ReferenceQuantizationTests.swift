@@ -1,5 +1,6 @@
 import BitNetFormats
 import BitNetQuantization
+import TestSupport
 import Testing
 
 /// BitNet b1.58 quantization against transformers' `WeightQuant`, `ActQuant`, `AutoBitLinear` and
