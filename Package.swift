@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "BitNetQuantization", targets: ["BitNetQuantization"]),
         .library(name: "BitNetFormats", targets: ["BitNetFormats"]),
+        .library(name: "BitNetInference", targets: ["BitNetInference"]),
         .executable(name: "bitnet", targets: ["bitnet"]),
     ],
     dependencies: [
@@ -18,6 +19,8 @@ let package = Package(
         .target(name: "BitNetQuantization"),
         // GGUF and safetensors readers and writers, Hugging Face config decoding, model inspection.
         .target(name: "BitNetFormats", dependencies: ["BitNetQuantization"]),
+        // The engine: model loading, the forward pass with a KV cache, tokenizers, sampling, generation.
+        .target(name: "BitNetInference", dependencies: ["BitNetFormats", "BitNetQuantization"]),
         .executableTarget(
             name: "bitnet",
             dependencies: [
@@ -48,6 +51,10 @@ let package = Package(
         .testTarget(
             name: "BitNetFormatsTests",
             dependencies: ["BitNetFormats", "BitNetQuantization", "TestSupport"]
+        ),
+        .testTarget(
+            name: "BitNetInferenceTests",
+            dependencies: ["BitNetInference", "BitNetFormats", "BitNetQuantization", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

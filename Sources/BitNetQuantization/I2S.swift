@@ -45,6 +45,19 @@ public enum I2S: TernaryPacking {
         output.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: tail, as: UInt32.self)
     }
 
+    /// Unpacks one block of 128 codes without validation (the unused code 3 reads as +2, as in bitnet.cpp):
+    /// the inference engine's decode step, for bytes whose extent was validated when the file was opened.
+    @inlinable public static func unpackBlock(_ block: UnsafeRawPointer, into codes: UnsafeMutablePointer<Int8>) {
+        let bytes = block.assumingMemoryBound(to: UInt8.self)
+        for byte in 0..<32 {
+            let value = bytes[byte]
+            codes[byte] = Int8(value >> 6) - 1
+            codes[32 + byte] = Int8((value >> 4) & 3) - 1
+            codes[64 + byte] = Int8((value >> 2) & 3) - 1
+            codes[96 + byte] = Int8(value & 3) - 1
+        }
+    }
+
     /// Unpacks `rows × columns` codes and the tensor scale.
     public static func unpackTensor(_ bytes: UnsafeRawBufferPointer, rows: Int, columns: Int) throws -> TernaryTensor {
         let valueCount = rows * columns

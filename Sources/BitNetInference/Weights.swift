@@ -1,0 +1,237 @@
+import BitNetFormats
+import BitNetQuantization
+import Dispatch
+
+/// The bytes of one tensor: a view into a memory-mapped model file, or owned memory for weights that
+/// had to be converted at load (Hugging Face layouts, float master weights).
+struct TensorBytes: Sendable {
+    private enum Source: Sendable {
+        case gguf(GGUFFile, GGUFTensorInfo)
+        case safetensors(SafetensorsFile, SafetensorsTensorInfo)
+        case owned([UInt8])
+    }
+
+    private let source: Source
+
+    static func mapped(_ file: GGUFFile, _ tensor: GGUFTensorInfo) -> TensorBytes { TensorBytes(source: .gguf(file, tensor)) }
+    static func mapped(_ file: SafetensorsFile, _ tensor: SafetensorsTensorInfo) -> TensorBytes { TensorBytes(source: .safetensors(file, tensor)) }
+    static func owned(_ bytes: [UInt8]) -> TensorBytes { TensorBytes(source: .owned(bytes)) }
+
+    var isMapped: Bool {
+        if case .owned = source { return false }
+        return true
+    }
+
+    var count: Int {
+        switch source {
+        case .gguf(_, let tensor): tensor.byteCount
+        case .safetensors(_, let tensor): tensor.byteCount
+        case .owned(let bytes): bytes.count
+        }
+    }
+
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch source {
+        case .gguf(let file, let tensor): try file.withTensorData(tensor, body)
+        case .safetensors(let file, let tensor): try file.withTensorData(tensor, body)
+        case .owned(let bytes): try bytes.withUnsafeBytes(body)
+        }
+    }
+}
+
+/// Splits `count` items into contiguous chunks run on up to `threads` threads.
+func parallelChunks(_ count: Int, threads: Int, _ body: (Range<Int>) -> Void) {
+    let workers = max(1, min(threads, count))
+    if workers == 1 {
+        body(0..<count)
+        return
+    }
+    let chunk = (count + workers - 1) / workers
+    // Each worker gets a disjoint range; callers write only the outputs of their own range.
+    nonisolated(unsafe) let body = body
+    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+        let start = worker * chunk
+        let end = min(count, start + chunk)
+        if start < end { body(start..<end) }
+    }
+}
+
+/// A BitLinear weight kept in its packed form: each output row is decoded to int8 codes when it is
+/// used, multiplied with int8 activations in integer arithmetic, and rescaled once per block.
+struct TernaryLinear: Sendable {
+    enum Layout: Sendable {
+        /// llama.cpp TQ2_0 or TQ1_0: an f16 scale per 256 values.
+        case tq2_0, tq1_0
+        /// bitnet.cpp I2_S: one float32 scale per tensor (also the in-memory form of converted weights).
+        case i2_s
+    }
+
+    let name: String
+    let layout: Layout
+    /// Output features.
+    let rows: Int
+    /// Input features.
+    let columns: Int
+    let bytes: TensorBytes
+
+    /// Wraps packed bytes after checking that their size fits the shape.
+    init(name: String, layout: Layout, rows: Int, columns: Int, bytes: TensorBytes) throws {
+        let expected: Int
+        switch layout {
+        case .tq2_0: expected = try TQ2_0.byteCount(valueCount: rows * columns, rowLength: columns)
+        case .tq1_0: expected = try TQ1_0.byteCount(valueCount: rows * columns, rowLength: columns)
+        case .i2_s: expected = try I2S.byteCount(valueCount: rows * columns, rowLength: columns)
+        }
+        guard bytes.count == expected else {
+            throw InferenceError(.invalidModel, "tensor '\(name)': \(bytes.count) bytes, expected \(expected) for \(rows)×\(columns) \(layout)")
+        }
+        self.name = name
+        self.layout = layout
+        self.rows = rows
+        self.columns = columns
+        self.bytes = bytes
+    }
+
+    /// Packs a ternary tensor into the in-memory I2_S form (rows must be a multiple of 128 values).
+    init(name: String, ternary: TernaryTensor) throws {
+        do {
+            try self.init(name: name, layout: .i2_s, rows: ternary.rows, columns: ternary.columns, bytes: .owned(try I2S.pack(ternary)))
+        } catch let error as QuantizationError {
+            throw InferenceError(.unsupportedModel, "tensor '\(name)': \(error.message)")
+        }
+    }
+
+    /// Values sharing one scale.
+    private var blockLength: Int { layout == .i2_s ? columns : 256 }
+
+    /// Decodes row `row` into `codes` (`columns` values) and `scales` (one per block).
+    private func decodeRow(_ row: Int, packed: UnsafeRawPointer, codes: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
+        switch layout {
+        case .tq2_0, .tq1_0:
+            let blocks = columns / 256
+            let blockBytes = layout == .tq2_0 ? TQ2_0.bytesPerBlock : TQ1_0.bytesPerBlock
+            for block in 0..<blocks {
+                let source = packed + (row * blocks + block) * blockBytes
+                // Code 3 never appears in a valid TQ2_0 file; if it does, decode it as 0 rather than trap.
+                scales[block] = (layout == .tq2_0
+                    ? (try? TQ2_0.unpackBlock(source, into: codes + block * 256))
+                    : (try? TQ1_0.unpackBlock(source, into: codes + block * 256))) ?? 0
+            }
+        case .i2_s:
+            let blocks = columns / I2S.valuesPerBlock
+            for block in 0..<blocks {
+                I2S.unpackBlock(packed + (row * blocks + block) * I2S.bytesPerBlock, into: codes + block * I2S.valuesPerBlock)
+            }
+            scales[0] = packed.loadUnaligned(fromByteOffset: rows * columns / 4, as: Float.self)
+        }
+    }
+
+    /// `output[t, o] = Σ_b d_b · (Σ_{i∈b} q[t, i] · w[o, i]) / a[t]` for every token t and output o.
+    func forward(_ input: QuantizedActivations, into output: UnsafeMutablePointer<Float>, threads: Int) {
+        precondition(input.columns == columns)
+        let tokens = input.rows
+        let blockLength = self.blockLength
+        let blocks = columns / blockLength
+        bytes.withUnsafeBytes { packed in
+            input.values.withUnsafeBufferPointer { activations in
+                parallelChunks(rows, threads: threads) { rowRange in
+                    withUnsafeTemporaryAllocation(of: Int8.self, capacity: columns) { codes in
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: blocks) { scales in
+                            for row in rowRange {
+                                decodeRow(row, packed: packed.baseAddress!, codes: codes.baseAddress!, scales: scales.baseAddress!)
+                                for token in 0..<tokens {
+                                    let x = activations.baseAddress! + token * columns
+                                    var sum: Float = 0
+                                    for block in 0..<blocks {
+                                        var accumulator: Int32 = 0
+                                        let start = block * blockLength
+                                        for index in start..<start + blockLength {
+                                            accumulator &+= Int32(x[index]) &* Int32(codes[index])
+                                        }
+                                        sum += scales[block] * Float(accumulator)
+                                    }
+                                    output[token * rows + row] = sum / input.scales[token]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A float matrix stored row-major (`rows × columns`) in F32, F16, BF16 or Q8_0: embeddings and the
+/// output projection, kept in their stored type.
+struct FloatMatrix: Sendable {
+    enum Element: Sendable { case f32, f16, bf16, q8_0 }
+
+    let name: String
+    let element: Element
+    let rows: Int
+    let columns: Int
+    let bytes: TensorBytes
+
+    init(name: String, element: Element, rows: Int, columns: Int, bytes: TensorBytes) throws {
+        let expected: Int
+        switch element {
+        case .f32: expected = rows * columns * 4
+        case .f16, .bf16: expected = rows * columns * 2
+        case .q8_0:
+            guard columns % 32 == 0 else { throw InferenceError(.invalidModel, "tensor '\(name)': Q8_0 rows of \(columns) are not whole blocks") }
+            expected = rows * columns / 32 * 34
+        }
+        guard bytes.count == expected else {
+            throw InferenceError(.invalidModel, "tensor '\(name)': \(bytes.count) bytes, expected \(expected) for \(rows)×\(columns) \(element)")
+        }
+        self.name = name
+        self.element = element
+        self.rows = rows
+        self.columns = columns
+        self.bytes = bytes
+    }
+
+    private func decodeRow(_ row: Int, _ raw: UnsafeRawPointer, into output: UnsafeMutablePointer<Float>) {
+        switch element {
+        case .f32:
+            for index in 0..<columns { output[index] = raw.loadUnaligned(fromByteOffset: (row * columns + index) * 4, as: Float.self) }
+        case .f16:
+            for index in 0..<columns {
+                output[index] = Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: (row * columns + index) * 2, as: UInt16.self)))
+            }
+        case .bf16:
+            for index in 0..<columns {
+                output[index] = BFloat16(bitPattern: raw.loadUnaligned(fromByteOffset: (row * columns + index) * 2, as: UInt16.self)).floatValue
+            }
+        case .q8_0:
+            let blocks = columns / 32
+            for block in 0..<blocks {
+                Q8_0.dequantizeBlock(raw + (row * blocks + block) * 34, into: output + block * 32)
+            }
+        }
+    }
+
+    /// Copies row `row` (an embedding) into `output` as floats.
+    func row(_ row: Int, into output: UnsafeMutablePointer<Float>) {
+        bytes.withUnsafeBytes { decodeRow(row, $0.baseAddress!, into: output) }
+    }
+
+    /// `output[t, r] = Σ_c input[t, c] · W[r, c]` for `tokens` input rows.
+    func multiply(_ input: UnsafePointer<Float>, tokens: Int, into output: UnsafeMutablePointer<Float>, threads: Int) {
+        bytes.withUnsafeBytes { raw in
+            parallelChunks(rows, threads: threads) { rowRange in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: columns) { weights in
+                    for row in rowRange {
+                        decodeRow(row, raw.baseAddress!, into: weights.baseAddress!)
+                        for token in 0..<tokens {
+                            let x = input + token * columns
+                            var sum: Float = 0
+                            for index in 0..<columns { sum += x[index] * weights[index] }
+                            output[token * rows + row] = sum
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Tiny random BitNet models and transformers' logits for them: the engine's parity fixtures.
+
+    .venv/bin/python Tests/Fixtures/generate_models.py
+
+Each model is a `BitNetForCausalLM` (bitnet-b1.58-2B-4T's architecture) with transformers' default
+initialization (std 0.02) and norm weights perturbed around 1 (so a skipped or misplaced norm shows), saved
+with `quantization_config` autobitlinear/online: bf16 or f16 master weights that the QAT forward ternarizes
+on the fly. The reference runs that checkpoint in float32 (the master weights widen exactly) and records
+the logits at every position of a random prompt followed by its greedy continuation.
+"""
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent / "models"
+
+MODELS = {
+    # name: (hidden, intermediate, heads, kv heads, layers, vocab, tied, dtype)
+    "bitnet-gqa-tied-bf16": (256, 512, 4, 2, 4, 320, True, torch.bfloat16),
+    "bitnet-mha-untied-f16": (256, 512, 4, 4, 2, 320, False, torch.float16),
+    "bitnet-gqa-wide-bf16": (512, 512, 8, 2, 2, 256, False, torch.bfloat16),
+}
+PROMPT_LENGTH = 10
+NEW_TOKENS = 10
+
+
+def build(name, spec, seed):
+    from transformers import BitNetConfig, BitNetForCausalLM
+
+    hidden, intermediate, heads, kv_heads, layers, vocab, tied, dtype = spec
+    config = BitNetConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate,
+                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                          max_position_embeddings=256, tie_word_embeddings=tied, bos_token_id=1, eos_token_id=2,
+                          rope_theta=10000.0 if "mha" in name else 500000.0)
+    config.quantization_config = {"quant_method": "bitnet", "linear_class": "autobitlinear",
+                                  "quantization_mode": "online"}
+    torch.manual_seed(seed)
+    model = BitNetForCausalLM(config)
+    with torch.no_grad():
+        for parameter_name, parameter in model.named_parameters():
+            if parameter_name.endswith("norm.weight"):
+                parameter.copy_(1 + 0.2 * torch.randn_like(parameter))
+    directory = HERE / name
+    shutil.rmtree(directory, ignore_errors=True)
+    model.to(dtype).save_pretrained(str(directory))
+    return directory
+
+
+def reference(directory, seed):
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations.bitnet import AutoBitLinear
+
+    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    quantized = sorted({type(m).__name__ for n, m in model.named_modules() if "proj" in n})
+    assert quantized == ["AutoBitLinear"] and all(m.online_quant for m in model.modules() if isinstance(m, AutoBitLinear))
+    assert not isinstance(model.lm_head, AutoBitLinear), "lm_head stays a float linear layer"
+    generator = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(3, model.config.vocab_size, (1, PROMPT_LENGTH), generator=generator)
+    with torch.no_grad():
+        full = model.generate(prompt, max_new_tokens=NEW_TOKENS, do_sample=False, min_new_tokens=NEW_TOKENS,
+                              pad_token_id=0, eos_token_id=None)
+        logits = model(full).logits[0].float()
+    return full[0].to(torch.int32), logits
+
+
+def main():
+    from safetensors.torch import save_file
+
+    summary = {}
+    for index, (name, spec) in enumerate(MODELS.items()):
+        directory = build(name, spec, seed=100 + index)
+        tokens, logits = reference(directory, seed=200 + index)
+        save_file({"tokens": tokens.contiguous(), "logits": logits.contiguous()}, str(directory / "reference-logits.safetensors"))
+        summary[name] = {"prompt_length": PROMPT_LENGTH, "tokens": tokens.tolist()}
+        print(name, "tokens", tokens.tolist())
+    (HERE / "models.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
