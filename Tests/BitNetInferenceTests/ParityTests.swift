@@ -56,3 +56,71 @@ import Testing
 extension ParityTests.Reference: CustomTestStringConvertible {
     var testDescription: String { name }
 }
+
+/// The same weights exported by gguf-py as TQ2_0 and TQ1_0 GGUF files (bitnet.cpp's `bitnet-b1.58` arch).
+@Suite struct GGUFParityTests {
+    @Test(arguments: ["tq2_0", "tq1_0"])
+    func ggufExportMatchesTransformers(_ type: String) throws {
+        let reference = try #require(try ParityTests.references().first { $0.name == "bitnet-gqa-tied-bf16" })
+        let model = try BitNetModel(path: Fixtures.path("models/bitnet-gqa-tied-bf16-\(type).gguf"), threads: 2)
+        #expect(model.configuration.architecture == .bitnetB158)
+        #expect(model.weightBytes.owned == 0, "TQ weights are used in place from the memory map")
+        let session = try InferenceSession(model: model, contextLength: 32)
+        ParityTests().expectAgreement(try session.evaluate(reference.tokens, allPositions: true), reference, "\(type) batch")
+        let decode = try InferenceSession(model: model, contextLength: 32)
+        ParityTests().expectAgreement(try reference.tokens.map { try decode.evaluate([$0])[0] }, reference, "\(type) decode")
+    }
+
+    /// Rewrites the TQ2_0 fixture with one change, to check what loading says about it.
+    func rewritten(dropping dropped: String? = nil, retyping retyped: String? = nil) throws -> (TemporaryDirectory, String) {
+        let source = try GGUFFile(path: Fixtures.path("models/bitnet-gqa-tied-bf16-tq2_0.gguf"))
+        let scratch = TemporaryDirectory()
+        let path = scratch.path + "/broken.gguf"
+        let kept = source.tensors.filter { $0.name != dropped }
+        let declared = kept.map { tensor -> (name: String, type: GGMLType, shape: [Int]) in
+            tensor.name == retyped ? (tensor.name, .f32, [tensor.elementCount]) : (tensor.name, tensor.type, tensor.shape)
+        }
+        let writer = try GGUFWriter(path: path, metadata: source.metadata, tensors: declared)
+        for (tensor, declaration) in zip(kept, declared) {
+            if declaration.type == tensor.type {
+                try source.withTensorData(tensor) { try writer.write($0) }
+            } else {
+                try writer.write([UInt8](repeating: 0, count: tensor.elementCount * 4))
+            }
+        }
+        try writer.finish()
+        return (scratch, path)
+    }
+
+    @Test func aMissingTensorIsNamed() throws {
+        let (scratch, path) = try rewritten(dropping: "blk.1.ffn_sub_norm.weight")
+        defer { _ = scratch }
+        let error = #expect(throws: InferenceError.self) { try BitNetModel(path: path) }
+        #expect(error?.code == .invalidModel)
+        #expect(error?.message.contains("blk.1.ffn_sub_norm.weight") == true)
+    }
+
+    @Test func aWrongShapeIsNamed() throws {
+        let (scratch, path) = try rewritten(retyping: "blk.0.attn_norm.weight")  // still 256 values, but f32 and 1-D: fine
+        defer { _ = scratch }
+        _ = try BitNetModel(path: path)
+        let (scratch2, path2) = try rewritten(retyping: "blk.0.attn_q.weight")  // flattened to one dimension
+        defer { _ = scratch2 }
+        let error = #expect(throws: InferenceError.self) { try BitNetModel(path: path2) }
+        #expect(error?.message.contains("blk.0.attn_q.weight") == true)
+        #expect(error?.message.contains("shape") == true)
+    }
+
+    @Test func tokensOutsideTheVocabularyAndContextOverflowAreErrors() throws {
+        let model = try BitNetModel(path: Fixtures.path("models/bitnet-gqa-tied-bf16-tq2_0.gguf"), threads: 1)
+        let session = try InferenceSession(model: model, contextLength: 4)
+        #expect(throws: InferenceError.self) { try session.evaluate([5000]) }
+        #expect(throws: InferenceError.self) { try session.evaluate([1, 2, 3, 4, 5]) }
+        #expect(session.tokens.isEmpty)
+        _ = try session.evaluate([1, 2, 3])
+        let overflow = #expect(throws: InferenceError.self) { try session.evaluate([4, 5]) }
+        #expect(overflow?.code == .contextOverflow)
+        session.truncate(to: 1)
+        #expect(try session.evaluate([4, 5, 6]).count == 1)
+    }
+}

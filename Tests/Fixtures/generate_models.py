@@ -67,6 +67,61 @@ def reference(directory, seed):
     return full[0].to(torch.int32), logits
 
 
+GGUF_NAMES = {
+    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output", "self_attn.attn_sub_norm": "attn_sub_norm",
+    "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+    "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down", "mlp.ffn_sub_norm": "ffn_sub_norm",
+}
+
+
+def export_gguf(directory, qtype):
+    """The same checkpoint as a bitnet.cpp-style GGUF (arch bitnet-b1.58), written by gguf-py: BitLinear
+    weights ternarized by transformers' WeightQuant and packed by gguf-py's own quantizer."""
+    import gguf
+    from gguf.quants import quantize
+    from safetensors.torch import load_file
+    from transformers import BitNetConfig
+    from transformers.integrations.bitnet import WeightQuant
+
+    config = BitNetConfig.from_pretrained(str(directory))
+    weights = load_file(str(directory / "model.safetensors"))
+    arch = "bitnet-b1.58"
+    path = directory.parent / f"{directory.name}-{qtype.name.lower()}.gguf"
+    writer = gguf.GGUFWriter(str(path), arch=arch)
+    writer.add_name(directory.name)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    writer.add_rope_dimension_count(config.hidden_size // config.num_attention_heads)
+    writer.add_vocab_size(config.vocab_size)
+    for name, tensor in weights.items():
+        if name == "model.embed_tokens.weight":
+            writer.add_tensor("token_embd.weight", tensor.to(torch.float16).numpy())
+        elif name == "lm_head.weight":
+            writer.add_tensor("output.weight", tensor.to(torch.float16).numpy())
+        elif name == "model.norm.weight":
+            writer.add_tensor("output_norm.weight", tensor.float().numpy())
+        else:
+            layer, rest = name.removeprefix("model.layers.").split(".", 1)
+            role = GGUF_NAMES[rest.removesuffix(".weight")]
+            target = f"blk.{layer}.{role}.weight"
+            if tensor.dim() == 1:
+                writer.add_tensor(target, tensor.float().numpy())
+            else:
+                values = WeightQuant.apply(tensor.float()).numpy()
+                writer.add_tensor(target, quantize(values, qtype), raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def main():
     from safetensors.torch import save_file
 
@@ -76,6 +131,10 @@ def main():
         tokens, logits = reference(directory, seed=200 + index)
         save_file({"tokens": tokens.contiguous(), "logits": logits.contiguous()}, str(directory / "reference-logits.safetensors"))
         summary[name] = {"prompt_length": PROMPT_LENGTH, "tokens": tokens.tolist()}
+        if name == "bitnet-gqa-tied-bf16":
+            from gguf import GGMLQuantizationType
+            for qtype in (GGMLQuantizationType.TQ2_0, GGMLQuantizationType.TQ1_0):
+                export_gguf(directory, qtype)
         print(name, "tokens", tokens.tolist())
     (HERE / "models.json").write_text(json.dumps(summary, indent=1) + "\n")
 
