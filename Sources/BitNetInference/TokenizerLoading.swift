@@ -1,0 +1,125 @@
+import BitNetFormats
+import Foundation
+
+extension BPETokenizer {
+    /// Loads a Hugging Face `tokenizer.json` (BPE model; byte-level or SentencePiece-style).
+    ///
+    /// `configuration` supplies bos/eos ids when the file's own special tokens do not say.
+    public static func load(tokenizerJSON path: String, bos: Int? = nil, eos: [Int] = []) throws -> BPETokenizer {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw InferenceError(.invalidModel, "\(path): cannot read the tokenizer")
+        }
+        let spec: JSONValue
+        do { spec = try JSONValue.parse(data) } catch {
+            throw InferenceError(.invalidModel, "\(path): \(error)")
+        }
+        func fail(_ message: String) -> InferenceError { InferenceError(.unsupportedModel, "\(path): \(message)") }
+        guard let model = spec["model"], model["type"]?.stringValue == "BPE", let vocabulary = model["vocab"]?.objectValue else {
+            throw fail("only BPE tokenizers are supported")
+        }
+        var tokens: [String] = []
+        var added = spec["added_tokens"]?.arrayValue ?? []
+        let largest = max(vocabulary.compactMap { $0.1.intValue }.max() ?? -1, added.compactMap { $0["id"]?.intValue }.max() ?? -1)
+        guard largest < 1 << 22 else { throw fail("vocabulary id \(largest) is too large") }
+        tokens = [String](repeating: "", count: largest + 1)
+        for (token, id) in vocabulary {
+            guard let id = id.intValue, id >= 0 else { throw fail("invalid id for '\(token)'") }
+            tokens[id] = token
+        }
+        added = added.filter { $0["content"]?.stringValue != nil && $0["id"]?.intValue != nil }
+        for entry in added { tokens[entry["id"]!.intValue!] = entry["content"]!.stringValue! }
+        let special = added.map { $0["id"]!.intValue! }
+
+        var ranks: [String: Int] = [:]
+        for (rank, merge) in (model["merges"]?.arrayValue ?? []).enumerated() {
+            let key: String
+            if let pair = merge.arrayValue, pair.count == 2, let left = pair[0].stringValue, let right = pair[1].stringValue {
+                key = left + " " + right
+            } else if let text = merge.stringValue {
+                key = text
+            } else {
+                throw fail("merge \(rank) is not a pair")
+            }
+            if ranks[key] == nil { ranks[key] = rank }
+        }
+
+        // The pre-tokenizer decides the flavour: ByteLevel (with or without a Split regex) or none (SentencePiece).
+        var kind = BPETokenizer.Kind.sentencePiece
+        var pattern: PreTokenizerPattern?
+        func visit(_ node: JSONValue?) throws {
+            guard let node, node != .null else { return }
+            switch node["type"]?.stringValue {
+            case "Sequence": for child in node["pretokenizers"]?.arrayValue ?? [] { try visit(child) }
+            case "ByteLevel":
+                kind = .byteLevel
+                if node["use_regex"] == .bool(true) { pattern = pattern ?? .gpt2 }
+                if node["add_prefix_space"] == .bool(true) { throw fail("ByteLevel add_prefix_space is not supported") }
+            case "Split":
+                guard let regex = node["pattern"]?["Regex"]?.stringValue, let known = PreTokenizerPattern(regex: regex) else {
+                    throw fail("unsupported Split pattern (LLaMA-3's and GPT-2's are supported)")
+                }
+                pattern = known
+            default: throw fail("unsupported pre-tokenizer \(node["type"]?.stringValue ?? "?")")
+            }
+        }
+        try visit(spec["pre_tokenizer"])
+        if kind == .sentencePiece, spec["normalizer"] == nil || spec["normalizer"] == .null {
+            throw fail("a BPE tokenizer without ByteLevel needs SentencePiece's normalizer (Prepend ▁, Replace ' ' → ▁)")
+        }
+        let unknown = model["unk_token"]?.stringValue.flatMap { name in tokens.firstIndex(of: name) }
+        let bosID = bos ?? ["<|begin_of_text|>", "<s>"].lazy.compactMap { tokens.firstIndex(of: $0) }.first
+        var eosIDs = Set(eos)
+        for name in ["<|end_of_text|>", "<|eot_id|>", "</s>", "<|im_end|>"] {
+            if let id = tokens.firstIndex(of: name) { eosIDs.insert(id) }
+        }
+        return BPETokenizer(
+            kind: kind, tokens: tokens, priority: .ranks(ranks), preTokenizer: pattern, special: special,
+            ignoreMerges: model["ignore_merges"] == .bool(true), byteFallback: model["byte_fallback"] == .bool(true),
+            unknown: unknown, beginningOfSequence: bosID, endOfGeneration: eosIDs, addsBeginningOfSequence: bosID != nil)
+    }
+
+    /// Loads the tokenizer stored in GGUF metadata (`tokenizer.ggml.*`): model `gpt2` (byte-level BPE
+    /// with merges; `pre` chooses the regex) or `llama` (SentencePiece BPE with scores).
+    public static func load(gguf file: GGUFFile) throws -> BPETokenizer {
+        let metadata = file.metadata
+        func fail(_ message: String) -> InferenceError { InferenceError(.unsupportedModel, "\(file.path): \(message)") }
+        guard let model = metadata.string("tokenizer.ggml.model") else { throw fail("no tokenizer.ggml.model (the file has no tokenizer)") }
+        guard let tokens = metadata.array("tokenizer.ggml.tokens")?.strings else { throw fail("no tokenizer.ggml.tokens") }
+        let types = metadata.array("tokenizer.ggml.token_type")?.integers ?? []
+        // Control (3) and user-defined (4) tokens are matched in the text before BPE.
+        let special = types.enumerated().filter { $0.element == 3 || $0.element == 4 }.map(\.offset)
+        let bos = metadata.int("tokenizer.ggml.bos_token_id")
+        var endOfGeneration = Set([metadata.int("tokenizer.ggml.eos_token_id"), metadata.int("tokenizer.ggml.eot_token_id")].compactMap { $0 })
+        for name in ["<|eot_id|>", "<|end_of_text|>", "</s>"] {
+            if let id = tokens.firstIndex(of: name), special.contains(id) { endOfGeneration.insert(id) }
+        }
+        switch model {
+        case "gpt2":
+            guard let merges = metadata.array("tokenizer.ggml.merges")?.strings else { throw fail("a gpt2 tokenizer needs tokenizer.ggml.merges") }
+            let pre = metadata.string("tokenizer.ggml.pre") ?? "default"
+            let pattern: PreTokenizerPattern
+            switch pre {
+            case "llama-bpe", "llama3", "llama-v3", "falcon3", "dbrx", "smaug-bpe": pattern = .llama3
+            case "default", "gpt2", "gpt-2": pattern = .gpt2
+            default: throw fail("tokenizer.ggml.pre '\(pre)' is not supported (llama-bpe and gpt2 are)")
+            }
+            var ranks: [String: Int] = [:]
+            for (rank, merge) in merges.enumerated() where ranks[merge] == nil { ranks[merge] = rank }
+            return BPETokenizer(
+                kind: .byteLevel, tokens: tokens, priority: .ranks(ranks), preTokenizer: pattern, special: special,
+                ignoreMerges: pattern == .llama3, byteFallback: false, unknown: nil, beginningOfSequence: bos,
+                endOfGeneration: endOfGeneration, addsBeginningOfSequence: metadata.bool("tokenizer.ggml.add_bos_token") ?? true)
+        case "llama":
+            guard let scores = metadata.array("tokenizer.ggml.scores")?.floats, scores.count == tokens.count else {
+                throw fail("a llama tokenizer needs one tokenizer.ggml.scores entry per token")
+            }
+            return BPETokenizer(
+                kind: .sentencePiece, tokens: tokens, priority: .scores(scores), preTokenizer: nil, special: special,
+                ignoreMerges: false, byteFallback: true, unknown: metadata.int("tokenizer.ggml.unknown_token_id"),
+                beginningOfSequence: bos, endOfGeneration: endOfGeneration,
+                addsBeginningOfSequence: metadata.bool("tokenizer.ggml.add_bos_token") ?? true)
+        default:
+            throw fail("tokenizer model '\(model)' is not supported (gpt2 and llama are)")
+        }
+    }
+}
