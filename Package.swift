@@ -25,6 +25,7 @@ let package = Package(
             name: "bitnet",
             dependencies: [
                 "BitNetFormats",
+                "BitNetInference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

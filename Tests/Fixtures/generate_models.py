@@ -22,7 +22,14 @@ MODELS = {
     "bitnet-gqa-tied-bf16": (256, 512, 4, 2, 4, 320, True, torch.bfloat16),
     "bitnet-mha-untied-f16": (256, 512, 4, 4, 2, 320, False, torch.float16),
     "bitnet-gqa-wide-bf16": (512, 512, 8, 2, 2, 256, False, torch.bfloat16),
+    # One layer with the byte-level test tokenizer (vocabulary 1200) and 2B-4T's chat template.
+    "bitnet-chat-tiny": (256, 512, 4, 2, 1, 1200, True, torch.bfloat16),
 }
+TOKENIZER = Path(__file__).resolve().parent / "tokenizers" / "byte-level"
+# bitnet-b1.58-2B-4T's chat template (tokenizer_config.json).
+CHAT_TEMPLATE = ("{% for message in messages %}{% if loop.first %}{{ bos_token }}{% endif %}"
+                 "{% set content = message['role'] | capitalize + ': ' + message['content'] | trim + '<|eot_id|>' %}"
+                 "{{ content }}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}")
 PROMPT_LENGTH = 10
 NEW_TOKENS = 10
 
@@ -33,7 +40,8 @@ def build(name, spec, seed):
     hidden, intermediate, heads, kv_heads, layers, vocab, tied, dtype = spec
     config = BitNetConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate,
                           num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                          max_position_embeddings=256, tie_word_embeddings=tied, bos_token_id=1, eos_token_id=2,
+                          max_position_embeddings=256, tie_word_embeddings=tied,
+                          bos_token_id=0 if "chat" in name else 1, eos_token_id=[1, 2] if "chat" in name else 2,
                           rope_theta=10000.0 if "mha" in name else 500000.0)
     config.quantization_config = {"quant_method": "bitnet", "linear_class": "autobitlinear",
                                   "quantization_mode": "online"}
@@ -46,6 +54,10 @@ def build(name, spec, seed):
     directory = HERE / name
     shutil.rmtree(directory, ignore_errors=True)
     model.to(dtype).save_pretrained(str(directory))
+    if "chat" in name:
+        shutil.copy(TOKENIZER / "tokenizer.json", directory / "tokenizer.json")
+        (directory / "tokenizer_config.json").write_text(json.dumps({
+            "bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "chat_template": CHAT_TEMPLATE}, indent=1) + "\n")
     return directory
 
 
@@ -100,6 +112,15 @@ def export_gguf(directory, qtype):
     writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
     writer.add_rope_dimension_count(config.hidden_size // config.num_attention_heads)
     writer.add_vocab_size(config.vocab_size)
+    if (directory / "tokenizer.json").exists():
+        # The tokenizer as llama.cpp's converter stores it, copied from the byte-level fixture.
+        reader = gguf.GGUFReader(str(TOKENIZER / "tokenizer.gguf"))
+        for field in reader.fields.values():
+            if field.name.startswith("tokenizer."):
+                value = field.contents()
+                sub_type = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+                writer.add_key_value(field.name, value, field.types[0], sub_type=sub_type)
+        writer.add_chat_template(CHAT_TEMPLATE)
     for name, tensor in weights.items():
         if name == "model.embed_tokens.weight":
             writer.add_tensor("token_embd.weight", tensor.to(torch.float16).numpy())
@@ -131,10 +152,12 @@ def main():
         tokens, logits = reference(directory, seed=200 + index)
         save_file({"tokens": tokens.contiguous(), "logits": logits.contiguous()}, str(directory / "reference-logits.safetensors"))
         summary[name] = {"prompt_length": PROMPT_LENGTH, "tokens": tokens.tolist()}
+        from gguf import GGMLQuantizationType
         if name == "bitnet-gqa-tied-bf16":
-            from gguf import GGMLQuantizationType
             for qtype in (GGMLQuantizationType.TQ2_0, GGMLQuantizationType.TQ1_0):
                 export_gguf(directory, qtype)
+        if name == "bitnet-chat-tiny":
+            export_gguf(directory, GGMLQuantizationType.TQ2_0)
         print(name, "tokens", tokens.tolist())
     (HERE / "models.json").write_text(json.dumps(summary, indent=1) + "\n")
 

@@ -1,0 +1,152 @@
+import BitNetFormats
+import Foundation
+
+/// What ends a generation.
+public enum StopReason: String, Sendable {
+    case endOfSequence, stopString, maximumTokens, contextFull
+}
+
+/// Timings and counts of one generation.
+public struct GenerationSummary: Sendable {
+    public var promptTokens: Int
+    public var generatedTokens: Int
+    public var promptSeconds: Double
+    public var generationSeconds: Double
+    public var stopReason: StopReason
+
+    public var promptTokensPerSecond: Double { promptSeconds > 0 ? Double(promptTokens) / promptSeconds : 0 }
+    public var generationTokensPerSecond: Double { generationSeconds > 0 ? Double(generatedTokens) / generationSeconds : 0 }
+}
+
+/// One step of a generation.
+public enum GenerationEvent: Sendable {
+    /// A new token and the text it completes (may be empty while a UTF-8 character is unfinished).
+    case token(id: Int, text: String)
+    /// The end, with statistics.
+    case finished(GenerationSummary)
+}
+
+/// Settings of a generation.
+public struct GenerationParameters: Sendable {
+    public var maximumTokens: Int = 128
+    public var sampling = SamplingParameters()
+    /// Generation stops when the text contains one of these (the stop string is not emitted).
+    public var stopStrings: [String] = []
+
+    public init(maximumTokens: Int = 128, sampling: SamplingParameters = SamplingParameters(), stopStrings: [String] = []) {
+        self.maximumTokens = maximumTokens
+        self.sampling = sampling
+        self.stopStrings = stopStrings
+    }
+}
+
+/// Generates text after a prompt as an `AsyncSequence` of ``GenerationEvent``s.
+///
+/// The prompt is processed as one batch, then tokens are decoded one at a time into the session's KV
+/// cache, so a chat can continue in the same session: every emitted token is evaluated into the cache,
+/// except one that ends the generation on a stop string or a full context (and the end token itself,
+/// which is not emitted). Each step runs on the task that iterates.
+public struct TextGeneration: AsyncSequence {
+    public typealias Element = GenerationEvent
+    let session: InferenceSession
+    let tokenizer: any Tokenizer
+    let prompt: [Int]
+    let parameters: GenerationParameters
+
+    /// - Parameters:
+    ///   - prompt: token ids appended to whatever the session already holds.
+    public init(session: InferenceSession, tokenizer: any Tokenizer, prompt: [Int], parameters: GenerationParameters) {
+        self.session = session
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.parameters = parameters
+    }
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(generation: self)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let generation: TextGeneration
+        private var sampler: Sampler
+        private var decoder: StreamingDecoder
+        private var logits: [Float]?
+        private var summary: GenerationSummary
+        private var text = ""
+        private var emitted = 0
+        private var done = false
+        /// Set when the last token ended the generation: the next call reports the summary.
+        private var finishing: StopReason?
+
+        init(generation: TextGeneration) {
+            self.generation = generation
+            sampler = Sampler(generation.parameters.sampling)
+            decoder = StreamingDecoder(tokenizer: generation.tokenizer)
+            summary = GenerationSummary(promptTokens: generation.prompt.count, generatedTokens: 0, promptSeconds: 0, generationSeconds: 0, stopReason: .maximumTokens)
+        }
+
+        public mutating func next() async throws -> GenerationEvent? {
+            if done { return nil }
+            if let reason = finishing {
+                done = true
+                summary.stopReason = reason
+                return .finished(summary)
+            }
+            let session = generation.session
+            if logits == nil {
+                try generation.parameters.sampling.validate()
+                let start = DispatchTime.now().uptimeNanoseconds
+                logits = try session.evaluate(generation.prompt).last
+                summary.promptSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            }
+            func finish(_ reason: StopReason) -> GenerationEvent {
+                done = true
+                summary.stopReason = reason
+                return .finished(summary)
+            }
+            guard summary.generatedTokens < generation.parameters.maximumTokens else { return finish(.maximumTokens) }
+            let start = DispatchTime.now().uptimeNanoseconds
+            let token = sampler.sample(logits!, history: session.tokens)
+            if generation.tokenizer.endOfGeneration.contains(token) { return finish(.endOfSequence) }
+            summary.generatedTokens += 1
+            text += decoder.append(token)
+            var piece = String(text.dropFirst(emitted))
+            var stopped = false
+            for stop in generation.parameters.stopStrings where !stop.isEmpty {
+                if let range = text.range(of: stop) {
+                    piece = String(text[..<range.lowerBound].dropFirst(emitted))
+                    stopped = true
+                    break
+                }
+            }
+            // Hold back text that could be the start of a stop string.
+            if !stopped {
+                piece = String(piece.dropLast(Swift.min(heldBack(text, generation.parameters.stopStrings), piece.count)))
+            }
+            emitted += piece.count
+            if stopped {
+                finishing = .stopString
+                return .token(id: token, text: piece)
+            }
+            if session.remainingContext == 0 {
+                finishing = .contextFull
+                return .token(id: token, text: piece)
+            }
+            logits = try session.evaluate([token]).last
+            summary.generationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            return .token(id: token, text: piece)
+        }
+    }
+}
+
+/// Characters at the end of `text` that may be the start of a stop string, and so are not shown yet.
+func heldBack(_ text: String, _ stopStrings: [String]) -> Int {
+    var longest = 0
+    for stop in stopStrings where stop.count > 1 {
+        for length in stride(from: stop.count - 1, to: longest, by: -1) where text.hasSuffix(stop.prefix(length)) {
+            longest = length
+            break
+        }
+    }
+    return longest
+}

@@ -1,0 +1,272 @@
+import ArgumentParser
+import BitNetFormats
+import BitNetInference
+import Foundation
+
+@main
+struct BitNet: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bitnet",
+        abstract: "Convert and run BitNet b1.58 models (ternary weights, int8 activations).",
+        version: "0.2.0",
+        subcommands: [Generate.self, Chat.self, Perplexity.self, Logits.self, Inspect.self]
+    )
+}
+
+/// Prints `error` as one line on stderr; the command then exits with status 1.
+func fail(_ error: any Error) -> ExitCode {
+    let line = "\(error)".replacingOccurrences(of: "\n", with: " ")
+    FileHandle.standardError.write(Data("bitnet: error: \(line)\n".utf8))
+    return ExitCode.failure
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data(text.utf8))
+}
+
+/// Options shared by the commands that load a model.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "A .gguf file or a Hugging Face model directory.")
+    var model: String
+
+    @Option(name: .long, help: "Threads for the matrix products (default: all cores).")
+    var threads: Int?
+
+    @Option(name: .customLong("ctx"), help: "Context length in tokens (default: the model's, at most 4096).")
+    var contextLength: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let contextLength, contextLength < 1 { throw ValidationError("--ctx must be at least 1") }
+    }
+
+    func load() throws -> BitNetModel {
+        try BitNetModel(path: model, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+    }
+}
+
+/// Sampling options of `generate` and `chat`.
+struct SamplingOptions: ParsableArguments {
+    @Option(name: .customLong("temp"), help: "Temperature; 0 is greedy.") var temperature: Float = 0.8
+    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0 = all).") var topK: Int = 40
+    @Option(name: .customLong("top-p"), help: "Nucleus sampling threshold.") var topP: Float = 0.95
+    @Option(name: .customLong("min-p"), help: "Drop tokens below this fraction of the best one.") var minP: Float = 0.05
+    @Option(name: .customLong("repeat-penalty"), help: "Penalty for recently seen tokens (1 = off).") var repeatPenalty: Float = 1.0
+    @Option(name: .customLong("presence-penalty")) var presencePenalty: Float = 0
+    @Option(name: .customLong("frequency-penalty")) var frequencyPenalty: Float = 0
+    @Option(name: .customLong("repeat-last-n"), help: "Tokens the penalties look back over.") var penaltyWindow: Int = 64
+    @Option(help: "Random seed: the same seed gives the same text.") var seed: UInt64 = 0x5EED
+    @Option(name: .customLong("stop"), help: "Stop when this text appears (repeatable).") var stopStrings: [String] = []
+
+    var parameters: SamplingParameters {
+        var p = SamplingParameters()
+        p.temperature = temperature
+        p.topK = topK
+        p.topP = topP
+        p.minP = minP
+        p.repetitionPenalty = repeatPenalty
+        p.presencePenalty = presencePenalty
+        p.frequencyPenalty = frequencyPenalty
+        p.penaltyWindow = penaltyWindow
+        p.seed = seed
+        return p
+    }
+
+    func validate() throws {
+        do { try parameters.validate() } catch let error as InferenceError { throw ValidationError(error.message) }
+    }
+}
+
+struct Generate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate text after a prompt, streaming it to stdout.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(name: .shortAndLong, help: "The prompt.") var prompt: String
+    @Option(name: .customShort("n"), help: "Tokens to generate.") var tokens: Int = 128
+    @OptionGroup var sampling: SamplingOptions
+
+    func validate() throws {
+        if tokens < 0 { throw ValidationError("-n must be ≥ 0") }
+    }
+
+    func run() async throws {
+        do {
+            let model = try modelOptions.load()
+            let tokenizer = try model.loadTokenizer()
+            var prompt = tokenizer.encode(self.prompt)
+            if tokenizer.addsBeginningOfSequence, let bos = tokenizer.beginningOfSequence, prompt.first != bos { prompt.insert(bos, at: 0) }
+            let session = try InferenceSession(model: model, contextLength: modelOptions.contextLength)
+            guard prompt.count < session.contextLength else {
+                throw InferenceError(.contextOverflow, "the prompt has \(prompt.count) tokens; the context holds \(session.contextLength) (raise --ctx)")
+            }
+            let parameters = GenerationParameters(maximumTokens: tokens, sampling: sampling.parameters, stopStrings: sampling.stopStrings)
+            print(self.prompt, terminator: "")
+            for try await event in TextGeneration(session: session, tokenizer: tokenizer, prompt: prompt, parameters: parameters) {
+                switch event {
+                case .token(_, let text):
+                    print(text, terminator: "")
+                    fflush(nil)
+                case .finished(let summary):
+                    print("")
+                    printError(String(format: "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | stop: %@\n",
+                                      summary.promptTokens, summary.promptTokensPerSecond, summary.generatedTokens,
+                                      summary.generationTokensPerSecond, summary.stopReason.rawValue))
+                }
+            }
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct Chat: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Chat with a model: each line on stdin is a user turn; EOF ends the conversation.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "A system message.") var system: String?
+    @Option(name: .customLong("chat-template"), help: "Override the model's template: \(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var chatTemplate: String?
+    @Option(name: .customShort("n"), help: "Most tokens per reply.") var tokens: Int = 256
+    @OptionGroup var sampling: SamplingOptions
+
+    func run() async throws {
+        do {
+            let model = try modelOptions.load()
+            let tokenizer = try model.loadTokenizer()
+            var override: ChatTemplate?
+            if let chatTemplate {
+                guard let known = ChatTemplate(rawValue: chatTemplate) else {
+                    throw InferenceError(.invalidInput, "unknown --chat-template '\(chatTemplate)' (known: \(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                override = known
+            }
+            let template = try model.chatTemplate(override: override)
+            let session = try InferenceSession(model: model, contextLength: modelOptions.contextLength)
+            let beginning = tokenizer.beginningOfSequence.map { tokenizer.decode([$0]) }
+            var pending: [ChatMessage] = system.map { [ChatMessage(role: .system, content: $0)] } ?? []
+            var parameters = GenerationParameters(maximumTokens: tokens, sampling: sampling.parameters, stopStrings: sampling.stopStrings)
+            while let line = readLine() {
+                pending.append(ChatMessage(role: .user, content: line))
+                let text = template.render(pending, beginning: beginning, isStart: session.tokens.isEmpty)
+                pending.removeAll()
+                let prompt = tokenizer.encode(text)
+                guard prompt.count < session.remainingContext else {
+                    throw InferenceError(.contextOverflow, "the conversation no longer fits the context of \(session.contextLength) tokens (raise --ctx)")
+                }
+                parameters.sampling.seed &+= 1
+                for try await event in TextGeneration(session: session, tokenizer: tokenizer, prompt: prompt, parameters: parameters) {
+                    switch event {
+                    case .token(_, let text):
+                        print(text, terminator: "")
+                        fflush(nil)
+                    case .finished:
+                        print("")
+                        // Close the assistant turn in the cache (the end token itself was sampled, not
+                        // evaluated), so the next turn follows the template.
+                        if let end = tokenizer.id(of: "<|eot_id|>"), session.remainingContext > 0 {
+                            _ = try session.evaluate([end])
+                        }
+                    }
+                }
+            }
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct Perplexity: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Perplexity of a text file, in non-overlapping windows as llama.cpp's llama-perplexity computes it.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(name: .shortAndLong, help: "The text file.") var file: String
+    @Flag(help: "Print {\"perplexity\": x, \"tokens\": n}.") var json = false
+
+    func run() async throws {
+        do {
+            let model = try modelOptions.load()
+            let tokenizer = try model.loadTokenizer()
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw InferenceError(.invalidInput, "\(file): cannot read the text file")
+            }
+            let tokens = tokenizer.encode(String(decoding: data, as: UTF8.self))
+            let context = modelOptions.contextLength ?? min(model.configuration.contextLength, 512)
+            let result = try model.perplexity(of: tokens, contextLength: context,
+                                              beginningOfSequence: tokenizer.addsBeginningOfSequence ? tokenizer.beginningOfSequence : nil) { done, total in
+                if !json { printError("\rchunk \(done)/\(total)") }
+            }
+            if json {
+                print(JSONValue.object([("perplexity", .double(result.perplexity)), ("tokens", .int(result.tokens))]).serialized())
+            } else {
+                printError("\n")
+                print(String(format: "PPL = %.4f +/- %.4f (%d tokens scored in %d windows of %d)", result.perplexity, result.error, result.tokens, result.chunks, context))
+            }
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct Logits: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print raw logits for token ids: a debugging and parity tool.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Comma-separated token ids.") var tokens: String
+    @Flag(name: .customLong("all-positions"), help: "One row per position instead of the last only.") var allPositions = false
+    @Option(help: "Feed the tokens this many at a time (1 = the decode path).") var batch: Int?
+
+    func run() async throws {
+        do {
+            let ids = try tokens.split(separator: ",").map { part -> Int in
+                guard let id = Int(part.trimmingCharacters(in: .whitespaces)) else {
+                    throw InferenceError(.invalidInput, "--tokens: '\(part)' is not a token id")
+                }
+                return id
+            }
+            guard !ids.isEmpty else { throw InferenceError(.invalidInput, "--tokens is empty") }
+            if let batch, batch < 1 { throw InferenceError(.invalidInput, "--batch must be at least 1") }
+            let model = try modelOptions.load()
+            let session = try InferenceSession(model: model, contextLength: modelOptions.contextLength ?? max(ids.count, 1))
+            var rows: [[Float]] = []
+            let step = batch ?? ids.count
+            for start in stride(from: 0, to: ids.count, by: step) {
+                let part = Array(ids[start..<min(start + step, ids.count)])
+                let logits = try session.evaluate(part, allPositions: allPositions)
+                rows += allPositions ? logits : (start + step >= ids.count ? logits : [])
+            }
+            print(JSONValue.object([("logits", .array(rows.map { .array($0.map { .double(Double($0)) }) }))]).serialized())
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the metadata and tensors of a GGUF file, a safetensors file or a Hugging Face directory.")
+
+    @Argument(help: "A .gguf file, a .safetensors file, or a Hugging Face model directory.")
+    var path: String
+
+    @Flag(help: "Print one JSON object: format, metadata, tensors.")
+    var json = false
+
+    func run() throws {
+        do {
+            let inspection = try ModelInspection(path: path)
+            print(json ? inspection.json.serialized(pretty: true) : inspection.text())
+        } catch {
+            throw fail(error)
+        }
+    }
+}
