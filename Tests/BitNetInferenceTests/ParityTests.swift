@@ -59,16 +59,21 @@ extension ParityTests.Reference: CustomTestStringConvertible {
 
 /// The same weights exported by gguf-py as TQ2_0 and TQ1_0 GGUF files (bitnet.cpp's `bitnet-b1.58` arch).
 @Suite struct GGUFParityTests {
-    @Test(arguments: ["tq2_0", "tq1_0"])
-    func ggufExportMatchesTransformers(_ type: String) throws {
-        let reference = try #require(try ParityTests.references().first { $0.name == "bitnet-gqa-tied-bf16" })
-        let model = try BitNetModel(path: Fixtures.path("models/bitnet-gqa-tied-bf16-\(type).gguf"), threads: 2)
-        #expect(model.configuration.architecture == .bitnetB158)
+    @Test(arguments: [
+        ("bitnet-gqa-tied-bf16-tq2_0.gguf", "bitnet-gqa-tied-bf16", BitNetArchitecture.bitnetB158),
+        ("bitnet-gqa-tied-bf16-tq1_0.gguf", "bitnet-gqa-tied-bf16", .bitnetB158),
+        ("bitnet-1bitllm-bf16-tq2_0.gguf", "bitnet-1bitllm-bf16", .bitnet1bitLLM),
+        ("llama-ternary-packed-tq2_0.gguf", "llama-ternary-packed", .llama),
+    ])
+    func ggufExportMatchesTransformers(_ file: String, _ referenceName: String, _ architecture: BitNetArchitecture) throws {
+        let reference = try #require(try ParityTests.references().first { $0.name == referenceName })
+        let model = try BitNetModel(path: Fixtures.path("models/\(file)"), threads: 2)
+        #expect(model.configuration.architecture == architecture)
         #expect(model.weightBytes.owned == 0, "TQ weights are used in place from the memory map")
         let session = try InferenceSession(model: model, contextLength: 32)
-        ParityTests().expectAgreement(try session.evaluate(reference.tokens, allPositions: true), reference, "\(type) batch")
+        ParityTests().expectAgreement(try session.evaluate(reference.tokens, allPositions: true), reference, "\(file) batch")
         let decode = try InferenceSession(model: model, contextLength: 32)
-        ParityTests().expectAgreement(try reference.tokens.map { try decode.evaluate([$0])[0] }, reference, "\(type) decode")
+        ParityTests().expectAgreement(try reference.tokens.map { try decode.evaluate([$0])[0] }, reference, "\(file) decode")
     }
 
     /// Rewrites the TQ2_0 fixture with one change, to check what loading says about it.

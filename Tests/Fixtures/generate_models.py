@@ -143,6 +143,184 @@ def export_gguf(directory, qtype):
     writer.close()
 
 
+class OneBitLLMBitLinear(torch.nn.Linear):
+    """1bitLLM's BitLinear (utils_quant.py of bitnet_b1_58-large), forward pass only."""
+
+    def forward(self, x):
+        w = self.weight.float()
+        s = 1 / w.abs().mean().clamp(min=1e-5)
+        w = (w * s).round().clamp(-1, 1) / s
+        a = 127 / x.float().abs().max(dim=-1, keepdim=True).values.clamp(min=1e-5)
+        x = (x.float() * a).round().clamp(-128, 127) / a
+        return torch.nn.functional.linear(x, w)
+
+
+LLAMA_SPEC = dict(vocab_size=288, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5,
+                  rope_theta=10000.0, bos_token_id=1, eos_token_id=2)
+
+
+def one_bit_llm(seed):
+    """The 1bitLLM architecture (BitnetForCausalLM): transformers' Llama classes with 1bitLLM's BitLinear
+    and its two sub-norms, inner_attn_ln before o_proj and ffn_layernorm before down_proj."""
+    from safetensors.torch import save_file
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    config = LlamaConfig(**LLAMA_SPEC, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for parameter in model.parameters():  # bf16 master weights, widened exactly
+            parameter.copy_(parameter.to(torch.bfloat16).float())
+        for name, parameter in model.named_parameters():
+            if name.endswith("norm.weight"):
+                parameter.copy_((1 + 0.2 * torch.randn_like(parameter)).to(torch.bfloat16).float())
+    state = {}
+    for index, layer in enumerate(model.model.layers):
+        prefix = f"model.layers.{index}."
+        for holder, names in ((layer.self_attn, ("q_proj", "k_proj", "v_proj", "o_proj")), (layer.mlp, ("gate_proj", "up_proj", "down_proj"))):
+            for name in names:
+                linear = getattr(holder, name)
+                replacement = OneBitLLMBitLinear(linear.in_features, linear.out_features, bias=False)
+                replacement.weight = linear.weight
+                setattr(holder, name, replacement)
+        attn_norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        ffn_norm = LlamaRMSNorm(config.intermediate_size, eps=config.rms_norm_eps)
+        with torch.no_grad():
+            attn_norm.weight.copy_((1 + 0.2 * torch.randn(config.hidden_size)).to(torch.bfloat16).float())
+            ffn_norm.weight.copy_((1 + 0.2 * torch.randn(config.intermediate_size)).to(torch.bfloat16).float())
+        layer.self_attn.o_proj = torch.nn.Sequential(attn_norm, layer.self_attn.o_proj)
+        layer.mlp.down_proj = torch.nn.Sequential(ffn_norm, layer.mlp.down_proj)
+    for name, tensor in model.state_dict().items():
+        name = (name.replace("self_attn.o_proj.0.", "self_attn.inner_attn_ln.").replace("self_attn.o_proj.1.", "self_attn.o_proj.")
+                .replace("mlp.down_proj.0.", "mlp.ffn_layernorm.").replace("mlp.down_proj.1.", "mlp.down_proj."))
+        state[name] = tensor.to(torch.bfloat16).contiguous()
+    directory = HERE / "bitnet-1bitllm-bf16"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    spec = config.to_dict()
+    spec.update({"architectures": ["BitnetForCausalLM"], "model_type": "llama", "torch_dtype": "bfloat16",
+                 "input_bits": 8, "weight_bits": 1})
+    spec.pop("dtype", None)
+    (directory / "config.json").write_text(json.dumps(spec, indent=1) + "\n")
+    model.eval()
+    return directory, model
+
+
+def ternary_llama(seed):
+    """A LLaMA-architecture ternary checkpoint in the packed "offline" form (like Falcon3-1.58bit):
+    uint8 weights from pack_weights and a weight_scale per projection, loaded by transformers' BitLinear."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers.integrations.bitnet import pack_weights
+
+    config = LlamaConfig(**LLAMA_SPEC, tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if name.endswith("proj.weight"):
+            inverse = 1.0 / tensor.abs().mean().clamp(min=1e-5)
+            codes = (tensor * inverse).round().clamp(-1, 1)
+            state[name] = pack_weights(codes.clone())
+            state[name.replace(".weight", ".weight_scale")] = inverse.reshape(1).to(torch.bfloat16)
+        elif name == "lm_head.weight":
+            continue
+        elif name.endswith("norm.weight"):
+            state[name] = (1 + 0.2 * torch.randn_like(tensor)).to(torch.bfloat16)
+        else:
+            state[name] = tensor.to(torch.bfloat16)
+    directory = HERE / "llama-ternary-packed"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    spec = config.to_dict()
+    spec.update({"architectures": ["LlamaForCausalLM"], "torch_dtype": "bfloat16",
+                 "quantization_config": {"quant_method": "bitnet", "linear_class": "bitlinear", "quantization_mode": "offline"}})
+    spec.pop("dtype", None)
+    (directory / "config.json").write_text(json.dumps(spec, indent=1) + "\n")
+    loaded = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32, attn_implementation="eager")
+    loaded.eval()
+    return directory, loaded
+
+
+def export_llama_gguf(directory, arch, permute_qk):
+    """A llama.cpp GGUF (arch `bitnet` for 1bitLLM, `llama` for LLaMA) with TQ2_0 weights, written by
+    gguf-py; llama.cpp's converter permutes Q and K rows for arch `llama` (interleaved RoPE)."""
+    import gguf
+    from gguf.quants import quantize
+    from safetensors.torch import load_file
+    from transformers.integrations.bitnet import unpack_weights
+
+    config = json.loads((directory / "config.json").read_text())
+    weights = load_file(str(directory / "model.safetensors"))
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+
+    def permute(w, n_head):
+        return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+    path = directory.parent / f"{directory.name}-tq2_0.gguf"
+    writer = gguf.GGUFWriter(str(path), arch=arch)
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_rope_freq_base(config.get("rope_theta") or config["rope_parameters"]["rope_theta"])
+    writer.add_rope_dimension_count(config["hidden_size"] // heads)
+    writer.add_vocab_size(config["vocab_size"])
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "self_attn.inner_attn_ln": "attn_sub_norm", "input_layernorm": "attn_norm",
+             "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "mlp.ffn_layernorm": "ffn_sub_norm"}
+    for name, tensor in weights.items():
+        if name.endswith("weight_scale"):
+            continue
+        if name == "model.embed_tokens.weight":
+            writer.add_tensor("token_embd.weight", tensor.to(torch.float16).numpy())
+        elif name == "lm_head.weight":
+            writer.add_tensor("output.weight", tensor.to(torch.float16).numpy())
+        elif name == "model.norm.weight":
+            writer.add_tensor("output_norm.weight", tensor.float().numpy())
+        else:
+            layer, rest = name.removeprefix("model.layers.").split(".", 1)
+            role = names[rest.removesuffix(".weight")]
+            target = f"blk.{layer}.{role}.weight"
+            if tensor.dim() == 1:
+                writer.add_tensor(target, tensor.float().numpy())
+                continue
+            if tensor.dtype == torch.uint8:  # packed: codes / weight_scale (BitLinear divides)
+                scale = weights[name.replace(".weight", ".weight_scale")].float()
+                values = unpack_weights(tensor, torch.float32) / scale
+            else:
+                w = tensor.float()
+                s = 1 / w.abs().mean().clamp(min=1e-5)
+                values = (w * s).round().clamp(-1, 1) / s
+            if permute_qk and role == "attn_q":
+                values = permute(values, heads)
+            if permute_qk and role == "attn_k":
+                values = permute(values, kv_heads)
+            writer.add_tensor(target, quantize(values.numpy(), gguf.GGMLQuantizationType.TQ2_0), raw_dtype=gguf.GGMLQuantizationType.TQ2_0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def reference_of(model, vocab, seed):
+    generator = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(3, vocab, (1, PROMPT_LENGTH), generator=generator)
+    with torch.no_grad():
+        full = model.generate(prompt, max_new_tokens=NEW_TOKENS, do_sample=False, min_new_tokens=NEW_TOKENS,
+                              pad_token_id=0, eos_token_id=None)
+        logits = model(full).logits[0].float()
+    return full[0].to(torch.int32), logits
+
+
 def main():
     from safetensors.torch import save_file
 
@@ -158,6 +336,14 @@ def main():
                 export_gguf(directory, qtype)
         if name == "bitnet-chat-tiny":
             export_gguf(directory, GGMLQuantizationType.TQ2_0)
+        print(name, "tokens", tokens.tolist())
+    for name, make, arch, permute_qk, seed in [("bitnet-1bitllm-bf16", one_bit_llm, "bitnet", False, 300),
+                                               ("llama-ternary-packed", ternary_llama, "llama", True, 301)]:
+        directory, model = make(seed)
+        tokens, logits = reference_of(model, LLAMA_SPEC["vocab_size"], seed + 100)
+        save_file({"tokens": tokens.contiguous(), "logits": logits.contiguous()}, str(directory / "reference-logits.safetensors"))
+        summary[name] = {"prompt_length": PROMPT_LENGTH, "tokens": tokens.tolist()}
+        export_llama_gguf(directory, arch, permute_qk)
         print(name, "tokens", tokens.tolist())
     (HERE / "models.json").write_text(json.dumps(summary, indent=1) + "\n")
 
