@@ -29,7 +29,7 @@ extension SafetensorsDType {
 
 extension GGMLType {
     /// Dequantizes tensor data of this type to `Float` with ggml's (gguf-py's) formulas.
-    /// Supported: F32, F16, BF16, F64, I8, I16, I32, Q8_0, TQ1_0, TQ2_0 and I2_S.
+    /// Supported: F32, F16, BF16, F64, I8, I16, I32, Q8_0, Q6_K, TQ1_0, TQ2_0 and I2_S.
     public func floats(from bytes: UnsafeRawBufferPointer, elementCount: Int) throws -> [Float] {
         switch self {
         case .f32: return try SafetensorsDType.f32.floats(from: bytes)
@@ -42,6 +42,10 @@ extension GGMLType {
         case .q8_0: return try dequantized(Q8_0.self, bytes, elementCount)
         case .tq1_0: return try dequantized(TQ1_0.self, bytes, elementCount)
         case .tq2_0: return try dequantized(TQ2_0.self, bytes, elementCount)
+        case .q6_K:
+            var values = [Float](repeating: 0, count: elementCount)
+            try values.withUnsafeMutableBufferPointer { try Q6_K.dequantize(bytes, into: $0) }
+            return values
         case .i2_s:
             let tensor = try I2S.unpackTensor(bytes, rows: 1, columns: elementCount)
             return tensor.dequantized()

@@ -258,8 +258,10 @@ struct GGUFLoader: WeightSource {
             element = float.matrixElement
         } else if info.type == .q8_0 {
             element = .q8_0
+        } else if info.type == .q6_K {
+            element = .q6_K
         } else {
-            throw InferenceError(.unsupportedModel, "\(file.path): tensor '\(name)' has type \(info.type); embeddings and output are supported in f32, f16, bf16 and q8_0")
+            throw InferenceError(.unsupportedModel, "\(file.path): tensor '\(name)' has type \(info.type); embeddings and output are supported in f32, f16, bf16, q8_0 and q6_K")
         }
         return try FloatMatrix(name: name, element: element, rows: rows, columns: columns, bytes: .mapped(file, info))
     }

@@ -161,10 +161,10 @@ struct TernaryLinear: Sendable {
     }
 }
 
-/// A float matrix stored row-major (`rows × columns`) in F32, F16, BF16 or Q8_0: embeddings and the
+/// A float matrix stored row-major (`rows × columns`) in F32, F16, BF16, Q8_0 or Q6_K: embeddings and the
 /// output projection, kept in their stored type.
 struct FloatMatrix: Sendable {
-    enum Element: Sendable { case f32, f16, bf16, q8_0 }
+    enum Element: Sendable { case f32, f16, bf16, q8_0, q6_K }
 
     let name: String
     let element: Element
@@ -180,6 +180,9 @@ struct FloatMatrix: Sendable {
         case .q8_0:
             guard columns % 32 == 0 else { throw InferenceError(.invalidModel, "tensor '\(name)': Q8_0 rows of \(columns) are not whole blocks") }
             expected = rows * columns / 32 * 34
+        case .q6_K:
+            guard columns % 256 == 0 else { throw InferenceError(.invalidModel, "tensor '\(name)': Q6_K rows of \(columns) are not whole blocks") }
+            expected = rows * columns / 256 * 210
         }
         guard bytes.count == expected else {
             throw InferenceError(.invalidModel, "tensor '\(name)': \(bytes.count) bytes, expected \(expected) for \(rows)×\(columns) \(element)")
@@ -207,6 +210,11 @@ struct FloatMatrix: Sendable {
             let blocks = columns / 32
             for block in 0..<blocks {
                 Q8_0.dequantizeBlock(raw + (row * blocks + block) * 34, into: output + block * 32)
+            }
+        case .q6_K:
+            let blocks = columns / 256
+            for block in 0..<blocks {
+                Q6_K.dequantizeBlock(raw + (row * blocks + block) * 210, into: output + block * 256)
             }
         }
     }

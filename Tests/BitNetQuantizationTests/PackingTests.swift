@@ -58,6 +58,13 @@ import Testing
         #expect(Array(tensor.codes.prefix(8)) == [1, 1, -1, 0, -1, 1, -1, 0])
     }
 
+    @Test func q6_KDequantizesLikeGGUFPy() throws {
+        let bytes = try fixtures.bytes("q6_k.bytes")
+        var values = [Float](repeating: 0, count: 3 * 256)
+        try bytes.withUnsafeBytes { source in try values.withUnsafeMutableBufferPointer { try Q6_K.dequantize(source, into: $0) } }
+        #expect(values == (try fixtures.floats("q6_k.dequantized")))
+    }
+
     @Test func i2_sMatchesIndependentPacker() throws {
         let codes = try fixtures.int8s("i2_s.codes")
         let scale = try fixtures.floats("i2_s.scale")[0]

@@ -183,6 +183,12 @@ def packing_fixtures():
     q8_ties[0, :4] = [127.0, 0.5, -0.5, 1.5]
     case("q8_0_ties", T.Q8_0, q8_ties)
 
+    # Q6_K (read-only here): random blocks with a finite d, dequantized by gguf-py.
+    q6 = rng.integers(0, 256, size=(3, 210), dtype=np.uint8)
+    q6[:, 208:210] = np.frombuffer((rng.standard_normal(3) * 0.01).astype(np.float16).tobytes(), dtype=np.uint8).reshape(3, 2)
+    out["q6_k.bytes"] = q6.reshape(-1)
+    out["q6_k.dequantized"] = dequantize(q6.reshape(1, -1), T.Q6_K).astype(np.float32).reshape(-1)
+
     i2_codes = rng.integers(-1, 2, size=(4, 256)).astype(np.int8)
     out["i2_s.codes"] = i2_codes
     out["i2_s.scale"] = np.array([0.0213], dtype=np.float32)
