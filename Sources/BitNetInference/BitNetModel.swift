@@ -59,7 +59,10 @@ public final class InferenceSession {
     /// The tokens processed so far, in order.
     public private(set) var tokens: [Int] = []
 
-    public init(model: BitNetModel, contextLength: Int? = nil) throws {
+    /// - Parameters:
+    ///   - contextLength: positions the KV cache holds (default: the model's, at most 4096).
+    ///   - cacheType: f32 (exact) or f16 (half the memory).
+    public init(model: BitNetModel, contextLength: Int? = nil, cacheType: KeyValueCacheType = .f32) throws {
         let length = contextLength ?? min(model.configuration.contextLength, 4096)
         guard length > 0, length <= 1 << 20 else {
             throw InferenceError(.invalidInput, "context length \(length) must be between 1 and \(1 << 20)")
@@ -67,8 +70,11 @@ public final class InferenceSession {
         self.model = model
         self.contextLength = length
         let c = model.configuration
-        cache = KeyValueCache(layers: c.layerCount, capacity: length, width: c.keyValueDimension)
+        cache = KeyValueCache(layers: c.layerCount, capacity: length, width: c.keyValueDimension, type: cacheType)
     }
+
+    /// Bytes held by the KV cache.
+    public var cacheBytes: Int { cache.byteCount }
 
     /// Positions still free in the context.
     public var remainingContext: Int { contextLength - tokens.count }

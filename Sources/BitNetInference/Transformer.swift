@@ -18,24 +18,66 @@ struct DecoderLayer: Sendable {
     let feedForwardSubNorm: [Float]?
 }
 
+/// The element type of the KV cache.
+public enum KeyValueCacheType: String, Sendable, CaseIterable {
+    /// Exact; 4 bytes per value.
+    case f32
+    /// Half the memory; values are rounded to float16 when stored.
+    case f16
+}
+
 /// Keys and values of every processed position, preallocated to the context length.
 final class KeyValueCache {
     let capacity: Int
     let width: Int
-    private(set) var keys: [[Float]]
-    private(set) var values: [[Float]]
+    let type: KeyValueCacheType
+    private var keys: [[Float]] = []
+    private var values: [[Float]] = []
+    private var halfKeys: [[Float16]] = []
+    private var halfValues: [[Float16]] = []
     var count = 0
 
-    init(layers: Int, capacity: Int, width: Int) {
+    init(layers: Int, capacity: Int, width: Int, type: KeyValueCacheType) {
         self.capacity = capacity
         self.width = width
-        keys = Array(repeating: [Float](repeating: 0, count: capacity * width), count: layers)
-        values = keys
+        self.type = type
+        switch type {
+        case .f32:
+            keys = Array(repeating: [Float](repeating: 0, count: capacity * width), count: layers)
+            values = keys
+        case .f16:
+            halfKeys = Array(repeating: [Float16](repeating: 0, count: capacity * width), count: layers)
+            halfValues = halfKeys
+        }
     }
 
+    /// Bytes the cache occupies.
+    var byteCount: Int { (keys.count + values.count) * capacity * width * 4 + (halfKeys.count + halfValues.count) * capacity * width * 2 }
+
     func store(layer: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
-        keys[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + position * width).update(from: key, count: width) }
-        values[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + position * width).update(from: value, count: width) }
+        let base = position * width
+        switch type {
+        case .f32:
+            keys[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + base).update(from: key, count: width) }
+            values[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + base).update(from: value, count: width) }
+        case .f16:
+            for index in 0..<width {
+                halfKeys[layer][base + index] = Float16(key[index])
+                halfValues[layer][base + index] = Float16(value[index])
+            }
+        }
+    }
+
+    /// Calls `body` with the keys and values of the first `positions` positions of `layer` as floats.
+    func withLayer<R>(_ layer: Int, positions: Int, _ body: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>) -> R) -> R {
+        switch type {
+        case .f32:
+            return keys[layer].withUnsafeBufferPointer { k in values[layer].withUnsafeBufferPointer { v in body(k, v) } }
+        case .f16:
+            let k = halfKeys[layer].prefix(positions * width).map(Float.init)
+            let v = halfValues[layer].prefix(positions * width).map(Float.init)
+            return k.withUnsafeBufferPointer { k in v.withUnsafeBufferPointer { v in body(k, v) } }
+        }
     }
 }
 
@@ -184,10 +226,8 @@ struct Transformer: Sendable {
         let group = c.headCount / c.keyValueHeadCount
         let scale = 1 / Float(dimension).squareRoot()
         let width = c.keyValueDimension
-        let keys = cache.keys[layer], values = cache.values[layer]
         queries.withUnsafeBufferPointer { q in
-            keys.withUnsafeBufferPointer { k in
-                values.withUnsafeBufferPointer { v in
+            cache.withLayer(layer, positions: start + count) { k, v in
                     output.withUnsafeMutableBufferPointer { out in
                         let outBase = out.baseAddress!
                         parallelChunks(count * c.headCount, threads: threads) { range in
@@ -220,7 +260,6 @@ struct Transformer: Sendable {
                             }
                         }
                     }
-                }
             }
         }
     }

@@ -35,9 +35,17 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("ctx"), help: "Context length in tokens (default: the model's, at most 4096).")
     var contextLength: Int?
 
+    @Option(name: .customLong("cache-type"), help: "KV cache element type: f32 or f16.")
+    var cacheType: String = "f32"
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let contextLength, contextLength < 1 { throw ValidationError("--ctx must be at least 1") }
+        if KeyValueCacheType(rawValue: cacheType) == nil { throw ValidationError("--cache-type must be f32 or f16") }
+    }
+
+    func session(for model: BitNetModel, contextLength: Int? = nil) throws -> InferenceSession {
+        try InferenceSession(model: model, contextLength: contextLength ?? self.contextLength, cacheType: KeyValueCacheType(rawValue: cacheType) ?? .f32)
     }
 
     func load() throws -> BitNetModel {
@@ -95,7 +103,7 @@ struct Generate: AsyncParsableCommand {
             let tokenizer = try model.loadTokenizer()
             var prompt = tokenizer.encode(self.prompt)
             if tokenizer.addsBeginningOfSequence, let bos = tokenizer.beginningOfSequence, prompt.first != bos { prompt.insert(bos, at: 0) }
-            let session = try InferenceSession(model: model, contextLength: modelOptions.contextLength)
+            let session = try modelOptions.session(for: model)
             guard prompt.count < session.contextLength else {
                 throw InferenceError(.contextOverflow, "the prompt has \(prompt.count) tokens; the context holds \(session.contextLength) (raise --ctx)")
             }
@@ -144,7 +152,7 @@ struct Chat: AsyncParsableCommand {
                 override = known
             }
             let template = try model.chatTemplate(override: override)
-            let session = try InferenceSession(model: model, contextLength: modelOptions.contextLength)
+            let session = try modelOptions.session(for: model)
             let beginning = tokenizer.beginningOfSequence.map { tokenizer.decode([$0]) }
             var pending: [ChatMessage] = system.map { [ChatMessage(role: .system, content: $0)] } ?? []
             var parameters = GenerationParameters(maximumTokens: tokens, sampling: sampling.parameters, stopStrings: sampling.stopStrings)
@@ -234,7 +242,7 @@ struct Logits: AsyncParsableCommand {
             guard !ids.isEmpty else { throw InferenceError(.invalidInput, "--tokens is empty") }
             if let batch, batch < 1 { throw InferenceError(.invalidInput, "--batch must be at least 1") }
             let model = try modelOptions.load()
-            let session = try InferenceSession(model: model, contextLength: modelOptions.contextLength ?? max(ids.count, 1))
+            let session = try modelOptions.session(for: model, contextLength: modelOptions.contextLength ?? max(ids.count, 1))
             var rows: [[Float]] = []
             let step = batch ?? ids.count
             for start in stride(from: 0, to: ids.count, by: step) {

@@ -53,6 +53,17 @@ import Testing
     }
 }
 
+extension ParityTests {
+    @Test func halfPrecisionCacheStaysWithinTolerance() throws {
+        let reference = try #require(try Self.references().first { $0.name == "bitnet-gqa-wide-bf16" })
+        let model = try BitNetModel(path: Fixtures.path("models/\(reference.name)"), threads: 2)
+        let full = try InferenceSession(model: model, contextLength: 64)
+        let half = try InferenceSession(model: model, contextLength: 64, cacheType: .f16)
+        #expect(half.cacheBytes * 2 == full.cacheBytes)
+        expectAgreement(try reference.tokens.map { try half.evaluate([$0])[0] }, reference, "f16 cache")
+    }
+}
+
 extension ParityTests.Reference: CustomTestStringConvertible {
     var testDescription: String { name }
 }
