@@ -35,6 +35,11 @@ let package = Package(
             path: "Benchmarks/QuantizationBenchmark"
         ),
         .executableTarget(
+            name: "InferenceBenchmark",
+            dependencies: ["BitNetInference", "BitNetFormats", "BitNetQuantization"],
+            path: "Benchmarks/InferenceBenchmark"
+        ),
+        .executableTarget(
             name: "InspectModel",
             dependencies: ["BitNetFormats"],
             path: "Examples/InspectModel"

@@ -55,7 +55,7 @@ enum FloatElement {
     func floats(_ bytes: UnsafeRawBufferPointer) -> [Float] {
         switch self {
         case .f32: (0..<bytes.count / 4).map { Float(bitPattern: bytes.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)) }
-        case .f16: (0..<bytes.count / 2).map { Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
+        case .f16: (0..<bytes.count / 2).map { floatFromHalfBits(bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)) }
         case .bf16: (0..<bytes.count / 2).map { BFloat16(bitPattern: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)).floatValue }
         }
     }

@@ -74,8 +74,8 @@ final class KeyValueCache {
         case .f32:
             return keys[layer].withUnsafeBufferPointer { k in values[layer].withUnsafeBufferPointer { v in body(k, v) } }
         case .f16:
-            let k = halfKeys[layer].prefix(positions * width).map(Float.init)
-            let v = halfValues[layer].prefix(positions * width).map(Float.init)
+            let k = halfKeys[layer].prefix(positions * width).map { floatFromHalfBits($0.bitPattern) }
+            let v = halfValues[layer].prefix(positions * width).map { floatFromHalfBits($0.bitPattern) }
             return k.withUnsafeBufferPointer { k in v.withUnsafeBufferPointer { v in body(k, v) } }
         }
     }

@@ -112,10 +112,9 @@ struct TernaryLinear: Sendable {
             let blockBytes = layout == .tq2_0 ? TQ2_0.bytesPerBlock : TQ1_0.bytesPerBlock
             for block in 0..<blocks {
                 let source = packed + (row * blocks + block) * blockBytes
-                // Code 3 never appears in a valid TQ2_0 file; if it does, decode it as 0 rather than trap.
-                scales[block] = (layout == .tq2_0
-                    ? (try? TQ2_0.unpackBlock(source, into: codes + block * 256))
-                    : (try? TQ1_0.unpackBlock(source, into: codes + block * 256))) ?? 0
+                scales[block] = layout == .tq2_0
+                    ? TQ2_0.unpackBlockUnchecked(source, into: codes + block * 256)
+                    : (try? TQ1_0.unpackBlock(source, into: codes + block * 256)) ?? 0  // TQ1_0 never throws
             }
         case .i2_s:
             let blocks = columns / I2S.valuesPerBlock
@@ -200,7 +199,7 @@ struct FloatMatrix: Sendable {
             for index in 0..<columns { output[index] = raw.loadUnaligned(fromByteOffset: (row * columns + index) * 4, as: Float.self) }
         case .f16:
             for index in 0..<columns {
-                output[index] = Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: (row * columns + index) * 2, as: UInt16.self)))
+                output[index] = floatFromHalfBits(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: (row * columns + index) * 2, as: UInt16.self)))
             }
         case .bf16:
             for index in 0..<columns {

@@ -36,11 +36,24 @@ extension Float16: FloatWidening {
 
 extension BFloat16: FloatWidening {}
 
+/// IEEE half → single precision in integer arithmetic. Exact, and inlined: without `-march` flags
+/// `Float(Float16)` on x86 is a library call (`__extendhfsf2`) that dominated decode time.
+@inlinable public func floatFromHalfBits(_ bits: UInt16) -> Float {
+    let sign = UInt32(bits & 0x8000) << 16
+    let exponent = UInt32(bits >> 10) & 0x1F
+    let mantissa = UInt32(bits & 0x3FF)
+    if exponent == 0x1F { return Float(bitPattern: sign | 0x7F80_0000 | mantissa << 13) }
+    if exponent != 0 { return Float(bitPattern: sign | (exponent + 112) << 23 | mantissa << 13) }
+    // Zero or subnormal: mantissa · 2⁻²⁴, exact in float32.
+    let magnitude = Float(mantissa) * 0x1p-24
+    return sign == 0 ? magnitude : -magnitude
+}
+
 /// Little-endian half-precision helpers for reading and writing packed blocks.
 @usableFromInline
 enum HalfBits {
     @inlinable static func load(_ pointer: UnsafeRawPointer, offset: Int) -> Float {
-        Float(Float16(bitPattern: UInt16(littleEndian: pointer.loadUnaligned(fromByteOffset: offset, as: UInt16.self))))
+        floatFromHalfBits(UInt16(littleEndian: pointer.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
     }
 
     @inlinable static func store(_ value: Float, _ pointer: UnsafeMutableRawPointer, offset: Int) {

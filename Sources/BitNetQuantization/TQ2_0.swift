@@ -41,6 +41,23 @@ public enum TQ2_0: TernaryBlockFormat {
         return HalfBits.load(block, offset: 64)
     }
 
+    /// Unpacks one block's codes without validation (code 3 reads as +2, as in ggml) and returns `d`:
+    /// the inference engine's decode step, for bytes whose extent was validated when the file was opened.
+    @inlinable public static func unpackBlockUnchecked(_ block: UnsafeRawPointer, into codes: UnsafeMutablePointer<Int8>) -> Float {
+        let qs = block.assumingMemoryBound(to: UInt8.self)
+        for half in 0..<2 {
+            for byte in 0..<32 {
+                let value = qs[half * 32 + byte]
+                let out = codes + half * 128 + byte
+                out[0] = Int8(value & 3) - 1
+                out[32] = Int8((value >> 2) & 3) - 1
+                out[64] = Int8((value >> 4) & 3) - 1
+                out[96] = Int8(value >> 6) - 1
+            }
+        }
+        return HalfBits.load(block, offset: 64)
+    }
+
     public static func dequantizeBlock(_ block: UnsafeRawPointer, into values: UnsafeMutablePointer<Float>) {
         let qs = block.assumingMemoryBound(to: UInt8.self)
         let d = HalfBits.load(block, offset: 64)

@@ -1,0 +1,142 @@
+// End-to-end CPU inference speed and memory on a synthetic model of a real shape (random ternary TQ2_0
+// weights, f16 embeddings), next to a baseline measured in the same run: one pass over the weight bytes,
+// the memory-bandwidth floor of a decode step. Uses the public API only.
+//
+//   swift run -c release InferenceBenchmark [2b4t|small] [prompt tokens] [generated tokens] [threads]
+import BitNetFormats
+import BitNetInference
+import BitNetQuantization
+import Foundation
+
+struct Shape {
+    var hidden, intermediate, layers, heads, kvHeads, vocabulary: Int
+}
+
+let arguments = CommandLine.arguments
+let presets = [
+    "2b4t": Shape(hidden: 2560, intermediate: 6912, layers: 30, heads: 20, kvHeads: 5, vocabulary: 128_256),
+    "small": Shape(hidden: 1024, intermediate: 2816, layers: 8, heads: 16, kvHeads: 4, vocabulary: 32_000),
+]
+let presetName = arguments.count > 1 ? arguments[1] : "small"
+guard let shape = presets[presetName] else {
+    print("unknown shape \(presetName); choose \(presets.keys.sorted().joined(separator: ", "))")
+    exit(2)
+}
+let promptTokens = arguments.count > 2 ? Int(arguments[2]) ?? 32 : 32
+let generatedTokens = arguments.count > 3 ? Int(arguments[3]) ?? 8 : 8
+let threads = arguments.count > 4 ? Int(arguments[4]) ?? ProcessInfo.processInfo.activeProcessorCount : ProcessInfo.processInfo.activeProcessorCount
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+func memory(_ field: String) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
+          let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kilobytes * 1024
+}
+
+func mebibytes(_ bytes: Int) -> String { String(format: "%.0f MiB", Double(bytes) / 1_048_576) }
+
+// 1. A synthetic GGUF of this shape, written once and reused.
+let path = FileManager.default.temporaryDirectory.appendingPathComponent("swift-bitnet-bench-\(presetName).gguf").path
+if !FileManager.default.fileExists(atPath: path) {
+    let start = now()
+    FileHandle.standardError.write(Data("writing \(path)…\n".utf8))
+    let headDimension = shape.hidden / shape.heads
+    var metadata = GGUFMetadata()
+    let arch = "bitnet-b1.58"
+    metadata["general.architecture"] = .string(arch)
+    metadata["general.name"] = .string("synthetic \(presetName)")
+    metadata["\(arch).context_length"] = .uint32(4096)
+    metadata["\(arch).embedding_length"] = .uint32(UInt32(shape.hidden))
+    metadata["\(arch).feed_forward_length"] = .uint32(UInt32(shape.intermediate))
+    metadata["\(arch).block_count"] = .uint32(UInt32(shape.layers))
+    metadata["\(arch).attention.head_count"] = .uint32(UInt32(shape.heads))
+    metadata["\(arch).attention.head_count_kv"] = .uint32(UInt32(shape.kvHeads))
+    metadata["\(arch).attention.layer_norm_rms_epsilon"] = .float32(1e-5)
+    metadata["\(arch).rope.freq_base"] = .float32(500_000)
+    metadata["\(arch).vocab_size"] = .uint32(UInt32(shape.vocabulary))
+    var tensors: [(name: String, type: GGMLType, shape: [Int])] = [("token_embd.weight", .f16, [shape.hidden, shape.vocabulary])]
+    for layer in 0..<shape.layers {
+        let p = "blk.\(layer)."
+        tensors += [
+            (p + "attn_norm.weight", .f32, [shape.hidden]),
+            (p + "attn_q.weight", .tq2_0, [shape.hidden, shape.hidden]),
+            (p + "attn_k.weight", .tq2_0, [shape.hidden, shape.kvHeads * headDimension]),
+            (p + "attn_v.weight", .tq2_0, [shape.hidden, shape.kvHeads * headDimension]),
+            (p + "attn_sub_norm.weight", .f32, [shape.hidden]),
+            (p + "attn_output.weight", .tq2_0, [shape.hidden, shape.hidden]),
+            (p + "ffn_norm.weight", .f32, [shape.hidden]),
+            (p + "ffn_gate.weight", .tq2_0, [shape.hidden, shape.intermediate]),
+            (p + "ffn_up.weight", .tq2_0, [shape.hidden, shape.intermediate]),
+            (p + "ffn_sub_norm.weight", .f32, [shape.intermediate]),
+            (p + "ffn_down.weight", .tq2_0, [shape.intermediate, shape.hidden]),
+        ]
+    }
+    tensors.append(("output_norm.weight", .f32, [shape.hidden]))
+    let writer = try GGUFWriter(path: path, metadata: metadata, tensors: tensors)
+    var generator = Xoshiro256(seed: 42)
+    for tensor in tensors {
+        let count = tensor.shape.reduce(1, *)
+        switch tensor.type {
+        case .f16:
+            let row = (0..<tensor.shape[0]).flatMap { _ in withUnsafeBytes(of: Float16(Float.random(in: -0.05...0.05, using: &generator)).bitPattern, Array.init) }
+            for _ in 0..<tensor.shape[1] { try writer.write(row) }
+        case .f32:
+            try writer.write([Float](repeating: 1, count: count).withUnsafeBytes(Array.init))
+        default:
+            let codes = (0..<count).map { _ in Int8(Int(generator.next() % 3) - 1) }
+            let ternary = try TernaryTensor(rows: tensor.shape[1], columns: tensor.shape[0], codes: codes, scale: 0.02)
+            try writer.write(try TQ2_0.pack(ternary))
+        }
+    }
+    try writer.finish()
+    FileHandle.standardError.write(Data(String(format: "written in %.1f s\n", now() - start).utf8))
+}
+let fileSize = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+
+// 2. Load.
+let loadStart = now()
+let model = try BitNetModel(path: path, threads: threads)
+let loadSeconds = now() - loadStart
+let (mapped, owned) = model.weightBytes
+let session = try InferenceSession(model: model, contextLength: max(promptTokens + generatedTokens, 1))
+
+// 3. Baseline: one pass over every mapped weight byte (the memory-bandwidth floor of a decode step).
+let file = try GGUFFile(path: path)
+let baselineStart = now()
+var checksum: UInt64 = 0
+for tensor in file.tensors where tensor.type == .tq2_0 {
+    file.withTensorData(tensor) { bytes in
+        bytes.withMemoryRebound(to: UInt64.self) { words in for word in words { checksum &+= word } }
+    }
+}
+let ternaryBytes = file.tensors.filter { $0.type == .tq2_0 }.reduce(0) { $0 + $1.byteCount }
+let baselineSeconds = now() - baselineStart
+
+// 4. Prompt (one batch) and decode (one token at a time).
+var generator = Xoshiro256(seed: 1)
+let prompt = (0..<promptTokens).map { _ in Int(generator.next() % UInt64(shape.vocabulary)) }
+let promptStart = now()
+var logits = try session.evaluate(prompt)[0]
+let promptSeconds = now() - promptStart
+let decodeStart = now()
+for _ in 0..<generatedTokens {
+    let next = logits.indices.max { logits[$0] < logits[$1] }!
+    logits = try session.evaluate([next])[0]
+}
+let decodeSeconds = now() - decodeStart
+
+print("""
+swift-bitnet inference benchmark: \(presetName) shape (hidden \(shape.hidden), ffn \(shape.intermediate), \(shape.layers) layers, vocab \(shape.vocabulary)), TQ2_0, \(threads) threads
+file \(mebibytes(fileSize)); weights mapped \(mebibytes(mapped)), copied \(mebibytes(owned)); KV cache \(mebibytes(session.cacheBytes)); loaded in \(String(format: "%.2f", loadSeconds)) s
+
+| measurement | value |
+|---|---:|
+| baseline: one pass over the \(mebibytes(ternaryBytes)) of ternary weights | \(String(format: "%.3f s, %.2f GB/s", baselineSeconds, Double(ternaryBytes) / baselineSeconds / 1e9)) |
+| prompt (\(promptTokens) tokens, one batch) | \(String(format: "%.2f tokens/s", Double(promptTokens) / promptSeconds)) |
+| decode (\(generatedTokens) tokens) | \(String(format: "%.3f tokens/s, %.2f GB/s of ternary weights", Double(generatedTokens) / decodeSeconds, Double(ternaryBytes) * Double(generatedTokens) / decodeSeconds / 1e9)) |
+| peak RSS (VmHWM) | \(mebibytes(memory("VmHWM"))) |
+| file + KV cache | \(mebibytes(fileSize + session.cacheBytes)) |
+""")
+if checksum == 42 { print("") }
