@@ -40,6 +40,11 @@ let package = Package(
             path: "Benchmarks/InferenceBenchmark"
         ),
         .executableTarget(
+            name: "GenerateText",
+            dependencies: ["BitNetInference"],
+            path: "Examples/GenerateText"
+        ),
+        .executableTarget(
             name: "InspectModel",
             dependencies: ["BitNetFormats"],
             path: "Examples/InspectModel"

@@ -156,7 +156,10 @@ struct Chat: AsyncParsableCommand {
             let beginning = tokenizer.beginningOfSequence.map { tokenizer.decode([$0]) }
             var pending: [ChatMessage] = system.map { [ChatMessage(role: .system, content: $0)] } ?? []
             var parameters = GenerationParameters(maximumTokens: tokens, sampling: sampling.parameters, stopStrings: sampling.stopStrings)
-            while let line = readLine() {
+            let interactive = isatty(0) != 0
+            while true {
+                if interactive { printError("> ") }
+                guard let line = readLine() else { break }
                 pending.append(ChatMessage(role: .user, content: line))
                 let text = template.render(pending, beginning: beginning, isStart: session.tokens.isEmpty)
                 pending.removeAll()
