@@ -2,6 +2,12 @@ import BitNetFormats
 import BitNetQuantization
 import Foundation
 
+/// Where a model's matrix products run.
+public enum ComputeBackend: String, Sendable, CaseIterable {
+    /// The CPU, with `threads` worker threads.
+    case cpu
+}
+
 /// A BitNet model loaded for inference: weights stay packed and, where the file allows, memory-mapped.
 ///
 /// Load a GGUF file (llama.cpp's TQ1_0/TQ2_0, bitnet.cpp's I2_S, or float weights ternarized at load) or
@@ -12,13 +18,15 @@ public final class BitNetModel: Sendable {
     public let configuration: ModelConfiguration
     /// Threads used by the matrix products.
     public let threads: Int
+    public let backend: ComputeBackend
     let transformer: Transformer
     /// The GGUF file the model came from, for its tokenizer metadata.
     public let ggufFile: GGUFFile?
 
     /// Loads the model at `path`: a `.gguf` file or a Hugging Face directory.
-    public init(path: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+    public init(path: String, backend: ComputeBackend = .cpu, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
         self.path = path
+        self.backend = backend
         self.threads = max(1, threads)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {

@@ -88,20 +88,21 @@ extension ParityTests.Reference: CustomTestStringConvertible {
     }
 
     /// Rewrites the TQ2_0 fixture with one change, to check what loading says about it.
-    func rewritten(dropping dropped: String? = nil, retyping retyped: String? = nil) throws -> (TemporaryDirectory, String) {
+    func rewritten(dropping dropped: String? = nil, retyping retyped: String? = nil, as newType: GGMLType = .f32) throws -> (TemporaryDirectory, String) {
         let source = try GGUFFile(path: Fixtures.path("models/bitnet-gqa-tied-bf16-tq2_0.gguf"))
         let scratch = TemporaryDirectory()
         let path = scratch.path + "/broken.gguf"
         let kept = source.tensors.filter { $0.name != dropped }
         let declared = kept.map { tensor -> (name: String, type: GGMLType, shape: [Int]) in
-            tensor.name == retyped ? (tensor.name, .f32, [tensor.elementCount]) : (tensor.name, tensor.type, tensor.shape)
+            guard tensor.name == retyped else { return (tensor.name, tensor.type, tensor.shape) }
+            return newType == .f32 ? (tensor.name, .f32, [tensor.elementCount]) : (tensor.name, newType, tensor.shape)
         }
         let writer = try GGUFWriter(path: path, metadata: source.metadata, tensors: declared)
         for (tensor, declaration) in zip(kept, declared) {
             if declaration.type == tensor.type {
                 try source.withTensorData(tensor) { try writer.write($0) }
             } else {
-                try writer.write([UInt8](repeating: 0, count: tensor.elementCount * 4))
+                try writer.write([UInt8](repeating: 0, count: declaration.type.byteCount(elementCount: tensor.elementCount)!))
             }
         }
         try writer.finish()
@@ -125,6 +126,14 @@ extension ParityTests.Reference: CustomTestStringConvertible {
         let error = #expect(throws: InferenceError.self) { try BitNetModel(path: path2) }
         #expect(error?.message.contains("blk.0.attn_q.weight") == true)
         #expect(error?.message.contains("shape") == true)
+    }
+
+    @Test func aWrongTypeIsNamed() throws {
+        let (scratch, path) = try rewritten(retyping: "blk.1.ffn_up.weight", as: .q4_0)
+        defer { _ = scratch }
+        let error = #expect(throws: InferenceError.self) { try BitNetModel(path: path) }
+        #expect(error?.code == .unsupportedModel)
+        #expect(error?.message.contains("blk.1.ffn_up.weight") == true && error?.message.contains("q4_0") == true)
     }
 
     @Test func tokensOutsideTheVocabularyAndContextOverflowAreErrors() throws {
