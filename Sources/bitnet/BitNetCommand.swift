@@ -20,6 +20,17 @@ func fail(_ error: any Error) -> ExitCode {
     return ExitCode.failure
 }
 
+/// Runs a command's work, turning any error into one line on stderr and exit status 1.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        throw fail(error)
+    }
+}
+
 func printError(_ text: String) {
     FileHandle.standardError.write(Data(text.utf8))
 }
@@ -98,7 +109,7 @@ struct Generate: AsyncParsableCommand {
     }
 
     func run() async throws {
-        do {
+        try await reportingErrors {
             let model = try modelOptions.load()
             let tokenizer = try model.loadTokenizer()
             var prompt = tokenizer.encode(self.prompt)
@@ -121,10 +132,6 @@ struct Generate: AsyncParsableCommand {
                                       summary.generationTokensPerSecond, summary.stopReason.rawValue))
                 }
             }
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw fail(error)
         }
     }
 }
@@ -141,7 +148,7 @@ struct Chat: AsyncParsableCommand {
     @OptionGroup var sampling: SamplingOptions
 
     func run() async throws {
-        do {
+        try await reportingErrors {
             let model = try modelOptions.load()
             let tokenizer = try model.loadTokenizer()
             var override: ChatTemplate?
@@ -183,10 +190,6 @@ struct Chat: AsyncParsableCommand {
                     }
                 }
             }
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw fail(error)
         }
     }
 }
@@ -200,7 +203,7 @@ struct Perplexity: AsyncParsableCommand {
     @Flag(help: "Print {\"perplexity\": x, \"tokens\": n}.") var json = false
 
     func run() async throws {
-        do {
+        try await reportingErrors {
             let model = try modelOptions.load()
             let tokenizer = try model.loadTokenizer()
             guard let data = FileManager.default.contents(atPath: file) else {
@@ -218,10 +221,6 @@ struct Perplexity: AsyncParsableCommand {
                 printError("\n")
                 print(String(format: "PPL = %.4f +/- %.4f (%d tokens scored in %d windows of %d)", result.perplexity, result.error, result.tokens, result.chunks, context))
             }
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw fail(error)
         }
     }
 }
@@ -235,7 +234,7 @@ struct Logits: AsyncParsableCommand {
     @Option(help: "Feed the tokens this many at a time (1 = the decode path).") var batch: Int?
 
     func run() async throws {
-        do {
+        try await reportingErrors {
             let ids = try tokens.split(separator: ",").map { part -> Int in
                 guard let id = Int(part.trimmingCharacters(in: .whitespaces)) else {
                     throw InferenceError(.invalidInput, "--tokens: '\(part)' is not a token id")
@@ -254,10 +253,6 @@ struct Logits: AsyncParsableCommand {
                 rows += allPositions ? logits : (start + step >= ids.count ? logits : [])
             }
             print(JSONValue.object([("logits", .array(rows.map { .array($0.map { .double(Double($0)) }) }))]).serialized())
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw fail(error)
         }
     }
 }

@@ -87,41 +87,40 @@ GGUF_NAMES = {
 }
 
 
-def export_gguf(directory, qtype):
-    """The same checkpoint as a bitnet.cpp-style GGUF (arch bitnet-b1.58), written by gguf-py: BitLinear
-    weights ternarized by transformers' WeightQuant and packed by gguf-py's own quantizer."""
+def export_gguf(directory, arch, qtype, names, ternary_values, suffix):
+    """The checkpoint in `directory` as a GGUF written by gguf-py, the way llama.cpp's and bitnet.cpp's
+    converters lay it out: f16 embeddings, f32 norms, BitLinear weights packed by gguf-py's quantizer from
+    the float values `ternary_values(name, role, tensor)` returns."""
     import gguf
     from gguf.quants import quantize
     from safetensors.torch import load_file
-    from transformers import BitNetConfig
-    from transformers.integrations.bitnet import WeightQuant
 
-    config = BitNetConfig.from_pretrained(str(directory))
+    config = json.loads((directory / "config.json").read_text())
     weights = load_file(str(directory / "model.safetensors"))
-    arch = "bitnet-b1.58"
-    path = directory.parent / f"{directory.name}-{qtype.name.lower()}.gguf"
-    writer = gguf.GGUFWriter(str(path), arch=arch)
+    heads = config["num_attention_heads"]
+    writer = gguf.GGUFWriter(str(directory.parent / f"{directory.name}-{suffix}.gguf"), arch=arch)
     writer.add_name(directory.name)
-    writer.add_context_length(config.max_position_embeddings)
-    writer.add_embedding_length(config.hidden_size)
-    writer.add_block_count(config.num_hidden_layers)
-    writer.add_feed_forward_length(config.intermediate_size)
-    writer.add_head_count(config.num_attention_heads)
-    writer.add_head_count_kv(config.num_key_value_heads)
-    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
-    writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
-    writer.add_rope_dimension_count(config.hidden_size // config.num_attention_heads)
-    writer.add_vocab_size(config.vocab_size)
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(config["num_key_value_heads"])
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_rope_freq_base(config.get("rope_theta") or config["rope_parameters"]["rope_theta"])
+    writer.add_rope_dimension_count(config["hidden_size"] // heads)
+    writer.add_vocab_size(config["vocab_size"])
     if (directory / "tokenizer.json").exists():
         # The tokenizer as llama.cpp's converter stores it, copied from the byte-level fixture.
         reader = gguf.GGUFReader(str(TOKENIZER / "tokenizer.gguf"))
         for field in reader.fields.values():
             if field.name.startswith("tokenizer."):
-                value = field.contents()
                 sub_type = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
-                writer.add_key_value(field.name, value, field.types[0], sub_type=sub_type)
+                writer.add_key_value(field.name, field.contents(), field.types[0], sub_type=sub_type)
         writer.add_chat_template(CHAT_TEMPLATE)
     for name, tensor in weights.items():
+        if name.endswith("weight_scale"):
+            continue
         if name == "model.embed_tokens.weight":
             writer.add_tensor("token_embd.weight", tensor.to(torch.float16).numpy())
         elif name == "lm_head.weight":
@@ -130,17 +129,26 @@ def export_gguf(directory, qtype):
             writer.add_tensor("output_norm.weight", tensor.float().numpy())
         else:
             layer, rest = name.removeprefix("model.layers.").split(".", 1)
-            role = GGUF_NAMES[rest.removesuffix(".weight")]
+            role = names[rest.removesuffix(".weight")]
             target = f"blk.{layer}.{role}.weight"
             if tensor.dim() == 1:
                 writer.add_tensor(target, tensor.float().numpy())
             else:
-                values = WeightQuant.apply(tensor.float()).numpy()
+                values = ternary_values(name, role, tensor, weights, config)
                 writer.add_tensor(target, quantize(values, qtype), raw_dtype=qtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def export_bitnet_gguf(directory, qtype):
+    """bitnet.cpp's layout (arch bitnet-b1.58): weights ternarized by transformers' WeightQuant."""
+    from transformers.integrations.bitnet import WeightQuant
+
+    export_gguf(directory, "bitnet-b1.58", qtype, GGUF_NAMES,
+                lambda name, role, tensor, weights, config: WeightQuant.apply(tensor.float()).numpy(),
+                qtype.name.lower())
 
 
 class OneBitLLMBitLinear(torch.nn.Linear):
@@ -246,69 +254,35 @@ def ternary_llama(seed):
     return directory, loaded
 
 
-def export_llama_gguf(directory, arch, permute_qk):
-    """A llama.cpp GGUF (arch `bitnet` for 1bitLLM, `llama` for LLaMA) with TQ2_0 weights, written by
-    gguf-py; llama.cpp's converter permutes Q and K rows for arch `llama` (interleaved RoPE)."""
-    import gguf
-    from gguf.quants import quantize
-    from safetensors.torch import load_file
-    from transformers.integrations.bitnet import unpack_weights
+LLAMA_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+               "self_attn.o_proj": "attn_output", "self_attn.inner_attn_ln": "attn_sub_norm", "input_layernorm": "attn_norm",
+               "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+               "mlp.down_proj": "ffn_down", "mlp.ffn_layernorm": "ffn_sub_norm"}
 
-    config = json.loads((directory / "config.json").read_text())
-    weights = load_file(str(directory / "model.safetensors"))
-    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+
+def export_llama_gguf(directory, arch, permute_qk):
+    """llama.cpp's layout (arch `bitnet` for 1bitLLM, `llama` for LLaMA) with TQ2_0 weights; llama.cpp's
+    converter permutes Q and K rows for arch `llama` (interleaved RoPE)."""
+    import gguf
+    from transformers.integrations.bitnet import unpack_weights
 
     def permute(w, n_head):
         return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
-    path = directory.parent / f"{directory.name}-tq2_0.gguf"
-    writer = gguf.GGUFWriter(str(path), arch=arch)
-    writer.add_context_length(config["max_position_embeddings"])
-    writer.add_embedding_length(config["hidden_size"])
-    writer.add_block_count(config["num_hidden_layers"])
-    writer.add_feed_forward_length(config["intermediate_size"])
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
-    writer.add_rope_freq_base(config.get("rope_theta") or config["rope_parameters"]["rope_theta"])
-    writer.add_rope_dimension_count(config["hidden_size"] // heads)
-    writer.add_vocab_size(config["vocab_size"])
-    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-             "self_attn.o_proj": "attn_output", "self_attn.inner_attn_ln": "attn_sub_norm", "input_layernorm": "attn_norm",
-             "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-             "mlp.down_proj": "ffn_down", "mlp.ffn_layernorm": "ffn_sub_norm"}
-    for name, tensor in weights.items():
-        if name.endswith("weight_scale"):
-            continue
-        if name == "model.embed_tokens.weight":
-            writer.add_tensor("token_embd.weight", tensor.to(torch.float16).numpy())
-        elif name == "lm_head.weight":
-            writer.add_tensor("output.weight", tensor.to(torch.float16).numpy())
-        elif name == "model.norm.weight":
-            writer.add_tensor("output_norm.weight", tensor.float().numpy())
-        else:
-            layer, rest = name.removeprefix("model.layers.").split(".", 1)
-            role = names[rest.removesuffix(".weight")]
-            target = f"blk.{layer}.{role}.weight"
-            if tensor.dim() == 1:
-                writer.add_tensor(target, tensor.float().numpy())
-                continue
-            if tensor.dtype == torch.uint8:  # packed: codes / weight_scale (BitLinear divides)
-                scale = weights[name.replace(".weight", ".weight_scale")].float()
-                values = unpack_weights(tensor, torch.float32) / scale
-            else:
-                w = tensor.float()
-                s = 1 / w.abs().mean().clamp(min=1e-5)
-                values = (w * s).round().clamp(-1, 1) / s
-            if permute_qk and role == "attn_q":
-                values = permute(values, heads)
-            if permute_qk and role == "attn_k":
-                values = permute(values, kv_heads)
-            writer.add_tensor(target, quantize(values.numpy(), gguf.GGMLQuantizationType.TQ2_0), raw_dtype=gguf.GGMLQuantizationType.TQ2_0)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    def values(name, role, tensor, weights, config):
+        if tensor.dtype == torch.uint8:  # packed: codes / weight_scale (BitLinear divides)
+            result = unpack_weights(tensor, torch.float32) / weights[name.replace(".weight", ".weight_scale")].float()
+        else:  # 1bitLLM's weight_quant
+            w = tensor.float()
+            s = 1 / w.abs().mean().clamp(min=1e-5)
+            result = (w * s).round().clamp(-1, 1) / s
+        if permute_qk and role == "attn_q":
+            result = permute(result, config["num_attention_heads"])
+        if permute_qk and role == "attn_k":
+            result = permute(result, config["num_key_value_heads"])
+        return result.numpy()
+
+    export_gguf(directory, arch, gguf.GGMLQuantizationType.TQ2_0, LLAMA_NAMES, values, "tq2_0")
 
 
 def reference_of(model, vocab, seed):
@@ -333,9 +307,9 @@ def main():
         from gguf import GGMLQuantizationType
         if name == "bitnet-gqa-tied-bf16":
             for qtype in (GGMLQuantizationType.TQ2_0, GGMLQuantizationType.TQ1_0):
-                export_gguf(directory, qtype)
+                export_bitnet_gguf(directory, qtype)
         if name == "bitnet-chat-tiny":
-            export_gguf(directory, GGMLQuantizationType.TQ2_0)
+            export_bitnet_gguf(directory, GGMLQuantizationType.TQ2_0)
         print(name, "tokens", tokens.tolist())
     for name, make, arch, permute_qk, seed in [("bitnet-1bitllm-bf16", one_bit_llm, "bitnet", False, 300),
                                                ("llama-ternary-packed", ternary_llama, "llama", True, 301)]:
