@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "BitNetQuantization", targets: ["BitNetQuantization"]),
         .library(name: "BitNetFormats", targets: ["BitNetFormats"]),
         .library(name: "BitNetInference", targets: ["BitNetInference"]),
+        .library(name: "BitNetCalibration", targets: ["BitNetCalibration"]),
         .executable(name: "bitnet", targets: ["bitnet"]),
     ],
     dependencies: [
@@ -21,11 +22,14 @@ let package = Package(
         .target(name: "BitNetFormats", dependencies: ["BitNetQuantization"]),
         // The engine: model loading, the forward pass with a KV cache, tokenizers, sampling, generation.
         .target(name: "BitNetInference", dependencies: ["BitNetFormats", "BitNetQuantization"]),
+        // Conversion of checkpoints to GGUF and the calibration report; the CLI only parses options.
+        .target(name: "BitNetCalibration", dependencies: ["BitNetInference", "BitNetFormats", "BitNetQuantization"]),
         .executableTarget(
             name: "bitnet",
             dependencies: [
                 "BitNetFormats",
                 "BitNetInference",
+                "BitNetCalibration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -19,14 +19,18 @@ public final class BitNetModel: Sendable {
     /// Threads used by the matrix products.
     public let threads: Int
     public let backend: ComputeBackend
+    /// How BitLinear layers compute (integer by default).
+    public let arithmetic: BitLinearArithmetic
     let transformer: Transformer
     /// The GGUF file the model came from, for its tokenizer metadata.
     public let ggufFile: GGUFFile?
 
     /// Loads the model at `path`: a `.gguf` file or a Hugging Face directory.
-    public init(path: String, backend: ComputeBackend = .cpu, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+    public init(path: String, backend: ComputeBackend = .cpu, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                arithmetic: BitLinearArithmetic = .integer) throws {
         self.path = path
         self.backend = backend
+        self.arithmetic = arithmetic
         self.threads = max(1, threads)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -66,6 +70,8 @@ public final class InferenceSession {
     private let cache: KeyValueCache
     /// The tokens processed so far, in order.
     public private(set) var tokens: [Int] = []
+    /// Called with every BitLinear input during ``evaluate(_:allPositions:)`` (calibration statistics).
+    public var activationObserver: ActivationObserver?
 
     /// - Parameters:
     ///   - contextLength: positions the KV cache holds (default: the model's, at most 4096).
@@ -98,7 +104,8 @@ public final class InferenceSession {
         guard newTokens.count <= remainingContext else {
             throw InferenceError(.contextOverflow, "\(tokens.count + newTokens.count) tokens do not fit the context of \(contextLength)")
         }
-        let flat = model.transformer.forward(newTokens, cache: cache, allPositions: allPositions, threads: model.threads)
+        let flat = model.transformer.forward(newTokens, cache: cache, allPositions: allPositions, threads: model.threads,
+                                             arithmetic: model.arithmetic, observer: activationObserver)
         tokens += newTokens
         let width = model.transformer.output.rows
         return stride(from: 0, to: flat.count, by: width).map { Array(flat[$0..<$0 + width]) }

@@ -45,7 +45,8 @@ public struct ModelConfiguration: Sendable, Hashable {
 }
 
 extension ModelConfiguration {
-    init(huggingFace config: HuggingFaceConfiguration, file: String) throws {
+    /// The hyperparameters of a Hugging Face checkpoint; throws for architectures the engine does not run.
+    public init(huggingFace config: HuggingFaceConfiguration, file: String) throws {
         let architecture: BitNetArchitecture
         switch (config.modelType, config.architectures.first) {
         case ("bitnet", _): architecture = .bitnetB158
@@ -62,7 +63,8 @@ extension ModelConfiguration {
             contextLength: config.maximumPositionEmbeddings)
     }
 
-    init(gguf file: GGUFFile) throws {
+    /// The hyperparameters in a GGUF file's metadata.
+    public init(gguf file: GGUFFile) throws {
         let metadata = file.metadata
         guard let name = metadata.string("general.architecture") else {
             throw InferenceError(.unsupportedModel, "\(file.path): no general.architecture")

@@ -31,8 +31,15 @@ enum FloatElement {
         }
     }
 
-    /// Ternarizes `rows × columns` master weights with the QAT formula, from their stored type.
+    /// Ternarizes `rows × columns` float weights from their stored type. Weights that are already
+    /// ternary (every value 0 or ±s, as llama.cpp's converter stores BitNet weights in F16/F32) keep their
+    /// codes and `s`; others are master weights and get the QAT formula.
     func ternarize(_ bytes: UnsafeRawBufferPointer, rows: Int, columns: Int, name: String) throws -> TernaryTensor {
+        if let ternary = TernaryTensor.exactly(floats(bytes), rows: rows, columns: columns) { return ternary }
+        return try ternarizeMasterWeights(bytes, rows: rows, columns: columns, name: name)
+    }
+
+    private func ternarizeMasterWeights(_ bytes: UnsafeRawBufferPointer, rows: Int, columns: Int, name: String) throws -> TernaryTensor {
         func load<T>(_: T.Type, _ make: (UInt32) -> T) -> [T] where T: FloatWidening {
             (0..<rows * columns).map { index in
                 switch self {
@@ -61,12 +68,20 @@ enum FloatElement {
     }
 }
 
-/// Tensor names of one decoder block, per naming scheme.
-struct LayerTensorNames {
-    var attentionNorm, query, key, value, attentionOutput, attentionSubNorm: String
-    var feedForwardNorm, gate, up, down, feedForwardSubNorm: String
+/// Tensor names of one decoder block, per naming scheme (Hugging Face per architecture, or GGUF).
+public struct LayerTensorNames: Sendable {
+    public var attentionNorm, query, key, value, attentionOutput, attentionSubNorm: String
+    public var feedForwardNorm, gate, up, down, feedForwardSubNorm: String
 
-    static func huggingFace(_ layer: Int, architecture: BitNetArchitecture) -> LayerTensorNames {
+    /// The BitLinear projections, in the order they are stored.
+    public var projections: [String] { [query, key, value, attentionOutput, gate, up, down] }
+    /// Every tensor of the block for an architecture (sub-norms only where it has them).
+    public func all(subNorms: Bool) -> [String] {
+        [attentionNorm, query, key, value] + (subNorms ? [attentionSubNorm] : []) + [attentionOutput, feedForwardNorm, gate, up]
+            + (subNorms ? [feedForwardSubNorm] : []) + [down]
+    }
+
+    public static func huggingFace(_ layer: Int, architecture: BitNetArchitecture) -> LayerTensorNames {
         let p = "model.layers.\(layer)."
         let bitnet2B = architecture == .bitnetB158
         return LayerTensorNames(
@@ -78,7 +93,7 @@ struct LayerTensorNames {
             feedForwardSubNorm: p + (bitnet2B ? "mlp.ffn_sub_norm.weight" : "mlp.ffn_layernorm.weight"))
     }
 
-    static func gguf(_ layer: Int) -> LayerTensorNames {
+    public static func gguf(_ layer: Int) -> LayerTensorNames {
         let p = "blk.\(layer)."
         return LayerTensorNames(
             attentionNorm: p + "attn_norm.weight", query: p + "attn_q.weight", key: p + "attn_k.weight",

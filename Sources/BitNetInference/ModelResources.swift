@@ -49,13 +49,14 @@ extension BitNetModel {
     /// windows of `contextLength` tokens (the first replaced by BOS when the tokenizer uses one), and
     /// each window scores the predictions of its second half.
     public func perplexity(of tokens: [Int], contextLength: Int, beginningOfSequence: Int?,
-                           progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
+                           observer: ActivationObserver? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
         guard contextLength >= 4 else { throw InferenceError(.invalidInput, "the perplexity context must be at least 4 tokens") }
         let chunks = tokens.count / contextLength
         guard chunks > 0 else {
             throw InferenceError(.invalidInput, "the text has \(tokens.count) tokens; perplexity with --ctx \(contextLength) needs at least \(contextLength)")
         }
         let session = try InferenceSession(model: self, contextLength: contextLength)
+        session.activationObserver = observer
         let first = contextLength / 2
         var sum = 0.0, sumOfSquares = 0.0, count = 0
         for chunk in 0..<chunks {

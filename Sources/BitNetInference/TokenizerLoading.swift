@@ -123,3 +123,58 @@ extension BPETokenizer {
         }
     }
 }
+
+extension BPETokenizer {
+    /// The tokenizer as GGUF `tokenizer.ggml.*` metadata, the way llama.cpp's converters store it:
+    /// `gpt2` (tokens, token types, merges, `pre`) for byte-level BPE, `llama` (tokens, scores, token types)
+    /// for SentencePiece-style BPE, whose scores are minus the rank of the merge that makes each token.
+    public func ggufMetadata(chatTemplate: String? = nil) -> [(key: String, value: GGUFValue)] {
+        var entries: [(key: String, value: GGUFValue)] = []
+        let byteTokens = Set(self.byteTokens ?? [])
+        // llama.cpp token types: 1 normal, 2 unknown, 3 control, 6 byte.
+        let types: [Int32] = tokens.indices.map { id in
+            if id == unknown { return 2 }
+            if specialIDs.contains(id) && !(kind == .sentencePiece && byteTokens.contains(id)) { return 3 }
+            if byteTokens.contains(id) { return 6 }
+            return 1
+        }
+        let ordered: [String]
+        switch priority {
+        case .ranks(let ranks): ordered = ranks.sorted { $0.value < $1.value }.map(\.key)
+        case .scores: ordered = []
+        }
+        switch kind {
+        case .byteLevel:
+            entries.append(("tokenizer.ggml.model", .string("gpt2")))
+            entries.append(("tokenizer.ggml.pre", .string(preTokenizer == .gpt2 ? "gpt2" : "llama-bpe")))
+            entries.append(("tokenizer.ggml.tokens", .array(.string(tokens))))
+            entries.append(("tokenizer.ggml.token_type", .array(.int32(types))))
+            entries.append(("tokenizer.ggml.merges", .array(.string(ordered))))
+        case .sentencePiece:
+            let scores: [Float]
+            switch priority {
+            case .scores(let existing): scores = existing
+            case .ranks(let ranks):
+                var byToken: [String: Int] = [:]
+                for (merge, rank) in ranks {
+                    let token = merge.replacingOccurrences(of: " ", with: "")
+                    byToken[token] = min(byToken[token] ?? .max, rank)
+                }
+                scores = tokens.map { token in byToken[token].map { -Float($0) - 1 } ?? 0 }
+            }
+            entries.append(("tokenizer.ggml.model", .string("llama")))
+            entries.append(("tokenizer.ggml.tokens", .array(.string(tokens))))
+            entries.append(("tokenizer.ggml.scores", .array(.float32(scores))))
+            entries.append(("tokenizer.ggml.token_type", .array(.int32(types))))
+            if let unknown { entries.append(("tokenizer.ggml.unknown_token_id", .uint32(UInt32(unknown)))) }
+        }
+        if let beginningOfSequence { entries.append(("tokenizer.ggml.bos_token_id", .uint32(UInt32(beginningOfSequence)))) }
+        if let end = endOfGeneration.filter({ tokens[$0] != "<|eot_id|>" }).min() ?? endOfGeneration.min() {
+            entries.append(("tokenizer.ggml.eos_token_id", .uint32(UInt32(end))))
+        }
+        if let eot = tokens.firstIndex(of: "<|eot_id|>") { entries.append(("tokenizer.ggml.eot_token_id", .uint32(UInt32(eot)))) }
+        entries.append(("tokenizer.ggml.add_bos_token", .bool(addsBeginningOfSequence)))
+        if let chatTemplate { entries.append(("tokenizer.chat_template", .string(chatTemplate))) }
+        return entries
+    }
+}

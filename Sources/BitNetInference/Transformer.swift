@@ -81,6 +81,21 @@ final class KeyValueCache {
     }
 }
 
+/// The input of a BitLinear layer, where activations are quantized.
+public enum ActivationSite: String, Sendable, CaseIterable {
+    /// The normalized hidden state read by the Q, K and V projections.
+    case attentionInput = "attn_qkv"
+    /// The attention output read by the output projection.
+    case attentionOutput = "attn_output"
+    /// The normalized hidden state read by the gate and up projections.
+    case feedForwardInput = "ffn_gate_up"
+    /// The gated hidden state read by the down projection.
+    case feedForwardHidden = "ffn_down"
+}
+
+/// Receives every BitLinear input: the site, the layer, and the float values (`width` per token).
+public typealias ActivationObserver = (ActivationSite, Int, [Float], Int) -> Void
+
 /// The forward pass, shared by every architecture (they differ in sub-norms, activation and RoPE layout).
 struct Transformer: Sendable {
     let configuration: ModelConfiguration
@@ -105,7 +120,8 @@ struct Transformer: Sendable {
 
     /// Runs `tokens` at positions `cache.count…` through the model, appending to the cache; returns the
     /// logits of every position (`tokens.count × vocabulary`) or of the last only.
-    func forward(_ tokens: [Int], cache: KeyValueCache, allPositions: Bool, threads: Int) -> [Float] {
+    func forward(_ tokens: [Int], cache: KeyValueCache, allPositions: Bool, threads: Int,
+                 arithmetic: BitLinearArithmetic = .integer, observer: ActivationObserver? = nil) -> [Float] {
         let c = configuration
         let count = tokens.count
         let start = cache.count
@@ -125,10 +141,11 @@ struct Transformer: Sendable {
         for (layerIndex, layer) in layers.enumerated() {
             // Attention block.
             normalized = rmsNorm(hidden, weight: layer.attentionNorm, width: c.hiddenSize)
+            observer?(.attentionInput, layerIndex, normalized, c.hiddenSize)
             let attentionInput = quantize(normalized, width: c.hiddenSize)
-            layer.query.forward(attentionInput, into: &queries, threads: threads)
-            layer.key.forward(attentionInput, into: &keys, threads: threads)
-            layer.value.forward(attentionInput, into: &values, threads: threads)
+            layer.query.forward(attentionInput, into: &queries, threads: threads, arithmetic: arithmetic)
+            layer.key.forward(attentionInput, into: &keys, threads: threads, arithmetic: arithmetic)
+            layer.value.forward(attentionInput, into: &values, threads: threads, arithmetic: arithmetic)
             for index in 0..<count {
                 rotate(&queries, offset: index * c.queryDimension, heads: c.headCount, position: start + index)
                 rotate(&keys, offset: index * c.keyValueDimension, heads: c.keyValueHeadCount, position: start + index)
@@ -144,14 +161,16 @@ struct Transformer: Sendable {
             if let subNorm = layer.attentionSubNorm {
                 attention = rmsNorm(attention, weight: subNorm, width: c.queryDimension)
             }
-            layer.attentionOutput.forward(quantize(attention, width: c.queryDimension), into: &projected, threads: threads)
+            observer?(.attentionOutput, layerIndex, attention, c.queryDimension)
+            layer.attentionOutput.forward(quantize(attention, width: c.queryDimension), into: &projected, threads: threads, arithmetic: arithmetic)
             for index in hidden.indices { hidden[index] += projected[index] }
 
             // Feed-forward block.
             normalized = rmsNorm(hidden, weight: layer.feedForwardNorm, width: c.hiddenSize)
+            observer?(.feedForwardInput, layerIndex, normalized, c.hiddenSize)
             let feedForwardInput = quantize(normalized, width: c.hiddenSize)
-            layer.gate.forward(feedForwardInput, into: &gate, threads: threads)
-            layer.up.forward(feedForwardInput, into: &up, threads: threads)
+            layer.gate.forward(feedForwardInput, into: &gate, threads: threads, arithmetic: arithmetic)
+            layer.up.forward(feedForwardInput, into: &up, threads: threads, arithmetic: arithmetic)
             if c.architecture.usesSquaredReLU {
                 for index in gate.indices {
                     let relu = max(gate[index], 0)
@@ -166,7 +185,8 @@ struct Transformer: Sendable {
             if let subNorm = layer.feedForwardSubNorm {
                 gate = rmsNorm(gate, weight: subNorm, width: c.intermediateSize)
             }
-            layer.down.forward(quantize(gate, width: c.intermediateSize), into: &projected, threads: threads)
+            observer?(.feedForwardHidden, layerIndex, gate, c.intermediateSize)
+            layer.down.forward(quantize(gate, width: c.intermediateSize), into: &projected, threads: threads, arithmetic: arithmetic)
             for index in hidden.indices { hidden[index] += projected[index] }
         }
         cache.count = start + count
@@ -266,7 +286,7 @@ struct Transformer: Sendable {
 }
 
 extension TernaryLinear {
-    func forward(_ input: QuantizedActivations, into output: inout [Float], threads: Int) {
-        output.withUnsafeMutableBufferPointer { forward(input, into: $0.baseAddress!, threads: threads) }
+    func forward(_ input: QuantizedActivations, into output: inout [Float], threads: Int, arithmetic: BitLinearArithmetic) {
+        output.withUnsafeMutableBufferPointer { forward(input, into: $0.baseAddress!, threads: threads, arithmetic: arithmetic) }
     }
 }

@@ -125,8 +125,9 @@ struct TernaryLinear: Sendable {
         }
     }
 
-    /// `output[t, o] = Σ_b d_b · (Σ_{i∈b} q[t, i] · w[o, i]) / a[t]` for every token t and output o.
-    func forward(_ input: QuantizedActivations, into output: UnsafeMutablePointer<Float>, threads: Int) {
+    /// `output[t, o] = Σ_b d_b · (Σ_{i∈b} q[t, i] · w[o, i]) / a[t]` for every token t and output o; with
+    /// `.fakeQuantizedFloat`, `Σ_i (q[t, i] / a[t]) · (w[o, i] · d_b)` in float32, as PyTorch's QAT forward.
+    func forward(_ input: QuantizedActivations, into output: UnsafeMutablePointer<Float>, threads: Int, arithmetic: BitLinearArithmetic = .integer) {
         precondition(input.columns == columns)
         let tokens = input.rows
         let blockLength = self.blockLength
@@ -138,6 +139,18 @@ struct TernaryLinear: Sendable {
                         withUnsafeTemporaryAllocation(of: Float.self, capacity: blocks) { scales in
                             for row in rowRange {
                                 decodeRow(row, packed: packed.baseAddress!, codes: codes.baseAddress!, scales: scales.baseAddress!)
+                                if arithmetic == .fakeQuantizedFloat {
+                                    for token in 0..<tokens {
+                                        let x = activations.baseAddress! + token * columns
+                                        let a = input.scales[token]
+                                        var sum: Float = 0
+                                        for index in 0..<columns {
+                                            sum += (Float(x[index]) / a) * (Float(codes[index]) * scales[index / blockLength])
+                                        }
+                                        output[token * rows + row] = sum
+                                    }
+                                    continue
+                                }
                                 for token in 0..<tokens {
                                     let x = activations.baseAddress! + token * columns
                                     var sum: Float = 0
@@ -158,6 +171,14 @@ struct TernaryLinear: Sendable {
             }
         }
     }
+}
+
+/// How BitLinear layers compute.
+public enum BitLinearArithmetic: Sendable {
+    /// int8 × ternary with integer accumulation and one rescale: the deployed model.
+    case integer
+    /// Dequantized activations × dequantized weights in float32: the QAT forward pass as PyTorch runs it.
+    case fakeQuantizedFloat
 }
 
 /// A float matrix stored row-major (`rows × columns`) in F32, F16, BF16, Q8_0 or Q6_K: embeddings and the

@@ -31,6 +31,15 @@ public struct TernaryTensor: Sendable, Equatable {
         self.scale = scale
     }
 
+    /// The codes and scale of float values that are already ternary — every value 0 or ±s for one s, as
+    /// converters store BitNet weights in F16/F32 — or nil if they are not (master weights).
+    public static func exactly(_ values: [Float], rows: Int, columns: Int) -> TernaryTensor? {
+        guard values.count == rows * columns, let magnitude = values.first(where: { $0 != 0 })?.magnitude, magnitude.isFinite,
+              values.allSatisfy({ $0 == 0 || $0.magnitude == magnitude }) else { return nil }
+        let codes = values.map { Int8($0 > 0 ? 1 : ($0 < 0 ? -1 : 0)) }
+        return TernaryTensor(uncheckedRows: rows, columns: columns, codes: codes, scale: magnitude)
+    }
+
     /// `scale · code` for every weight, row-major.
     public func dequantized() -> [Float] {
         codes.map { Float($0) * scale }

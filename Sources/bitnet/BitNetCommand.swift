@@ -9,7 +9,7 @@ struct BitNet: AsyncParsableCommand {
         commandName: "bitnet",
         abstract: "Convert and run BitNet b1.58 models (ternary weights, int8 activations).",
         version: "0.2.0",
-        subcommands: [Generate.self, Chat.self, Perplexity.self, Logits.self, Inspect.self]
+        subcommands: [Generate.self, Chat.self, Perplexity.self, Logits.self, Quantize.self, Inspect.self]
     )
 }
 
@@ -212,9 +212,9 @@ struct Perplexity: AsyncParsableCommand {
             let tokens = tokenizer.encode(String(decoding: data, as: UTF8.self))
             let context = modelOptions.contextLength ?? min(model.configuration.contextLength, 512)
             let result = try model.perplexity(of: tokens, contextLength: context,
-                                              beginningOfSequence: tokenizer.addsBeginningOfSequence ? tokenizer.beginningOfSequence : nil) { done, total in
+                                              beginningOfSequence: tokenizer.addsBeginningOfSequence ? tokenizer.beginningOfSequence : nil, progress: { done, total in
                 if !json { printError("\rchunk \(done)/\(total)") }
-            }
+            })
             if json {
                 print(JSONValue.object([("perplexity", .double(result.perplexity)), ("tokens", .int(result.tokens))]).serialized())
             } else {
