@@ -68,6 +68,10 @@ let package = Package(
             dependencies: ["BitNetFormats", "BitNetQuantization", "TestSupport"]
         ),
         .testTarget(
+            name: "BitNetCalibrationTests",
+            dependencies: ["BitNetCalibration", "BitNetInference", "BitNetFormats", "BitNetQuantization", "TestSupport"]
+        ),
+        .testTarget(
             name: "BitNetInferenceTests",
             dependencies: ["BitNetInference", "BitNetFormats", "BitNetQuantization", "TestSupport"]
         ),

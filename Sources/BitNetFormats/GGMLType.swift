@@ -20,7 +20,7 @@ public enum GGMLType: Sendable, Hashable, CaseIterable, CustomStringConvertible 
     case q2_K, q3_K, q4_K, q5_K, q6_K, q8_K
     case iq2_xxs, iq2_xs, iq3_xxs, iq1_s, iq4_nl, iq3_s, iq2_s, iq4_xs
     case i8, i16, i32, i64, f64, iq1_m, bf16
-    case tq1_0, tq2_0, mxfp4
+    case tq1_0, tq2_0, mxfp4, nvfp4, q1_0
     /// bitnet.cpp: 2-bit ternary with a per-tensor float32 scale (see `I2S` in BitNetQuantization).
     case i2_s
     /// bitnet.cpp's other fork-only types: recognized, their data is not interpreted.
@@ -61,6 +61,8 @@ public enum GGMLType: Sendable, Hashable, CaseIterable, CustomStringConvertible 
         case .tq1_0: "tq1_0"
         case .tq2_0: "tq2_0"
         case .mxfp4: "mxfp4"
+        case .nvfp4: "nvfp4"
+        case .q1_0: "q1_0"
         case .i2_s: "i2_s"
         case .i8_s: "i8_s"
         case .tl1: "tl1"
@@ -93,6 +95,7 @@ public enum GGMLType: Sendable, Hashable, CaseIterable, CustomStringConvertible 
         .q2_K: 10, .q3_K: 11, .q4_K: 12, .q5_K: 13, .q6_K: 14, .q8_K: 15,
         .iq2_xxs: 16, .iq2_xs: 17, .iq3_xxs: 18, .iq1_s: 19, .iq4_nl: 20, .iq3_s: 21, .iq2_s: 22, .iq4_xs: 23,
         .i8: 24, .i16: 25, .i32: 26, .i64: 27, .f64: 28, .iq1_m: 29, .bf16: 30, .tq1_0: 34, .tq2_0: 35,
+        .nvfp4: 40, .q1_0: 41,
     ]
     private static let typesBySharedID: [UInt32: GGMLType] = Dictionary(uniqueKeysWithValues: sharedIDs.map { ($1, $0) })
 
@@ -134,6 +137,8 @@ public enum GGMLType: Sendable, Hashable, CaseIterable, CustomStringConvertible 
         case .q8_0: (values, bytes) = (32, 34)
         case .q8_1: (values, bytes) = (32, 36)
         case .mxfp4: (values, bytes) = (32, 17)
+        case .nvfp4: (values, bytes) = (64, 36)
+        case .q1_0: (values, bytes) = (128, 18)
         case .q2_K: (values, bytes) = (256, 84)
         case .q3_K: (values, bytes) = (256, 110)
         case .q4_K: (values, bytes) = (256, 144)

@@ -253,6 +253,8 @@ private struct Header {
         if raws.contains(where: { (36...38).contains($0.typeID) }) { return .bitnetCpp }
         let ambiguous = raws.filter { $0.typeID == 39 }
         guard let first = ambiguous.first else { return .ggml }
+        // Types above 39 exist only upstream (NVFP4, Q1_0…).
+        if raws.contains(where: { $0.typeID > 39 }) { return .ggml }
         // MXFP4 if every type-39 tensor's extent is exactly its MXFP4 size (up to alignment padding).
         let ends = raws.map(\.offset).sorted() + [UInt64(dataSize)]
         let fitsMXFP4 = ambiguous.allSatisfy { raw in

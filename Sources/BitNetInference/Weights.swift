@@ -64,6 +64,9 @@ struct TernaryLinear: Sendable {
         case tq2_0, tq1_0
         /// bitnet.cpp I2_S: one float32 scale per tensor (also the in-memory form of converted weights).
         case i2_s
+        /// One int8 code per weight and a float32 scale: converted weights whose rows are not whole
+        /// I2_S blocks (such as the FFN of 5460 of bitnet_b1_58-xl).
+        case int8
     }
 
     let name: String
@@ -81,6 +84,7 @@ struct TernaryLinear: Sendable {
         case .tq2_0: expected = try TQ2_0.byteCount(valueCount: rows * columns, rowLength: columns)
         case .tq1_0: expected = try TQ1_0.byteCount(valueCount: rows * columns, rowLength: columns)
         case .i2_s: expected = try I2S.byteCount(valueCount: rows * columns, rowLength: columns)
+        case .int8: expected = rows * columns + 4
         }
         guard bytes.count == expected else {
             throw InferenceError(.invalidModel, "tensor '\(name)': \(bytes.count) bytes, expected \(expected) for \(rows)×\(columns) \(layout)")
@@ -92,17 +96,18 @@ struct TernaryLinear: Sendable {
         self.bytes = bytes
     }
 
-    /// Packs a ternary tensor into the in-memory I2_S form (rows must be a multiple of 128 values).
+    /// Packs a ternary tensor into memory: I2_S when rows are whole blocks of 128, else one byte per code.
     init(name: String, ternary: TernaryTensor) throws {
-        do {
+        if ternary.columns % I2S.valuesPerBlock == 0 {
             try self.init(name: name, layout: .i2_s, rows: ternary.rows, columns: ternary.columns, bytes: .owned(try I2S.pack(ternary)))
-        } catch let error as QuantizationError {
-            throw InferenceError(.unsupportedModel, "tensor '\(name)': \(error.message)")
+        } else {
+            let bytes = ternary.codes.map { UInt8(bitPattern: $0) } + withUnsafeBytes(of: ternary.scale.bitPattern.littleEndian, Array.init)
+            try self.init(name: name, layout: .int8, rows: ternary.rows, columns: ternary.columns, bytes: .owned(bytes))
         }
     }
 
     /// Values sharing one scale.
-    private var blockLength: Int { layout == .i2_s ? columns : 256 }
+    private var blockLength: Int { layout == .i2_s || layout == .int8 ? columns : 256 }
 
     /// Decodes row `row` into `codes` (`columns` values) and `scales` (one per block).
     private func decodeRow(_ row: Int, packed: UnsafeRawPointer, codes: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
@@ -122,6 +127,9 @@ struct TernaryLinear: Sendable {
                 I2S.unpackBlock(packed + (row * blocks + block) * I2S.bytesPerBlock, into: codes + block * I2S.valuesPerBlock)
             }
             scales[0] = packed.loadUnaligned(fromByteOffset: rows * columns / 4, as: Float.self)
+        case .int8:
+            (UnsafeMutableRawPointer(codes)).copyMemory(from: packed + row * columns, byteCount: columns)
+            scales[0] = packed.loadUnaligned(fromByteOffset: rows * columns, as: Float.self)
         }
     }
 
