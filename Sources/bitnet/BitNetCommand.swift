@@ -37,8 +37,8 @@ func printError(_ text: String) {
 
 /// Options shared by the commands that load a model.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .shortAndLong, help: "A .gguf file or a Hugging Face model directory.")
-    var model: String
+    @Option(name: .shortAndLong, help: "A .gguf file or a Hugging Face model directory (default: the bundled tiny-bitnet).")
+    var model: String?
 
     @Option(name: .long, help: "Threads for the matrix products (default: all cores).")
     var threads: Int?
@@ -59,8 +59,14 @@ struct ModelOptions: ParsableArguments {
         try InferenceSession(model: model, contextLength: contextLength ?? self.contextLength, cacheType: KeyValueCacheType(rawValue: cacheType) ?? .f32)
     }
 
+    /// The bundled default model: tiny-bitnet, trained on the Python documentation (Models/tiny-bitnet).
+    static var defaultModel: String? { Bundle.module.path(forResource: "tiny-bitnet", ofType: "gguf") }
+
     func load() throws -> BitNetModel {
-        try BitNetModel(path: model, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        guard let path = model ?? Self.defaultModel else {
+            throw InferenceError(.invalidInput, "no model given (-m) and the bundled default model is missing")
+        }
+        return try BitNetModel(path: path, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
     }
 }
 
