@@ -49,11 +49,11 @@ def main():
         name = f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors"
         # safetensors.numpy has no bf16 dtype: write the bits as uint16 and patch the header's dtype.
         save_file(shard, str(out / name))
-        data = bytearray((out / name).read_bytes())
+        data = (out / name).read_bytes()
         length = int.from_bytes(data[:8], "little")
-        header = data[8:8 + length].decode().replace('"U16"', '"BF16"')
-        data[8:8 + length] = header.encode()
-        (out / name).write_bytes(bytes(data))
+        header = data[8:8 + length].decode().strip().replace('"U16"', '"BF16"').encode()
+        header += b" " * (-len(header) % 8)
+        (out / name).write_bytes(len(header).to_bytes(8, "little") + header + data[8 + length:])
         weight_map.update({key: name for key in shard})
         print("wrote", name, flush=True)
     (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))

@@ -87,11 +87,13 @@ struct HuggingFaceSource: ModelSource {
         checkpoint.tensor(named: name)?.dtype == .u8 ? [columns, HuggingFacePacking.packedRows(outFeatures: rows)] : [columns, rows]
     }
 
+    /// Reads a tensor in place, then releases its pages: the input is streamed, not kept resident.
     private func data<R>(_ name: String, _ body: (SafetensorsTensorInfo, UnsafeRawBufferPointer) throws -> R) throws -> R {
-        guard checkpoint.tensor(named: name) != nil else {
+        guard let info = checkpoint.tensor(named: name), let file = checkpoint.file(containing: name) else {
             throw ConversionError(.invalidInput, "\(path): tensor '\(name)' is missing")
         }
-        return try checkpoint.withTensorData(named: name, body)
+        defer { file.releasePages(of: info) }
+        return try file.withTensorData(info) { try body(info, $0) }
     }
 
     func floats(_ name: String) throws -> [Float] {
@@ -159,6 +161,7 @@ struct GGUFSource: ModelSource {
 
     func floats(_ name: String) throws -> [Float] {
         let info = try tensor(name)
+        defer { file.releasePages(of: info) }
         return try file.withTensorData(info) { try info.type.floats(from: $0, elementCount: info.elementCount) }
     }
 
@@ -167,6 +170,7 @@ struct GGUFSource: ModelSource {
         guard let rowBytes = info.type.byteCount(elementCount: columns), info.type != .i2_s else {
             throw ConversionError(.invalidInput, "\(path): tensor '\(name)' of type \(info.type) cannot be read by rows")
         }
+        defer { file.releasePages(of: info) }
         return try file.withTensorData(info) { bytes in
             try info.type.floats(from: UnsafeRawBufferPointer(rebasing: bytes[rows.lowerBound * rowBytes..<rows.upperBound * rowBytes]),
                                  elementCount: rows.count * columns)
@@ -181,6 +185,7 @@ struct GGUFSource: ModelSource {
         case .i2_s: I2S.self
         default: nil
         }
+        defer { file.releasePages(of: info) }
         if let packing, let ternary = try? file.withTensorData(info, { try packing.unpackTensor($0, rows: rows, columns: columns) }) {
             return (ternary, nil)
         }

@@ -73,6 +73,11 @@ public final class GGUFFile: Sendable {
         indexByName[name].map { tensors[$0] }
     }
 
+    /// Drops a tensor's pages from the resident set once it has been read (see ``MappedFile/releasePages(in:)``).
+    public func releasePages(of tensor: GGUFTensorInfo) {
+        mapping.releasePages(in: dataOffset + tensor.offset..<dataOffset + tensor.offset + tensor.byteCount)
+    }
+
     /// Calls `body` with a tensor's bytes, read in place from the memory map.
     public func withTensorData<R>(_ tensor: GGUFTensorInfo, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         let start = dataOffset + tensor.offset

@@ -51,6 +51,18 @@ public final class MappedFile: @unchecked Sendable {
         try body(UnsafeRawBufferPointer(start: base, count: size))
     }
 
+    /// Tells the kernel the pages of `range` are not needed for now: they leave this process's resident
+    /// set and are read again from the file if touched. Streaming readers call this after each tensor, so
+    /// that converting a model does not keep the whole input resident.
+    public func releasePages(in range: Range<Int>) {
+        guard let base, !range.isEmpty else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page
+        let end = min(size, range.upperBound) / page * page
+        guard start < end else { return }
+        _ = madvise(base + start, end - start, MADV_DONTNEED)
+    }
+
     /// Calls `body` with `range` of the mapped bytes (validated by the caller when the file was parsed).
     public func withUnsafeBytes<R>(in range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         precondition(range.lowerBound >= 0 && range.upperBound <= size, "range outside the mapped file")

@@ -65,6 +65,11 @@ public final class SafetensorsFile: Sendable {
         indexByName[name].map { tensors[$0] }
     }
 
+    /// Drops a tensor's pages from the resident set once it has been read (see ``MappedFile/releasePages(in:)``).
+    public func releasePages(of tensor: SafetensorsTensorInfo) {
+        mapping.releasePages(in: tensor.dataRange)
+    }
+
     /// Calls `body` with a tensor's bytes, read in place from the memory map.
     public func withTensorData<R>(_ tensor: SafetensorsTensorInfo, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try mapping.withUnsafeBytes(in: tensor.dataRange, body)
