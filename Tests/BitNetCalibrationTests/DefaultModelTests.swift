@@ -26,17 +26,9 @@ import Testing
     }
 
     @Test func generateUsesItWhenNoModelIsGiven() throws {
-        let process = Process()
-        process.executableURL = Bundle.main.bundleURL.appendingPathComponent("bitnet")
-        process.arguments = ["generate", "-p", "The list", "-n", "12", "--temp", "0", "--threads", "1"]
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(stderr)")
+        let result = try BitNetExecutable.run(["generate", "-p", "The list", "-n", "12", "--temp", "0", "--threads", "1"])
+        let (stdout, stderr) = (result.stdout, result.stderr)
+        #expect(result.status == 0, "\(stderr)")
         #expect(stdout.hasPrefix("The list") && stdout.count > "The list".count + 8)
     }
 }

@@ -5,21 +5,9 @@ import Testing
 
 /// `bitnet quantize`, run as a user would.
 @Suite struct QuantizeCommandTests {
-    static let executable = Bundle.main.bundleURL.appendingPathComponent("bitnet").path
 
-    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    func run(_ arguments: [String]) throws -> BitNetExecutable.Result {
+        try BitNetExecutable.run(arguments)
     }
 
     @Test func reportTableJSONAndCalibration() throws {
@@ -56,7 +44,7 @@ import Testing
         let scratch = TemporaryDirectory()
         let output = scratch.path + "/slow.gguf"
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.executableURL = URL(fileURLWithPath: BitNetExecutable.executable)
         process.arguments = ["quantize", Fixtures.path("models/bitnet-gqa-tied-bf16"), "-o", output, "--threads", "1"]
         process.environment = ProcessInfo.processInfo.environment.merging(["BITNET_TEST_CONVERSION_DELAY_MS": "100"]) { $1 }
         process.standardOutput = FileHandle.nullDevice

@@ -57,28 +57,12 @@ import Testing
 
 /// The `bitnet` executable, run as a user would.
 @Suite struct CommandLineTests {
-    static let executable: String = {
-        // The test bundle sits in the same build directory as the products.
-        let bundle = Bundle.main.bundleURL
-        return bundle.appendingPathComponent("bitnet").path
-    }()
-
-    func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    func run(_ arguments: [String]) throws -> BitNetExecutable.Result {
+        try BitNetExecutable.run(arguments)
     }
 
     @Test func inspectJSON() throws {
-        #expect(FileManager.default.isExecutableFile(atPath: Self.executable), "build the bitnet product first")
+        #expect(FileManager.default.isExecutableFile(atPath: BitNetExecutable.executable), "build the bitnet product first")
         let result = try run(["inspect", Fixtures.path("gguf/gguf-py-written.gguf"), "--json"])
         #expect(result.status == 0)
         let json = try JSONValue.parse(Data(result.stdout.utf8))

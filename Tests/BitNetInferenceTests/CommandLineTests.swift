@@ -6,24 +6,10 @@ import Testing
 
 /// `bitnet generate`, `chat`, `perplexity` and `logits`, run as a user would.
 @Suite struct InferenceCommandLineTests {
-    static let executable = Bundle.main.bundleURL.appendingPathComponent("bitnet").path
     static let model = Fixtures.path("models/bitnet-chat-tiny-tq2_0.gguf")
 
-    func run(_ arguments: [String], input: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe(), inp = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = inp
-        try process.run()
-        if let input { inp.fileHandleForWriting.write(Data(input.utf8)) }
-        try inp.fileHandleForWriting.close()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    func run(_ arguments: [String], input: String? = nil) throws -> BitNetExecutable.Result {
+        try BitNetExecutable.run(arguments, input: input)
     }
 
     @Test func logitsBatchAndDecodePathsAgreeWithTheLibrary() throws {
