@@ -116,8 +116,14 @@ public final class ModelConverter: Sendable {
         configuration = source.configuration
         plan = try Self.makePlan(source: source, configuration: configuration, options: options)
         metadata = try Self.makeMetadata(source: source, configuration: configuration, options: options, input: input)
-        warnings = metadata["tokenizer.ggml.model"] == nil
-            ? ["\(input) has no tokenizer (tokenizer.json or tokenizer.ggml.*): the output can compute logits but not encode text"] : []
+        var warnings: [String] = []
+        if metadata["tokenizer.ggml.model"] == nil {
+            warnings.append("\(input) has no tokenizer (tokenizer.json or tokenizer.ggml.*): the output can compute logits but not encode text")
+        }
+        if configuration.architecture == .bitnet1bitLLM, plan.contains(where: { $0.name == "output.weight" }) {
+            warnings.append("llama.cpp's `bitnet` architecture ties the output to token_embd; this checkpoint has its own lm_head, kept as output.weight, so the file runs in swift-bitnet but llama.cpp will refuse it")
+        }
+        self.warnings = warnings
     }
 
     // MARK: - Planning
