@@ -133,6 +133,7 @@ struct Generate: AsyncParsableCommand {
                     fflush(nil)
                 case .finished(let summary):
                     print("")
+                    fflush(nil)
                     printError(String(format: "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | stop: %@\n",
                                       summary.promptTokens, summary.promptTokensPerSecond, summary.generatedTokens,
                                       summary.generationTokensPerSecond, summary.stopReason.rawValue))
