@@ -1,10 +1,6 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// The numeric kernels are compiled with optimization in debug builds too: unoptimized, the test suite's
-// model runs take minutes instead of seconds. (-O only; no -march, so one binary runs on every CPU.)
-let optimizedEvenInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
-
 let package = Package(
     name: "swift-bitnet",
     products: [
@@ -21,11 +17,11 @@ let package = Package(
     targets: [
         // Ternary and int8 math, every packing (TQ1_0, TQ2_0, I2_S, Q8_0, Hugging Face uint8), and the
         // scalar BitLinear oracle that fast kernels are tested against.
-        .target(name: "BitNetQuantization", swiftSettings: optimizedEvenInDebug),
+        .target(name: "BitNetQuantization"),
         // GGUF and safetensors readers and writers, Hugging Face config decoding, model inspection.
         .target(name: "BitNetFormats", dependencies: ["BitNetQuantization"]),
         // The engine: model loading, the forward pass with a KV cache, tokenizers, sampling, generation.
-        .target(name: "BitNetInference", dependencies: ["BitNetFormats", "BitNetQuantization"], swiftSettings: optimizedEvenInDebug),
+        .target(name: "BitNetInference", dependencies: ["BitNetFormats", "BitNetQuantization"]),
         // Conversion of checkpoints to GGUF and the calibration report; the CLI only parses options.
         .target(name: "BitNetCalibration", dependencies: ["BitNetInference", "BitNetFormats", "BitNetQuantization"]),
         .executableTarget(

@@ -30,6 +30,7 @@ CHAT_TEMPLATE = ("{% for message in messages %}{% if loop.first %}{{ bos_token }
                  "{% set content = message['role'] | capitalize + ': ' + message['content'] | trim + '<|eot_id|>' %}"
                  "{{ content }}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}")
 CONTEXT = 128  # perplexity windows, as `bitnet perplexity --ctx 128` computes them
+SHORT = 12 * CONTEXT  # the held-out prefix the test suite checks (fast enough for a debug build)
 
 
 def documents():
@@ -71,12 +72,47 @@ def perplexity(model, tokens, bos):
     return math.exp(total / count), count
 
 
+def untrained_model(config_source, seed):
+    """The model of the same shape before training: same seed, same initialization."""
+    from transformers import AutoModelForCausalLM, BitNetForCausalLM
+    import tempfile
+
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as directory:
+        BitNetForCausalLM(config_source).save_pretrained(directory)
+        return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+
+
+def write_reference(args):
+    """Perplexities of the saved checkpoint (PyTorch QAT forward) and of the untrained model on the
+    held-out text, in full and on its first SHORT tokens."""
+    from transformers import AutoModelForCausalLM, BitNetConfig
+
+    tokenizer = Tokenizer.from_file(str(args.out / "tokenizer.json"))
+    bos = tokenizer.token_to_id("<|begin_of_text|>")
+    tokens = tokenizer.encode((args.out / "heldout.txt").read_text(encoding="utf-8")).ids
+    trained = AutoModelForCausalLM.from_pretrained(str(args.out), dtype=torch.float32).eval()
+    untrained = untrained_model(BitNetConfig.from_pretrained(str(args.out)), args.seed)
+    reference = json.loads((args.out / "reference.json").read_text()) if (args.out / "reference.json").exists() else {}
+    reference["context"] = CONTEXT
+    reference["qat_forward_perplexity"], reference["scored_tokens"] = perplexity(trained, tokens, bos)
+    reference["untrained_perplexity"], _ = perplexity(untrained, tokens, bos)
+    short = tokens[:SHORT]
+    reference["short"] = {"tokens": SHORT, "qat_forward_perplexity": perplexity(trained, short, bos)[0],
+                          "untrained_perplexity": perplexity(untrained, short, bos)[0], "scored_tokens": perplexity(trained, short, bos)[1]}
+    (args.out / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
+    print(json.dumps(reference, indent=1))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=12)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reference-only", action="store_true", help="recompute reference.json for a trained --out")
     args = parser.parse_args()
+    if args.reference_only:
+        return write_reference(args)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     torch.set_num_threads(2)
@@ -137,14 +173,11 @@ def main():
     tokenizer.save(str(args.out / "tokenizer.json"))
     (args.out / "tokenizer_config.json").write_text(json.dumps(
         {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "chat_template": CHAT_TEMPLATE}, indent=1) + "\n")
-    reloaded = AutoModelForCausalLM.from_pretrained(str(args.out), dtype=torch.float32).eval()
-    trained_ppl, scored = perplexity(reloaded, heldout_tokens, bos)
     (args.out / "heldout.txt").write_text(heldout_text, encoding="utf-8")
     (args.out / "reference.json").write_text(json.dumps({
-        "steps": step, "batch": batch, "sequence": sequence, "minutes": args.minutes, "context": CONTEXT,
-        "qat_forward_perplexity": trained_ppl, "untrained_perplexity": untrained_ppl, "scored_tokens": scored,
-        "parameters": sum(p.numel() for p in reloaded.parameters())}, indent=1) + "\n")
-    print(f"trained perplexity {trained_ppl:.2f} (untrained {untrained_ppl:.1f}) after {step} steps", flush=True)
+        "steps": step, "batch": batch, "sequence": sequence, "minutes": args.minutes,
+        "parameters": sum(p.numel() for p in model.parameters())}, indent=1) + "\n")
+    write_reference(args)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,17 @@ import Testing
     static let folder = root.appendingPathComponent("Models/tiny-bitnet").path
 
     @Test func perplexityMatchesPyTorchAndBeatsAnUntrainedModel() throws {
-        let reference = try JSONValue.parse(try Data(contentsOf: URL(fileURLWithPath: Self.folder + "/reference.json")))
+        // The first 1536 held-out tokens (train.py's "short" reference): the full text is measured in
+        // PHASES.md with the release build; a debug build takes minutes over all of it.
+        let full = try JSONValue.parse(try Data(contentsOf: URL(fileURLWithPath: Self.folder + "/reference.json")))
+        let reference = full["short"]!
         let text = try String(contentsOfFile: Self.folder + "/heldout.txt", encoding: .utf8)
         let model = try BitNetModel(path: Self.model, threads: 2)
         #expect(model.configuration.architecture == .bitnetB158)
         let tokenizer = try model.loadTokenizer()
-        let context = reference["context"]!.intValue!
-        let result = try model.perplexity(of: tokenizer.encode(text), contextLength: context, beginningOfSequence: tokenizer.beginningOfSequence)
+        let context = full["context"]!.intValue!
+        let tokens = Array(tokenizer.encode(text).prefix(reference["tokens"]!.intValue!))
+        let result = try model.perplexity(of: tokens, contextLength: context, beginningOfSequence: tokenizer.beginningOfSequence)
         let pytorch = reference["qat_forward_perplexity"]!.doubleValue!
         let untrained = reference["untrained_perplexity"]!.doubleValue!
         #expect(result.tokens == reference["scored_tokens"]!.intValue!, "same tokenization and windows as the training script")
