@@ -43,19 +43,13 @@ if !FileManager.default.fileExists(atPath: path) {
     let start = now()
     FileHandle.standardError.write(Data("writing \(path)…\n".utf8))
     let headDimension = shape.hidden / shape.heads
+    let configuration = ModelConfiguration(
+        architecture: .bitnetB158, vocabularySize: shape.vocabulary, hiddenSize: shape.hidden, intermediateSize: shape.intermediate,
+        layerCount: shape.layers, headCount: shape.heads, keyValueHeadCount: shape.kvHeads, headDimension: headDimension,
+        rmsNormEpsilon: 1e-5, ropeTheta: 500_000, rotaryLayout: .halves, contextLength: 4096)
     var metadata = GGUFMetadata()
-    let arch = "bitnet-b1.58"
-    metadata["general.architecture"] = .string(arch)
+    for (key, value) in configuration.ggufMetadata { metadata[key] = value }
     metadata["general.name"] = .string("synthetic \(presetName)")
-    metadata["\(arch).context_length"] = .uint32(4096)
-    metadata["\(arch).embedding_length"] = .uint32(UInt32(shape.hidden))
-    metadata["\(arch).feed_forward_length"] = .uint32(UInt32(shape.intermediate))
-    metadata["\(arch).block_count"] = .uint32(UInt32(shape.layers))
-    metadata["\(arch).attention.head_count"] = .uint32(UInt32(shape.heads))
-    metadata["\(arch).attention.head_count_kv"] = .uint32(UInt32(shape.kvHeads))
-    metadata["\(arch).attention.layer_norm_rms_epsilon"] = .float32(1e-5)
-    metadata["\(arch).rope.freq_base"] = .float32(500_000)
-    metadata["\(arch).vocab_size"] = .uint32(UInt32(shape.vocabulary))
     var tensors: [(name: String, type: GGMLType, shape: [Int])] = [("token_embd.weight", .f16, [shape.hidden, shape.vocabulary])]
     for layer in 0..<shape.layers {
         let p = "blk.\(layer)."

@@ -208,32 +208,14 @@ public final class ModelConverter: Sendable {
 
     private static func makeMetadata(source: ConversionSource, configuration c: ModelConfiguration, options: ConversionOptions, input: String) throws -> GGUFMetadata {
         var metadata = GGUFMetadata()
-        let arch: String
-        switch c.architecture {
-        case .bitnetB158: arch = "bitnet-b1.58"
-        case .bitnet1bitLLM: arch = "bitnet"
-        case .llama: arch = "llama"
-        }
-        metadata["general.architecture"] = .string(arch)
+        let hyperparameters = c.ggufMetadata
+        metadata[hyperparameters[0].key] = hyperparameters[0].value  // general.architecture first
         metadata["general.name"] = .string(URL(fileURLWithPath: input).deletingPathExtension().lastPathComponent)
         // llama.cpp's LLAMA_FTYPE: MOSTLY_TQ1_0 = 36, MOSTLY_TQ2_0 = 37; bitnet.cpp's MOSTLY_I2_S = 40.
         let fileType: UInt32 = options.weightType == .tq1_0 ? 36 : (options.weightType == .tq2_0 ? 37 : 40)
         metadata["general.file_type"] = .uint32(fileType)
         metadata["general.quantization_version"] = .uint32(2)
-        metadata["\(arch).vocab_size"] = .uint32(UInt32(c.vocabularySize))
-        metadata["\(arch).context_length"] = .uint32(UInt32(c.contextLength))
-        metadata["\(arch).embedding_length"] = .uint32(UInt32(c.hiddenSize))
-        metadata["\(arch).block_count"] = .uint32(UInt32(c.layerCount))
-        metadata["\(arch).feed_forward_length"] = .uint32(UInt32(c.intermediateSize))
-        metadata["\(arch).attention.head_count"] = .uint32(UInt32(c.headCount))
-        metadata["\(arch).attention.head_count_kv"] = .uint32(UInt32(c.keyValueHeadCount))
-        if c.headDimension * c.headCount != c.hiddenSize {
-            metadata["\(arch).attention.key_length"] = .uint32(UInt32(c.headDimension))
-            metadata["\(arch).attention.value_length"] = .uint32(UInt32(c.headDimension))
-        }
-        metadata["\(arch).attention.layer_norm_rms_epsilon"] = .float32(c.rmsNormEpsilon)
-        metadata["\(arch).rope.freq_base"] = .float32(c.ropeTheta)
-        metadata["\(arch).rope.dimension_count"] = .uint32(UInt32(c.headDimension))
+        for (key, value) in hyperparameters.dropFirst() { metadata[key] = value }
         for (key, value) in try source.tokenizerMetadata() { metadata[key] = value }
         return metadata
     }

@@ -40,6 +40,23 @@ public struct ModelConfiguration: Sendable, Hashable {
     /// The context length the model was trained with (the default for sessions).
     public var contextLength: Int
 
+    public init(architecture: BitNetArchitecture, vocabularySize: Int, hiddenSize: Int, intermediateSize: Int, layerCount: Int,
+                headCount: Int, keyValueHeadCount: Int, headDimension: Int, rmsNormEpsilon: Float, ropeTheta: Float,
+                rotaryLayout: RotaryLayout, contextLength: Int) {
+        self.architecture = architecture
+        self.vocabularySize = vocabularySize
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.layerCount = layerCount
+        self.headCount = headCount
+        self.keyValueHeadCount = keyValueHeadCount
+        self.headDimension = headDimension
+        self.rmsNormEpsilon = rmsNormEpsilon
+        self.ropeTheta = ropeTheta
+        self.rotaryLayout = rotaryLayout
+        self.contextLength = contextLength
+    }
+
     public var keyValueDimension: Int { keyValueHeadCount * headDimension }
     public var queryDimension: Int { headCount * headDimension }
 }
@@ -97,6 +114,39 @@ extension ModelConfiguration {
             rotaryLayout: architecture == .llama ? .interleaved : .halves,
             contextLength: try integer("context_length"))
         try validate(file: file.path)
+    }
+
+    /// The GGUF `general.architecture` name for this architecture.
+    public var ggufArchitectureName: String {
+        switch architecture {
+        case .bitnetB158: "bitnet-b1.58"
+        case .bitnet1bitLLM: "bitnet"
+        case .llama: "llama"
+        }
+    }
+
+    /// The hyperparameters as GGUF metadata (`general.architecture` and the `<arch>.*` keys llama.cpp and
+    /// bitnet.cpp read): the inverse of ``init(gguf:)``.
+    public var ggufMetadata: [(key: String, value: GGUFValue)] {
+        let arch = ggufArchitectureName
+        var entries: [(key: String, value: GGUFValue)] = [
+            ("general.architecture", .string(arch)),
+            ("\(arch).vocab_size", .uint32(UInt32(vocabularySize))),
+            ("\(arch).context_length", .uint32(UInt32(contextLength))),
+            ("\(arch).embedding_length", .uint32(UInt32(hiddenSize))),
+            ("\(arch).block_count", .uint32(UInt32(layerCount))),
+            ("\(arch).feed_forward_length", .uint32(UInt32(intermediateSize))),
+            ("\(arch).attention.head_count", .uint32(UInt32(headCount))),
+            ("\(arch).attention.head_count_kv", .uint32(UInt32(keyValueHeadCount))),
+        ]
+        if headDimension * headCount != hiddenSize {
+            entries.append(("\(arch).attention.key_length", .uint32(UInt32(headDimension))))
+            entries.append(("\(arch).attention.value_length", .uint32(UInt32(headDimension))))
+        }
+        entries.append(("\(arch).attention.layer_norm_rms_epsilon", .float32(rmsNormEpsilon)))
+        entries.append(("\(arch).rope.freq_base", .float32(ropeTheta)))
+        entries.append(("\(arch).rope.dimension_count", .uint32(UInt32(headDimension))))
+        return entries
     }
 
     func validate(file: String) throws {

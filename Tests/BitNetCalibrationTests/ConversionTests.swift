@@ -124,8 +124,6 @@ struct ReferenceLogits {
 
     @Test func floatGGUFInputIsRequantized() throws {
         // A GGUF holding the float32 master weights of a fixture model, as llama.cpp's converter would write them.
-        let source = try ModelConverter(input: Fixtures.path("models/bitnet-gqa-tied-bf16"), options: ConversionOptions(weightType: .tq2_0))
-        _ = source
         let checkpoint = try SafetensorsCheckpoint(directory: Fixtures.path("models/bitnet-gqa-tied-bf16"))
         let tq = try GGUFFile(path: Fixtures.path("models/bitnet-gqa-tied-bf16-tq2_0.gguf"))
         let names: [String: String] = Dictionary(uniqueKeysWithValues: (0..<4).flatMap { layer -> [(String, String)] in
