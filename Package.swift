@@ -20,8 +20,10 @@ let package = Package(
         .target(name: "BitNetQuantization"),
         // GGUF and safetensors readers and writers, Hugging Face config decoding, model inspection.
         .target(name: "BitNetFormats", dependencies: ["BitNetQuantization"]),
+        // Hot loops in C: int8 × packed ternary dot products, AVX2 and scalar variants chosen at run time.
+        .target(name: "CBitNetKernels"),
         // The engine: model loading, the forward pass with a KV cache, tokenizers, sampling, generation.
-        .target(name: "BitNetInference", dependencies: ["BitNetFormats", "BitNetQuantization"]),
+        .target(name: "BitNetInference", dependencies: ["BitNetFormats", "BitNetQuantization", "CBitNetKernels"]),
         // Conversion of checkpoints to GGUF and the calibration report; the CLI only parses options.
         .target(name: "BitNetCalibration", dependencies: ["BitNetInference", "BitNetFormats", "BitNetQuantization"]),
         .executableTarget(
@@ -75,7 +77,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BitNetInferenceTests",
-            dependencies: ["BitNetInference", "BitNetFormats", "BitNetQuantization", "TestSupport"]
+            dependencies: ["BitNetInference", "BitNetFormats", "BitNetQuantization", "CBitNetKernels", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,5 +1,6 @@
 import BitNetFormats
 import BitNetQuantization
+import CBitNetKernels
 import Dispatch
 
 /// The bytes of one tensor: a view into a memory-mapped model file, or owned memory for weights that
@@ -138,6 +139,10 @@ struct TernaryLinear: Sendable {
     func forward(_ input: QuantizedActivations, into output: UnsafeMutablePointer<Float>, threads: Int, arithmetic: BitLinearArithmetic = .integer) {
         precondition(input.columns == columns)
         let tokens = input.rows
+        if arithmetic == .integer, layout == .tq2_0 || layout == .i2_s {
+            forwardWithKernels(input, into: output, threads: threads)
+            return
+        }
         let blockLength = self.blockLength
         let blocks = columns / blockLength
         bytes.withUnsafeBytes { packed in
@@ -169,6 +174,55 @@ struct TernaryLinear: Sendable {
                                             accumulator &+= Int32(x[index]) &* Int32(codes[index])
                                         }
                                         sum += scales[block] * Float(accumulator)
+                                    }
+                                    output[token * rows + row] = sum / input.scales[token]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension TernaryLinear {
+    /// The integer path through the C kernels, reading the packed bytes directly (no decode step).
+    func forwardWithKernels(_ input: QuantizedActivations, into output: UnsafeMutablePointer<Float>, threads: Int) {
+        let tokens = input.rows
+        let blocks = columns / 256
+        // Σ x per token (I2_S) or per 256-value block (TQ2_0), computed once for all rows.
+        var xSums = [Int32](repeating: 0, count: tokens * max(blocks, 1))
+        input.values.withUnsafeBufferPointer { x in
+            for token in 0..<tokens {
+                for index in 0..<columns {
+                    let slot = layout == .tq2_0 ? token * blocks + index / 256 : token
+                    xSums[slot] &+= Int32(x[token * columns + index])
+                }
+            }
+        }
+        bytes.withUnsafeBytes { packed in
+            input.values.withUnsafeBufferPointer { activations in
+                xSums.withUnsafeBufferPointer { sums in
+                    parallelChunks(rows, threads: threads) { rowRange in
+                        withUnsafeTemporaryAllocation(of: Int32.self, capacity: max(blocks, 1)) { blockSums in
+                            for row in rowRange {
+                                for token in 0..<tokens {
+                                    let x = activations.baseAddress! + token * columns
+                                    var sum: Float
+                                    if layout == .tq2_0 {
+                                        let rowBytes = packed.baseAddress!.assumingMemoryBound(to: UInt8.self) + row * blocks * TQ2_0.bytesPerBlock
+                                        bitnet_tq2_0_block_dots(rowBytes, x, sums.baseAddress! + token * blocks, Int64(blocks), blockSums.baseAddress!)
+                                        sum = 0
+                                        for block in 0..<blocks {
+                                            let d = floatFromHalfBits(UInt16(littleEndian: (UnsafeRawPointer(rowBytes) + block * TQ2_0.bytesPerBlock)
+                                                .loadUnaligned(fromByteOffset: 64, as: UInt16.self)))
+                                            sum += d * Float(blockSums[block])
+                                        }
+                                    } else {
+                                        let rowBytes = packed.baseAddress!.assumingMemoryBound(to: UInt8.self) + row * columns / 4
+                                        let scale = packed.loadUnaligned(fromByteOffset: rows * columns / 4, as: Float.self)
+                                        sum = scale * Float(bitnet_i2_s_dot(rowBytes, x, sums[token], Int64(columns)))
                                     }
                                     output[token * rows + row] = sum / input.scales[token]
                                 }
@@ -254,6 +308,26 @@ struct FloatMatrix: Sendable {
 
     /// `output[t, r] = Σ_c input[t, c] · W[r, c]` for `tokens` input rows.
     func multiply(_ input: UnsafePointer<Float>, tokens: Int, into output: UnsafeMutablePointer<Float>, threads: Int) {
+        if element == .f16 || element == .bf16 || element == .f32 {
+            // Rows are read in place by the C kernels (AVX2/F16C where available).
+            bytes.withUnsafeBytes { raw in
+                parallelChunks(rows, threads: threads) { rowRange in
+                    for row in rowRange {
+                        for token in 0..<tokens {
+                            let x = input + token * columns
+                            let value: Float
+                            switch element {
+                            case .f16: value = bitnet_dot_f16(raw.baseAddress!.assumingMemoryBound(to: UInt16.self) + row * columns, x, Int64(columns))
+                            case .bf16: value = bitnet_dot_bf16(raw.baseAddress!.assumingMemoryBound(to: UInt16.self) + row * columns, x, Int64(columns))
+                            default: value = bitnet_dot_f32(raw.baseAddress!.assumingMemoryBound(to: Float.self) + row * columns, x, Int64(columns))
+                            }
+                            output[token * rows + row] = value
+                        }
+                    }
+                }
+            }
+            return
+        }
         bytes.withUnsafeBytes { raw in
             parallelChunks(rows, threads: threads) { rowRange in
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: columns) { weights in
