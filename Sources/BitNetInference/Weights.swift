@@ -139,7 +139,7 @@ struct TernaryLinear: Sendable {
     func forward(_ input: QuantizedActivations, into output: UnsafeMutablePointer<Float>, threads: Int, arithmetic: BitLinearArithmetic = .integer) {
         precondition(input.columns == columns)
         let tokens = input.rows
-        if arithmetic == .integer, layout == .tq2_0 || layout == .i2_s {
+        if arithmetic == .integer, layout != .int8 {
             forwardWithKernels(input, into: output, threads: threads)
             return
         }
@@ -196,7 +196,7 @@ extension TernaryLinear {
         input.values.withUnsafeBufferPointer { x in
             for token in 0..<tokens {
                 for index in 0..<columns {
-                    let slot = layout == .tq2_0 ? token * blocks + index / 256 : token
+                    let slot = layout == .i2_s ? token : token * blocks + index / 256
                     xSums[slot] &+= Int32(x[token * columns + index])
                 }
             }
@@ -210,13 +210,19 @@ extension TernaryLinear {
                                 for token in 0..<tokens {
                                     let x = activations.baseAddress! + token * columns
                                     var sum: Float
-                                    if layout == .tq2_0 {
-                                        let rowBytes = packed.baseAddress!.assumingMemoryBound(to: UInt8.self) + row * blocks * TQ2_0.bytesPerBlock
-                                        bitnet_tq2_0_block_dots(rowBytes, x, sums.baseAddress! + token * blocks, Int64(blocks), blockSums.baseAddress!)
+                                    if layout == .tq2_0 || layout == .tq1_0 {
+                                        let blockBytes = layout == .tq2_0 ? TQ2_0.bytesPerBlock : TQ1_0.bytesPerBlock
+                                        let rowBytes = packed.baseAddress!.assumingMemoryBound(to: UInt8.self) + row * blocks * blockBytes
+                                        if layout == .tq2_0 {
+                                            bitnet_tq2_0_block_dots(rowBytes, x, sums.baseAddress! + token * blocks, Int64(blocks), blockSums.baseAddress!)
+                                        } else {
+                                            bitnet_tq1_0_block_dots(rowBytes, x, sums.baseAddress! + token * blocks, Int64(blocks), blockSums.baseAddress!)
+                                        }
                                         sum = 0
                                         for block in 0..<blocks {
-                                            let d = floatFromHalfBits(UInt16(littleEndian: (UnsafeRawPointer(rowBytes) + block * TQ2_0.bytesPerBlock)
-                                                .loadUnaligned(fromByteOffset: 64, as: UInt16.self)))
+                                            // d, the f16 block scale, is the block's last two bytes.
+                                            let d = floatFromHalfBits(UInt16(littleEndian: (UnsafeRawPointer(rowBytes) + block * blockBytes)
+                                                .loadUnaligned(fromByteOffset: blockBytes - 2, as: UInt16.self)))
                                             sum += d * Float(blockSums[block])
                                         }
                                     } else {

@@ -45,6 +45,45 @@ static int32_t i2_s_dot_scalar(const uint8_t *packed, const int8_t *x, int32_t x
     return sum - x_sum;
 }
 
+// MARK: - TQ1_0 decoding
+
+/// For each byte value, its five trits (code + 1) as TQ1_0 reads them: ((b · 3^j mod 256) · 3) >> 8.
+static uint8_t tq1_0_trits[256][5];
+
+/// Filled once when the library loads, before any thread can call a kernel.
+__attribute__((constructor))
+static void tq1_0_table_init(void) {
+    static const uint8_t powers[5] = {1, 3, 9, 27, 81};
+    for (int byte = 0; byte < 256; byte++) {
+        for (int j = 0; j < 5; j++) {
+            uint8_t shifted = (uint8_t)(byte * powers[j]);
+            tq1_0_trits[byte][j] = (uint8_t)(((uint16_t)shifted * 3) >> 8);
+        }
+    }
+}
+
+/// Unpacks one TQ1_0 block into 256 stored codes (0, 1, 2) in value order.
+static void tq1_0_unpack(const uint8_t *block, uint8_t *codes) {
+    for (int i = 0; i < 32; i++) for (int j = 0; j < 5; j++) codes[i + 32 * j] = tq1_0_trits[block[i]][j];
+    for (int i = 0; i < 16; i++) for (int j = 0; j < 5; j++) codes[160 + i + 16 * j] = tq1_0_trits[block[32 + i]][j];
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) codes[240 + i + 4 * j] = tq1_0_trits[block[48 + i]][j];
+}
+
+static int32_t dot_u8_i8_scalar(const uint8_t *codes, const int8_t *x, int n) {
+    int32_t sum = 0;
+    for (int i = 0; i < n; i++) sum += (int32_t)codes[i] * x[i];
+    return sum;
+}
+
+static void tq1_0_block_dots_scalar(const uint8_t *row, const int8_t *x, const int32_t *x_block_sums,
+                                    int64_t blocks, int32_t *block_sums) {
+    uint8_t codes[256];
+    for (int64_t b = 0; b < blocks; b++) {
+        tq1_0_unpack(row + b * 54, codes);
+        block_sums[b] = dot_u8_i8_scalar(codes, x + b * 256, 256) - x_block_sums[b];
+    }
+}
+
 // MARK: - AVX2
 
 #ifdef BITNET_X86
@@ -85,6 +124,23 @@ static void tq2_0_block_dots_avx2(const uint8_t *row, const int8_t *x, const int
             __m256i q = _mm256_loadu_si256((const __m256i *)(qs + half * 32));
             const int8_t *xh = xb + half * 128;
             acc = _mm256_add_epi32(acc, four_lane_dot_avx2(q, xh, xh + 32, xh + 64, xh + 96));
+        }
+        block_sums[b] = horizontal_sum_avx2(acc) - x_block_sums[b];
+    }
+}
+
+__attribute__((target("avx2")))
+static void tq1_0_block_dots_avx2(const uint8_t *row, const int8_t *x, const int32_t *x_block_sums,
+                                  int64_t blocks, int32_t *block_sums) {
+    uint8_t codes[256] __attribute__((aligned(32)));
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < blocks; b++) {
+        tq1_0_unpack(row + b * 54, codes);
+        __m256i acc = _mm256_setzero_si256();
+        for (int i = 0; i < 256; i += 32) {
+            __m256i products = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(codes + i)),
+                                                    _mm256_loadu_si256((const __m256i *)(x + b * 256 + i)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(products, ones));
         }
         block_sums[b] = horizontal_sum_avx2(acc) - x_block_sums[b];
     }
@@ -219,6 +275,17 @@ void bitnet_tq2_0_block_dots(const uint8_t *row, const int8_t *x, const int32_t 
     }
 #endif
     tq2_0_block_dots_scalar(row, x, x_block_sums, blocks, block_sums);
+}
+
+void bitnet_tq1_0_block_dots(const uint8_t *row, const int8_t *x, const int32_t *x_block_sums,
+                             int64_t blocks, int32_t *block_sums) {
+#ifdef BITNET_X86
+    if (has_avx2()) {
+        tq1_0_block_dots_avx2(row, x, x_block_sums, blocks, block_sums);
+        return;
+    }
+#endif
+    tq1_0_block_dots_scalar(row, x, x_block_sums, blocks, block_sums);
 }
 
 int32_t bitnet_i2_s_dot(const uint8_t *packed, const int8_t *x, int32_t x_sum, int64_t n) {

@@ -39,6 +39,25 @@ import Testing
         }
     }
 
+    @Test(arguments: [(1, 256), (3, 768), (2, 2560)])
+    func tq1_0BlockDotsMatchTheOracle(rows: Int, columns: Int) throws {
+        let (tensor, x) = try randomCase(rows: rows, columns: columns, seed: UInt64(rows * columns + 5))
+        let packed = try TQ1_0.pack(tensor)
+        let blocks = columns / 256
+        let xSums = (0..<blocks).map { block in x[block * 256..<(block + 1) * 256].reduce(Int32(0)) { $0 + Int32($1) } }
+        for path in Self.paths {
+            bitnet_kernels_force_scalar(path.forceScalar)
+            defer { bitnet_kernels_force_scalar(0) }
+            for row in 0..<rows {
+                var sums = [Int32](repeating: 0, count: blocks)
+                packed.withUnsafeBufferPointer { bytes in
+                    bitnet_tq1_0_block_dots(bytes.baseAddress! + row * blocks * 54, x, xSums, Int64(blocks), &sums)
+                }
+                #expect(sums == (0..<blocks).map { oracle(tensor, x, row: row, range: $0 * 256..<($0 + 1) * 256) }, "\(path.name) row \(row)")
+            }
+        }
+    }
+
     @Test(arguments: [(1, 128), (4, 384), (3, 2560), (2, 6912)])
     func i2_sDotsMatchTheOracle(rows: Int, columns: Int) throws {
         let (tensor, x) = try randomCase(rows: rows, columns: columns, seed: UInt64(rows + columns))

@@ -19,6 +19,10 @@ void bitnet_kernels_force_scalar(int force);
 void bitnet_tq2_0_block_dots(const uint8_t *row, const int8_t *x, const int32_t *x_block_sums,
                              int64_t blocks, int32_t *block_sums);
 
+/// Like ``bitnet_tq2_0_block_dots`` for TQ1_0 (54-byte blocks of 256 base-3 packed values).
+void bitnet_tq1_0_block_dots(const uint8_t *row, const int8_t *x, const int32_t *x_block_sums,
+                             int64_t blocks, int32_t *block_sums);
+
 /// Σ (code − 1) · x over one I2_S row of `n` values (a multiple of 128): `packed` points at the row's
 /// first 32-byte block; `x_sum` is Σ x over the row.
 int32_t bitnet_i2_s_dot(const uint8_t *packed, const int8_t *x, int32_t x_sum, int64_t n);
