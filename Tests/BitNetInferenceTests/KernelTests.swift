@@ -19,10 +19,12 @@ import Testing
         range.reduce(Int32(0)) { $0 + Int32(tensor.codes[row * tensor.columns + $1]) * Int32(x[$1]) }
     }
 
-    @Test(arguments: [(1, 256), (3, 512), (5, 2560), (2, 6912)])
-    func tq2_0BlockDotsMatchTheOracle(rows: Int, columns: Int) throws {
-        let (tensor, x) = try randomCase(rows: rows, columns: columns, seed: UInt64(rows * columns))
-        let packed = try TQ2_0.pack(tensor)
+    typealias BlockDots = (UnsafePointer<UInt8>?, UnsafePointer<Int8>?, UnsafePointer<Int32>?, Int64, UnsafeMutablePointer<Int32>?) -> Void
+
+    /// Checks a TQ block-dot kernel against the oracle, block by block, on both dispatch paths.
+    func checkBlockDots<Format: TernaryBlockFormat>(_: Format.Type, _ kernel: BlockDots, rows: Int, columns: Int, seed: UInt64) throws {
+        let (tensor, x) = try randomCase(rows: rows, columns: columns, seed: seed)
+        let packed = try Format.pack(tensor)
         let blocks = columns / 256
         let xSums = (0..<blocks).map { block in x[block * 256..<(block + 1) * 256].reduce(Int32(0)) { $0 + Int32($1) } }
         for path in Self.paths {
@@ -31,31 +33,22 @@ import Testing
             for row in 0..<rows {
                 var sums = [Int32](repeating: 0, count: blocks)
                 packed.withUnsafeBufferPointer { bytes in
-                    bitnet_tq2_0_block_dots(bytes.baseAddress! + row * blocks * 66, x, xSums, Int64(blocks), &sums)
+                    kernel(bytes.baseAddress! + row * blocks * Format.bytesPerBlock, x, xSums, Int64(blocks), &sums)
                 }
                 let expected = (0..<blocks).map { oracle(tensor, x, row: row, range: $0 * 256..<($0 + 1) * 256) }
-                #expect(sums == expected, "\(path.name) row \(row)")
+                #expect(sums == expected, "\(Format.name) \(path.name) row \(row)")
             }
         }
     }
 
+    @Test(arguments: [(1, 256), (3, 512), (5, 2560), (2, 6912)])
+    func tq2_0BlockDotsMatchTheOracle(rows: Int, columns: Int) throws {
+        try checkBlockDots(TQ2_0.self, bitnet_tq2_0_block_dots, rows: rows, columns: columns, seed: UInt64(rows * columns))
+    }
+
     @Test(arguments: [(1, 256), (3, 768), (2, 2560)])
     func tq1_0BlockDotsMatchTheOracle(rows: Int, columns: Int) throws {
-        let (tensor, x) = try randomCase(rows: rows, columns: columns, seed: UInt64(rows * columns + 5))
-        let packed = try TQ1_0.pack(tensor)
-        let blocks = columns / 256
-        let xSums = (0..<blocks).map { block in x[block * 256..<(block + 1) * 256].reduce(Int32(0)) { $0 + Int32($1) } }
-        for path in Self.paths {
-            bitnet_kernels_force_scalar(path.forceScalar)
-            defer { bitnet_kernels_force_scalar(0) }
-            for row in 0..<rows {
-                var sums = [Int32](repeating: 0, count: blocks)
-                packed.withUnsafeBufferPointer { bytes in
-                    bitnet_tq1_0_block_dots(bytes.baseAddress! + row * blocks * 54, x, xSums, Int64(blocks), &sums)
-                }
-                #expect(sums == (0..<blocks).map { oracle(tensor, x, row: row, range: $0 * 256..<($0 + 1) * 256) }, "\(path.name) row \(row)")
-            }
-        }
+        try checkBlockDots(TQ1_0.self, bitnet_tq1_0_block_dots, rows: rows, columns: columns, seed: UInt64(rows * columns + 5))
     }
 
     @Test(arguments: [(1, 128), (4, 384), (3, 2560), (2, 6912)])
