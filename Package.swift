@@ -3,11 +3,15 @@ import PackageDescription
 
 let package = Package(
     name: "swift-bitnet",
+    platforms: [.macOS(.v14), .iOS(.v17)],
     products: [
         .library(name: "BitNetQuantization", targets: ["BitNetQuantization"]),
         .library(name: "BitNetFormats", targets: ["BitNetFormats"]),
+        .library(name: "BitNetModels", targets: ["BitNetModels"]),
+        .library(name: "BitNetEngine", targets: ["BitNetEngine"]),
+        .library(name: "BitNetCPU", targets: ["BitNetCPU"]),
         .library(name: "BitNetInference", targets: ["BitNetInference"]),
-        .library(name: "BitNetCalibration", targets: ["BitNetCalibration"]),
+        .library(name: "BitNetConversion", targets: ["BitNetConversion"]),
         .executable(name: "bitnet", targets: ["bitnet"]),
     ],
     dependencies: [
@@ -20,18 +24,26 @@ let package = Package(
         .target(name: "BitNetQuantization"),
         // GGUF and safetensors readers and writers, Hugging Face config decoding, model inspection.
         .target(name: "BitNetFormats", dependencies: ["BitNetQuantization"]),
+        // What a model file describes: architectures (one file each, plus a registry), hyperparameters,
+        // tensor names, the one weight source used by loading and conversion, the forward pass as a graph
+        // of ops, and tokenizers. Knows nothing of where the ops run.
+        .target(name: "BitNetModels", dependencies: ["BitNetFormats", "BitNetQuantization"]),
+        // The backend seam: the protocol a backend implements, batches of several sequences, the KV cache.
+        .target(name: "BitNetEngine", dependencies: ["BitNetModels"]),
         // Hot loops in C: int8 × packed ternary dot products, AVX2 and scalar variants chosen at run time.
         .target(name: "CBitNetKernels"),
-        // The engine: model loading, the forward pass with a KV cache, tokenizers, sampling, generation.
-        .target(name: "BitNetInference", dependencies: ["BitNetFormats", "BitNetQuantization", "CBitNetKernels"]),
-        // Conversion of checkpoints to GGUF and the calibration report; the CLI only parses options.
-        .target(name: "BitNetCalibration", dependencies: ["BitNetInference", "BitNetFormats", "BitNetQuantization"]),
+        // The CPU backend: executes the graph's ops with the C kernels.
+        .target(name: "BitNetCPU", dependencies: ["BitNetEngine", "BitNetModels", "BitNetQuantization", "CBitNetKernels"]),
+        // The API for apps and servers: models on a chosen backend, sessions, chat, sampling, generation.
+        .target(name: "BitNetInference", dependencies: ["BitNetEngine", "BitNetCPU", "BitNetModels", "BitNetFormats"]),
+        // Conversion of checkpoints to GGUF; the calibration report is the only part that runs a model.
+        .target(name: "BitNetConversion", dependencies: ["BitNetModels", "BitNetFormats", "BitNetQuantization", "BitNetInference", "BitNetCPU"]),
         .executableTarget(
             name: "bitnet",
             dependencies: [
                 "BitNetFormats",
                 "BitNetInference",
-                "BitNetCalibration",
+                "BitNetConversion",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             // The default model: tiny-bitnet (Models/tiny-bitnet), used when no -m is given.
@@ -72,12 +84,21 @@ let package = Package(
             dependencies: ["BitNetFormats", "BitNetQuantization", "TestSupport"]
         ),
         .testTarget(
-            name: "BitNetCalibrationTests",
-            dependencies: ["BitNetCalibration", "BitNetInference", "BitNetFormats", "BitNetQuantization", "TestSupport"]
+            name: "BitNetConversionTests",
+            dependencies: ["BitNetConversion", "BitNetInference", "BitNetModels", "BitNetFormats", "BitNetQuantization", "TestSupport"]
+        ),
+        .testTarget(
+            name: "BitNetModelsTests",
+            dependencies: ["BitNetModels", "BitNetFormats", "TestSupport"]
         ),
         .testTarget(
             name: "BitNetInferenceTests",
-            dependencies: ["BitNetInference", "BitNetFormats", "BitNetQuantization", "CBitNetKernels", "TestSupport"]
+            dependencies: ["BitNetInference", "BitNetEngine", "BitNetCPU", "BitNetModels", "BitNetFormats", "BitNetQuantization", "CBitNetKernels", "TestSupport"]
+        ),
+        // The `bitnet` executable run as a user runs it (it is built before the tests).
+        .testTarget(
+            name: "BitNetCommandLineTests",
+            dependencies: ["BitNetInference", "BitNetFormats", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -55,6 +55,14 @@ public struct HuggingFaceConfiguration: Codable, Sendable, Hashable {
     public var quantization: BitNetQuantizationConfiguration?
     /// `torch_dtype` (older files) or `dtype` (newer): the master weights' type.
     public var dataType: String?
+    /// The type of `rope_scaling` (its `rope_type` or `type`, or "unknown"), or of `rope_parameters`
+    /// when it is not "default"; nil when rotary embeddings are not scaled.
+    public var ropeScaling: String?
+    /// `attention_bias` and `mlp_bias` (absent or null read as false).
+    public var attentionBias: Bool
+    public var mlpBias: Bool
+    /// `partial_rotary_factor`, when given.
+    public var partialRotaryFactor: Double?
 
     enum CodingKeys: String, CodingKey {
         case architectures
@@ -77,11 +85,21 @@ public struct HuggingFaceConfiguration: Codable, Sendable, Hashable {
         case quantization = "quantization_config"
         case dataType = "dtype"
         case torchDataType = "torch_dtype"
+        case ropeScaling = "rope_scaling"
+        case attentionBias = "attention_bias"
+        case mlpBias = "mlp_bias"
+        case partialRotaryFactor = "partial_rotary_factor"
     }
 
     private struct RopeParameters: Codable {
         var ropeTheta: Double?
-        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta" }
+        var ropeType: String?
+        var type: String?
+        enum CodingKeys: String, CodingKey {
+            case ropeTheta = "rope_theta"
+            case ropeType = "rope_type"
+            case type
+        }
     }
 
     public init(from decoder: any Decoder) throws {
@@ -99,8 +117,16 @@ public struct HuggingFaceConfiguration: Codable, Sendable, Hashable {
         hiddenActivation = try container.decodeIfPresent(String.self, forKey: .hiddenActivation) ?? (modelType == "bitnet" ? "relu2" : "silu")
         maximumPositionEmbeddings = try container.decodeIfPresent(Int.self, forKey: .maximumPositionEmbeddings) ?? 2048
         rmsNormEpsilon = try container.decodeIfPresent(Double.self, forKey: .rmsNormEpsilon) ?? 1e-5
-        let nested = try container.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)?.ropeTheta
-        ropeTheta = try container.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? nested ?? (modelType == "bitnet" ? 500_000 : 10_000)
+        let parameters = try container.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)
+        ropeTheta = try container.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? parameters?.ropeTheta ?? (modelType == "bitnet" ? 500_000 : 10_000)
+        if let scaling = try container.decodeIfPresent(RopeParameters.self, forKey: .ropeScaling) {
+            ropeScaling = scaling.ropeType ?? scaling.type ?? "unknown"
+        } else if let type = parameters?.ropeType ?? parameters?.type, type != "default" {
+            ropeScaling = type
+        }
+        attentionBias = try container.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
+        mlpBias = try container.decodeIfPresent(Bool.self, forKey: .mlpBias) ?? false
+        partialRotaryFactor = try container.decodeIfPresent(Double.self, forKey: .partialRotaryFactor)
         tieWordEmbeddings = try container.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         beginningOfSequenceTokenID = try container.decodeIfPresent(Int.self, forKey: .beginningOfSequenceTokenID)
         if let list = try? container.decodeIfPresent([Int].self, forKey: .endOfSequenceTokenIDs) {
@@ -133,6 +159,10 @@ public struct HuggingFaceConfiguration: Codable, Sendable, Hashable {
         try container.encode(endOfSequenceTokenIDs, forKey: .endOfSequenceTokenIDs)
         try container.encodeIfPresent(quantization, forKey: .quantization)
         try container.encodeIfPresent(dataType, forKey: .dataType)
+        if let ropeScaling { try container.encode(RopeParameters(ropeType: ropeScaling), forKey: .ropeScaling) }
+        try container.encode(attentionBias, forKey: .attentionBias)
+        try container.encode(mlpBias, forKey: .mlpBias)
+        try container.encodeIfPresent(partialRotaryFactor, forKey: .partialRotaryFactor)
     }
 
     /// Decodes and validates `config.json` text.

@@ -1,123 +1,91 @@
+import BitNetEngine
 import BitNetFormats
-import BitNetQuantization
+import BitNetModels
 import Foundation
 
-/// Where a model's matrix products run.
-public enum ComputeBackend: String, Sendable, CaseIterable {
-    /// The CPU, with `threads` worker threads.
-    case cpu
-}
-
-/// A BitNet model loaded for inference: weights stay packed and, where the file allows, memory-mapped.
+/// A BitNet model loaded on a backend: weights stay packed and, where the file allows, memory-mapped.
 ///
 /// Load a GGUF file (llama.cpp's TQ1_0/TQ2_0, bitnet.cpp's I2_S, or float weights ternarized at load) or
 /// a Hugging Face directory (packed uint8 "offline" checkpoints, or float master weights of a QAT
-/// checkpoint, ternarized at load with the exact QAT formula).
+/// checkpoint, ternarized at load with the exact QAT formula). A model is `Sendable`: many sessions, each
+/// with its own cache, may run on it at once.
 public final class BitNetModel: Sendable {
     public let path: String
-    public let configuration: ModelConfiguration
-    /// Threads used by the matrix products.
-    public let threads: Int
-    public let backend: ComputeBackend
-    /// How BitLinear layers compute (integer by default).
-    public let arithmetic: BitLinearArithmetic
-    let transformer: Transformer
-    /// The GGUF file the model came from, for its tokenizer metadata.
-    public let ggufFile: GGUFFile?
+    /// The file, read through its architecture.
+    public let source: WeightSource
+    /// The backend the model runs on.
+    public let backend: any Backend
+    /// The model on its backend.
+    public let loaded: any BackendModel
 
-    /// Loads the model at `path`: a `.gguf` file or a Hugging Face directory.
-    public init(path: String, backend: ComputeBackend = .cpu, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-                arithmetic: BitLinearArithmetic = .integer) throws {
-        self.path = path
-        self.backend = backend
-        self.arithmetic = arithmetic
-        self.threads = max(1, threads)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw InferenceError(.invalidInput, "\(path): no such file or directory")
-        }
-        if isDirectory.boolValue {
-            let loaded = try HuggingFaceLoader(directory: path).load()
-            (configuration, transformer, ggufFile) = (loaded.configuration, loaded, nil)
-        } else {
-            let file = try GGUFFile(path: path)
-            let loaded = try GGUFLoader(file: file).load()
-            (configuration, transformer, ggufFile) = (loaded.configuration, loaded, file)
-        }
+    /// Loads the model at `path` (a `.gguf` file or a Hugging Face directory) on the chosen backend.
+    public convenience init(path: String, backend choice: BackendChoice = .auto,
+                            threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+        try self.init(path: path, backend: try choice.makeBackend(threads: threads))
     }
 
-    /// Bytes of weights that live in the memory map (not copied), and bytes converted into memory at load.
+    /// Loads the model at `path` on `backend`.
+    public init(path: String, backend: any Backend) throws {
+        self.path = path
+        source = try WeightSource(path: path)
+        self.backend = backend
+        loaded = try backend.load(try source.architecture.buildGraph(source))
+    }
+
+    public var configuration: ModelConfiguration { source.configuration }
+    /// The GGUF file the model came from, for its metadata.
+    public var ggufFile: GGUFFile? { source.ggufFile }
+
+    /// Bytes of weight matrices that are used in place from the memory map, and bytes converted into
+    /// memory at load (norm vectors, a few kilobytes, are not counted).
     public var weightBytes: (mapped: Int, owned: Int) {
         var mapped = 0, owned = 0
-        func add(_ bytes: TensorBytes) {
-            if bytes.isMapped { mapped += bytes.count } else { owned += bytes.count }
-        }
-        add(transformer.embedding.bytes)
-        if transformer.output.name != transformer.embedding.name { add(transformer.output.bytes) }
-        for layer in transformer.layers {
-            for linear in [layer.query, layer.key, layer.value, layer.attentionOutput, layer.gate, layer.up, layer.down] { add(linear.bytes) }
+        for weight in loaded.graph.weights where weight.rows > 1 {
+            if weight.bytes.isMapped { mapped += weight.bytes.count } else { owned += weight.bytes.count }
         }
         return (mapped, owned)
     }
-}
 
-/// An inference context: a KV cache preallocated to `contextLength` positions and the tokens seen so far.
-///
-/// Not thread-safe; use one session per conversation.
-public final class InferenceSession {
-    public let model: BitNetModel
-    public let contextLength: Int
-    private let cache: KeyValueCache
-    /// The tokens processed so far, in order.
-    public private(set) var tokens: [Int] = []
-    /// Called with every BitLinear input during ``evaluate(_:allPositions:)`` (calibration statistics).
-    public var activationObserver: ActivationObserver?
-
-    /// - Parameters:
-    ///   - contextLength: positions the KV cache holds (default: the model's, at most 4096).
-    ///   - cacheType: f32 (exact) or f16 (half the memory).
-    public init(model: BitNetModel, contextLength: Int? = nil, cacheType: KeyValueCacheType = .f32) throws {
-        let length = contextLength ?? min(model.configuration.contextLength, 4096)
-        guard length > 0, length <= 1 << 20 else {
-            throw InferenceError(.invalidInput, "context length \(length) must be between 1 and \(1 << 20)")
-        }
-        self.model = model
-        self.contextLength = length
-        let c = model.configuration
-        cache = KeyValueCache(layers: c.layerCount, capacity: length, width: c.keyValueDimension, type: cacheType)
+    /// A KV cache for `slots` sequences of up to `contextLength` positions (default: the model's
+    /// context, at most 4096), for batches of several sequences (``forward(_:cache:)``).
+    public func makeCache(slots: Int = 1, contextLength: Int? = nil, type: KeyValueCacheType = .f32) throws -> KeyValueCache {
+        try KeyValueCache(model: loaded, slots: slots, capacity: contextLength ?? min(configuration.contextLength, 4096), type: type)
     }
 
-    /// Bytes held by the KV cache.
-    public var cacheBytes: Int { cache.byteCount }
+    /// Runs `batch` — tokens of one or several sequences — appending to their slots of `cache`; returns
+    /// the logits of the tokens that want them, in batch order. Blocks the calling thread.
+    public func forward(_ batch: ForwardBatch, cache: KeyValueCache) throws -> [[Float]] {
+        rows(try cache.forward(batch, on: loaded))
+    }
 
-    /// Positions still free in the context.
-    public var remainingContext: Int { contextLength - tokens.count }
+    /// Like ``forward(_:cache:)``, computed on threads outside Swift's cooperative pool.
+    public func forward(_ batch: ForwardBatch, cache: KeyValueCache) async throws -> [[Float]] {
+        nonisolated(unsafe) let cache = cache
+        let loaded = self.loaded
+        return rows(try await ComputeThreads.run { try cache.forward(batch, on: loaded) })
+    }
 
-    /// Processes `newTokens` as one batch, appending them to the context, and returns logits:
-    /// one row per new token with `allPositions`, else only the last row.
-    public func evaluate(_ newTokens: [Int], allPositions: Bool = false) throws -> [[Float]] {
-        guard !newTokens.isEmpty else { throw InferenceError(.invalidInput, "no tokens to evaluate") }
-        let vocabulary = model.configuration.vocabularySize
-        if let bad = newTokens.first(where: { $0 < 0 || $0 >= vocabulary }) {
-            throw InferenceError(.invalidInput, "token id \(bad) is outside the vocabulary of \(vocabulary)")
-        }
-        guard newTokens.count <= remainingContext else {
-            throw InferenceError(.contextOverflow, "\(tokens.count + newTokens.count) tokens do not fit the context of \(contextLength)")
-        }
-        let flat = model.transformer.forward(newTokens, cache: cache, allPositions: allPositions, threads: model.threads,
-                                             arithmetic: model.arithmetic, observer: activationObserver)
-        tokens += newTokens
-        let width = model.transformer.output.rows
+    private func rows(_ flat: [Float]) -> [[Float]] {
+        let width = configuration.vocabularySize
         return stride(from: 0, to: flat.count, by: width).map { Array(flat[$0..<$0 + width]) }
     }
 
-    /// Forgets everything after the first `count` tokens (the cache keeps their keys and values).
-    public func truncate(to count: Int) {
-        let kept = max(0, min(count, tokens.count))
-        tokens.removeLast(tokens.count - kept)
-        cache.count = kept
-    }
+    /// The model's tokenizer: GGUF `tokenizer.ggml.*` metadata, or `tokenizer.json` beside `config.json`.
+    public func loadTokenizer() throws -> BPETokenizer { try source.loadTokenizer() }
 
-    /// Empties the context.
-    public func reset() { truncate(to: 0) }
+    /// The Jinja chat template the model ships (`tokenizer.chat_template` or tokenizer_config.json).
+    public var chatTemplateSource: String? { source.chatTemplateSource }
+
+    /// The model's chat format; throws a clear error if its template is unknown (pass an override).
+    public func chatTemplate(override: ChatTemplate? = nil) throws -> ChatTemplate {
+        if let override { return override }
+        let known = ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")
+        guard let source = chatTemplateSource else {
+            throw ModelError(.invalidModel, "\(path) has no chat template; choose one with --chat-template (\(known))")
+        }
+        guard let template = ChatTemplate(jinja: source) else {
+            throw ModelError(.unsupportedModel, "\(path): unknown chat template; choose one with --chat-template (\(known))")
+        }
+        return template
+    }
 }

@@ -30,6 +30,10 @@ public enum ChatTemplate: String, Sendable, CaseIterable {
         }
     }
 
+    /// The text that closes a turn. After a reply, it is evaluated into the cache so the next turn follows
+    /// the template (the model's own end token was sampled, not evaluated).
+    public var endOfTurn: String { "<|eot_id|>" }
+
     /// Formats `messages`, ending with the cue for the assistant's reply. `beginning` is the BOS text,
     /// written only when `isStart` (later turns continue a conversation already in the KV cache).
     public func render(_ messages: [ChatMessage], beginning: String?, isStart: Bool) -> String {

@@ -45,13 +45,15 @@ public struct GenerationParameters: Sendable {
 /// The prompt is processed as one batch, then tokens are decoded one at a time into the session's KV
 /// cache, so a chat can continue in the same session: every emitted token is evaluated into the cache,
 /// except one that ends the generation on a stop string or a full context (and the end token itself,
-/// which is not emitted). Each step runs on the task that iterates.
+/// which is not emitted). The forward passes run outside Swift's cooperative pool; cancelling the
+/// iterating task ends the generation at the next token with `CancellationError`.
 public struct TextGeneration: AsyncSequence {
     public typealias Element = GenerationEvent
-    let session: InferenceSession
-    let tokenizer: any Tokenizer
-    let prompt: [Int]
-    let parameters: GenerationParameters
+    public let session: InferenceSession
+    public let tokenizer: any Tokenizer
+    /// The prompt's token ids.
+    public let prompt: [Int]
+    public let parameters: GenerationParameters
 
     /// - Parameters:
     ///   - prompt: token ids appended to whatever the session already holds.
@@ -60,6 +62,13 @@ public struct TextGeneration: AsyncSequence {
         self.tokenizer = tokenizer
         self.prompt = prompt
         self.parameters = parameters
+    }
+
+    /// Generates after `text`, encoded with `tokenizer`; a prompt that starts the session gets the
+    /// beginning-of-sequence token when the tokenizer uses one.
+    public init(session: InferenceSession, tokenizer: any Tokenizer, prompt text: String, parameters: GenerationParameters) {
+        self.init(session: session, tokenizer: tokenizer,
+                  prompt: tokenizer.encode(text, addingBeginningOfSequence: session.tokens.isEmpty), parameters: parameters)
     }
 
     public func makeAsyncIterator() -> Iterator {
@@ -92,11 +101,12 @@ public struct TextGeneration: AsyncSequence {
                 summary.stopReason = reason
                 return .finished(summary)
             }
+            try Task.checkCancellation()
             let session = generation.session
             if logits == nil {
                 try generation.parameters.sampling.validate()
                 let start = DispatchTime.now().uptimeNanoseconds
-                logits = try session.evaluate(generation.prompt).last
+                logits = try await session.evaluate(generation.prompt).last
                 summary.promptSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             }
             func finish(_ reason: StopReason) -> GenerationEvent {
@@ -132,7 +142,7 @@ public struct TextGeneration: AsyncSequence {
                 finishing = .contextFull
                 return .token(id: token, text: piece)
             }
-            logits = try session.evaluate([token]).last
+            logits = try await session.evaluate([token]).last
             summary.generationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             return .token(id: token, text: piece)
         }

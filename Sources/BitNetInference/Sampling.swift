@@ -66,9 +66,8 @@ public struct Sampler: TokenSampler {
         if parameters.temperature == 0 {
             return logits.indices.max { logits[$0] < logits[$1] || (logits[$0] == logits[$1] && $0 > $1) }!
         }
-        // Candidates sorted by logit, most likely first.
-        var candidates = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-        if parameters.topK > 0 { candidates = Array(candidates.prefix(parameters.topK)) }
+        // Candidates sorted by logit, most likely first: the top k picked without sorting the vocabulary.
+        var candidates = parameters.topK > 0 ? Self.largest(parameters.topK, of: logits) : Self.largest(logits.count, of: logits)
         var probabilities = softmax(candidates.map { logits[$0] })
         if parameters.topP < 1 {
             var total: Float = 0
@@ -92,6 +91,45 @@ public struct Sampler: TokenSampler {
             if draw < cumulative { return candidates[index] }
         }
         return candidates.last!
+    }
+
+    /// The indices of the `k` largest logits, largest first (equal logits: lower index first). A heap
+    /// of the best k seen so far: O(n log k) instead of sorting all n.
+    static func largest(_ k: Int, of logits: [Float]) -> [Int] {
+        let k = min(k, logits.count)
+        guard k < logits.count else {
+            return logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        }
+        // `a` ranks below `b`: a smaller logit, or an equal logit at a higher index.
+        func below(_ a: Int, _ b: Int) -> Bool { logits[a] < logits[b] || (logits[a] == logits[b] && a > b) }
+        var heap = [Int]()  // a min-heap under `below`: heap[0] is the worst of the best k
+        heap.reserveCapacity(k)
+        func siftDown(_ start: Int) {
+            var parent = start
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var lowest = parent
+                if left < heap.count, below(heap[left], heap[lowest]) { lowest = left }
+                if right < heap.count, below(heap[right], heap[lowest]) { lowest = right }
+                if lowest == parent { return }
+                heap.swapAt(parent, lowest)
+                parent = lowest
+            }
+        }
+        for index in logits.indices {
+            if heap.count < k {
+                heap.append(index)
+                var child = heap.count - 1
+                while child > 0, below(heap[child], heap[(child - 1) / 2]) {
+                    heap.swapAt(child, (child - 1) / 2)
+                    child = (child - 1) / 2
+                }
+            } else if below(heap[0], index) {
+                heap[0] = index
+                siftDown(0)
+            }
+        }
+        return heap.sorted { below($1, $0) }
     }
 
     private func applyPenalties(_ logits: inout [Float], history: [Int]) {

@@ -49,14 +49,22 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("cache-type"), help: "KV cache element type: f32 or f16.")
     var cacheType: String = "f32"
 
+    @Option(name: .long, help: "Where the model runs: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")) (auto: the best one here).")
+    var backend: String = BackendChoice.auto.rawValue
+
     func validate() throws {
+        if BackendChoice(rawValue: backend) == nil {
+            throw ValidationError("--backend must be \(BackendChoice.allCases.map(\.rawValue).joined(separator: " or "))")
+        }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let contextLength, contextLength < 1 { throw ValidationError("--ctx must be at least 1") }
         if KeyValueCacheType(rawValue: cacheType) == nil { throw ValidationError("--cache-type must be f32 or f16") }
     }
 
+    var keyValueCacheType: KeyValueCacheType { KeyValueCacheType(rawValue: cacheType) ?? .f32 }
+
     func session(for model: BitNetModel, contextLength: Int? = nil) throws -> InferenceSession {
-        try InferenceSession(model: model, contextLength: contextLength ?? self.contextLength, cacheType: KeyValueCacheType(rawValue: cacheType) ?? .f32)
+        try InferenceSession(model: model, contextLength: contextLength ?? self.contextLength, cacheType: keyValueCacheType)
     }
 
     /// The bundled default model: tiny-bitnet, trained on the Python documentation (Models/tiny-bitnet).
@@ -66,7 +74,8 @@ struct ModelOptions: ParsableArguments {
         guard let path = model ?? Self.defaultModel else {
             throw InferenceError(.invalidInput, "no model given (-m) and the bundled default model is missing")
         }
-        return try BitNetModel(path: path, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        return try BitNetModel(path: path, backend: BackendChoice(rawValue: backend) ?? .auto,
+                               threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
     }
 }
 
@@ -118,15 +127,14 @@ struct Generate: AsyncParsableCommand {
         try await reportingErrors {
             let model = try modelOptions.load()
             let tokenizer = try model.loadTokenizer()
-            var prompt = tokenizer.encode(self.prompt)
-            if tokenizer.addsBeginningOfSequence, let bos = tokenizer.beginningOfSequence, prompt.first != bos { prompt.insert(bos, at: 0) }
             let session = try modelOptions.session(for: model)
-            guard prompt.count < session.contextLength else {
-                throw InferenceError(.contextOverflow, "the prompt has \(prompt.count) tokens; the context holds \(session.contextLength) (raise --ctx)")
-            }
             let parameters = GenerationParameters(maximumTokens: tokens, sampling: sampling.parameters, stopStrings: sampling.stopStrings)
+            let generation = TextGeneration(session: session, tokenizer: tokenizer, prompt: self.prompt, parameters: parameters)
+            guard generation.prompt.count < session.contextLength else {
+                throw InferenceError(.contextOverflow, "the prompt has \(generation.prompt.count) tokens; the context holds \(session.contextLength) (raise --ctx)")
+            }
             print(self.prompt, terminator: "")
-            for try await event in TextGeneration(session: session, tokenizer: tokenizer, prompt: prompt, parameters: parameters) {
+            for try await event in generation {
                 switch event {
                 case .token(_, let text):
                     print(text, terminator: "")
@@ -134,9 +142,9 @@ struct Generate: AsyncParsableCommand {
                 case .finished(let summary):
                     print("")
                     fflush(nil)
-                    printError(String(format: "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | stop: %@\n",
+                    printError(String(format: "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | stop: %@ | backend: %@\n",
                                       summary.promptTokens, summary.promptTokensPerSecond, summary.generatedTokens,
-                                      summary.generationTokensPerSecond, summary.stopReason.rawValue))
+                                      summary.generationTokensPerSecond, summary.stopReason.rawValue, model.backend.name))
                 }
             }
         }
@@ -165,37 +173,24 @@ struct Chat: AsyncParsableCommand {
                 }
                 override = known
             }
-            let template = try model.chatTemplate(override: override)
-            let session = try modelOptions.session(for: model)
-            let beginning = tokenizer.beginningOfSequence.map { tokenizer.decode([$0]) }
-            var pending: [ChatMessage] = system.map { [ChatMessage(role: .system, content: $0)] } ?? []
-            var parameters = GenerationParameters(maximumTokens: tokens, sampling: sampling.parameters, stopStrings: sampling.stopStrings)
+            let parameters = GenerationParameters(maximumTokens: tokens, sampling: sampling.parameters, stopStrings: sampling.stopStrings)
+            let chat = try ChatSession(model: model, tokenizer: tokenizer, template: override, systemPrompt: system,
+                                       contextLength: modelOptions.contextLength, cacheType: modelOptions.keyValueCacheType, parameters: parameters)
             let interactive = isatty(0) != 0
             while true {
                 if interactive { printError("> ") }
                 guard let line = readLine() else { break }
-                pending.append(ChatMessage(role: .user, content: line))
-                let text = template.render(pending, beginning: beginning, isStart: session.tokens.isEmpty)
-                pending.removeAll()
-                let prompt = tokenizer.encode(text)
-                guard prompt.count < session.remainingContext else {
-                    throw InferenceError(.contextOverflow, "the conversation no longer fits the context of \(session.contextLength) tokens (raise --ctx)")
-                }
-                parameters.sampling.seed &+= 1
-                for try await event in TextGeneration(session: session, tokenizer: tokenizer, prompt: prompt, parameters: parameters) {
-                    switch event {
-                    case .token(_, let text):
-                        print(text, terminator: "")
-                        fflush(nil)
-                    case .finished:
-                        print("")
-                        // Close the assistant turn in the cache (the end token itself was sampled, not
-                        // evaluated), so the next turn follows the template.
-                        if let end = tokenizer.id(of: "<|eot_id|>"), session.remainingContext > 0 {
-                            _ = try session.evaluate([end])
+                do {
+                    for try await event in chat.respond(to: line) {
+                        if case .token(_, let text) = event {
+                            print(text, terminator: "")
+                            fflush(nil)
                         }
                     }
+                } catch let error as InferenceError where error.code == .contextOverflow {
+                    throw InferenceError(.contextOverflow, "\(error.message) (raise --ctx)")
                 }
+                print("")
             }
         }
     }
@@ -256,7 +251,7 @@ struct Logits: AsyncParsableCommand {
             let step = batch ?? ids.count
             for start in stride(from: 0, to: ids.count, by: step) {
                 let part = Array(ids[start..<min(start + step, ids.count)])
-                let logits = try session.evaluate(part, allPositions: allPositions)
+                let logits = try await session.evaluate(part, allPositions: allPositions)
                 rows += allPositions ? logits : (start + step >= ids.count ? logits : [])
             }
             print(JSONValue.object([("logits", .array(rows.map { .array($0.map { .double(Double($0)) }) }))]).serialized())

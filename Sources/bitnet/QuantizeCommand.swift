@@ -1,5 +1,5 @@
 import ArgumentParser
-import BitNetCalibration
+import BitNetConversion
 import BitNetFormats
 import BitNetInference
 import Foundation

@@ -1,5 +1,6 @@
 import BitNetFormats
-@testable import BitNetInference
+@testable import BitNetCPU
+import BitNetInference
 import BitNetQuantization
 import Foundation
 import TestSupport
@@ -9,7 +10,7 @@ import Testing
 @Suite struct EmbeddingTypesTests {
     @Test func q6_KRowsDecodeLikeGGUFPy() throws {
         let fixtures = try FixtureTensors("packing/gguf-py.safetensors")
-        let matrix = try FloatMatrix(name: "q6", element: .q6_K, rows: 3, columns: 256, bytes: .owned(try fixtures.bytes("q6_k.bytes")))
+        let matrix = FloatMatrix(try WeightTensor(name: "q6", encoding: .q6_K, rows: 3, columns: 256, bytes: .owned(try fixtures.bytes("q6_k.bytes"))))
         let expected = try fixtures.floats("q6_k.dequantized")
         var row = [Float](repeating: 0, count: 256)
         for index in 0..<3 {

@@ -158,7 +158,7 @@ import Testing
         #expect(try gguf.chatTemplate() == .bitnet)
         #expect(try gguf.loadTokenizer().encode("Hello world") == (try model.loadTokenizer().encode("Hello world")))
         let plain = try BitNetModel(path: Fixtures.path("models/bitnet-gqa-tied-bf16-tq2_0.gguf"), threads: 1)
-        let error = #expect(throws: InferenceError.self) { try plain.chatTemplate() }
+        let error = #expect(throws: ModelError.self) { try plain.chatTemplate() }
         #expect(error?.message.contains("--chat-template") == true)
         #expect(try plain.chatTemplate(override: .llama3) == .llama3)
     }

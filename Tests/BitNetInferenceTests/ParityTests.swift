@@ -112,7 +112,7 @@ extension ParityTests.Reference: CustomTestStringConvertible {
     @Test func aMissingTensorIsNamed() throws {
         let (scratch, path) = try rewritten(dropping: "blk.1.ffn_sub_norm.weight")
         defer { _ = scratch }
-        let error = #expect(throws: InferenceError.self) { try BitNetModel(path: path) }
+        let error = #expect(throws: ModelError.self) { try BitNetModel(path: path) }
         #expect(error?.code == .invalidModel)
         #expect(error?.message.contains("blk.1.ffn_sub_norm.weight") == true)
     }
@@ -123,7 +123,7 @@ extension ParityTests.Reference: CustomTestStringConvertible {
         _ = try BitNetModel(path: path)
         let (scratch2, path2) = try rewritten(retyping: "blk.0.attn_q.weight")  // flattened to one dimension
         defer { _ = scratch2 }
-        let error = #expect(throws: InferenceError.self) { try BitNetModel(path: path2) }
+        let error = #expect(throws: ModelError.self) { try BitNetModel(path: path2) }
         #expect(error?.message.contains("blk.0.attn_q.weight") == true)
         #expect(error?.message.contains("shape") == true)
     }
@@ -131,7 +131,7 @@ extension ParityTests.Reference: CustomTestStringConvertible {
     @Test func aWrongTypeIsNamed() throws {
         let (scratch, path) = try rewritten(retyping: "blk.1.ffn_up.weight", as: .q4_0)
         defer { _ = scratch }
-        let error = #expect(throws: InferenceError.self) { try BitNetModel(path: path) }
+        let error = #expect(throws: ModelError.self) { try BitNetModel(path: path) }
         #expect(error?.code == .unsupportedModel)
         #expect(error?.message.contains("blk.1.ffn_up.weight") == true && error?.message.contains("q4_0") == true)
     }

@@ -1,44 +1,7 @@
-import BitNetFormats
+import BitNetModels
 import BitNetQuantization
 import CBitNetKernels
 import Dispatch
-
-/// The bytes of one tensor: a view into a memory-mapped model file, or owned memory for weights that
-/// had to be converted at load (Hugging Face layouts, float master weights).
-struct TensorBytes: Sendable {
-    private enum Source: Sendable {
-        case gguf(GGUFFile, GGUFTensorInfo)
-        case safetensors(SafetensorsFile, SafetensorsTensorInfo)
-        case owned([UInt8])
-    }
-
-    private let source: Source
-
-    static func mapped(_ file: GGUFFile, _ tensor: GGUFTensorInfo) -> TensorBytes { TensorBytes(source: .gguf(file, tensor)) }
-    static func mapped(_ file: SafetensorsFile, _ tensor: SafetensorsTensorInfo) -> TensorBytes { TensorBytes(source: .safetensors(file, tensor)) }
-    static func owned(_ bytes: [UInt8]) -> TensorBytes { TensorBytes(source: .owned(bytes)) }
-
-    var isMapped: Bool {
-        if case .owned = source { return false }
-        return true
-    }
-
-    var count: Int {
-        switch source {
-        case .gguf(_, let tensor): tensor.byteCount
-        case .safetensors(_, let tensor): tensor.byteCount
-        case .owned(let bytes): bytes.count
-        }
-    }
-
-    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        switch source {
-        case .gguf(let file, let tensor): try file.withTensorData(tensor, body)
-        case .safetensors(let file, let tensor): try file.withTensorData(tensor, body)
-        case .owned(let bytes): try bytes.withUnsafeBytes(body)
-        }
-    }
-}
 
 /// Splits `count` items into contiguous chunks run on up to `threads` threads.
 func parallelChunks(_ count: Int, threads: Int, _ body: (Range<Int>) -> Void) {
@@ -60,55 +23,24 @@ func parallelChunks(_ count: Int, threads: Int, _ body: (Range<Int>) -> Void) {
 /// A BitLinear weight kept in its packed form: each output row is decoded to int8 codes when it is
 /// used, multiplied with int8 activations in integer arithmetic, and rescaled once per block.
 struct TernaryLinear: Sendable {
-    enum Layout: Sendable {
-        /// llama.cpp TQ2_0 or TQ1_0: an f16 scale per 256 values.
-        case tq2_0, tq1_0
-        /// bitnet.cpp I2_S: one float32 scale per tensor (also the in-memory form of converted weights).
-        case i2_s
-        /// One int8 code per weight and a float32 scale: converted weights whose rows are not whole
-        /// I2_S blocks (such as the FFN of 5460 of bitnet_b1_58-xl).
-        case int8
-    }
-
-    let name: String
-    let layout: Layout
+    /// TQ2_0, TQ1_0, I2_S or int8 codes.
+    let layout: WeightEncoding
     /// Output features.
     let rows: Int
     /// Input features.
     let columns: Int
     let bytes: TensorBytes
 
-    /// Wraps packed bytes after checking that their size fits the shape.
-    init(name: String, layout: Layout, rows: Int, columns: Int, bytes: TensorBytes) throws {
-        let expected: Int
-        switch layout {
-        case .tq2_0: expected = try TQ2_0.byteCount(valueCount: rows * columns, rowLength: columns)
-        case .tq1_0: expected = try TQ1_0.byteCount(valueCount: rows * columns, rowLength: columns)
-        case .i2_s: expected = try I2S.byteCount(valueCount: rows * columns, rowLength: columns)
-        case .int8: expected = rows * columns + 4
-        }
-        guard bytes.count == expected else {
-            throw InferenceError(.invalidModel, "tensor '\(name)': \(bytes.count) bytes, expected \(expected) for \(rows)×\(columns) \(layout)")
-        }
-        self.name = name
-        self.layout = layout
-        self.rows = rows
-        self.columns = columns
-        self.bytes = bytes
-    }
-
-    /// Packs a ternary tensor into memory: I2_S when rows are whole blocks of 128, else one byte per code.
-    init(name: String, ternary: TernaryTensor) throws {
-        if ternary.columns % I2S.valuesPerBlock == 0 {
-            try self.init(name: name, layout: .i2_s, rows: ternary.rows, columns: ternary.columns, bytes: .owned(try I2S.pack(ternary)))
-        } else {
-            let bytes = ternary.codes.map { UInt8(bitPattern: $0) } + withUnsafeBytes(of: ternary.scale.bitPattern.littleEndian, Array.init)
-            try self.init(name: name, layout: .int8, rows: ternary.rows, columns: ternary.columns, bytes: .owned(bytes))
-        }
+    init(_ weight: WeightTensor) {
+        precondition(weight.encoding.isTernary, "\(weight.name) is not ternary")
+        layout = weight.encoding
+        rows = weight.rows
+        columns = weight.columns
+        bytes = weight.bytes
     }
 
     /// Values sharing one scale.
-    private var blockLength: Int { layout == .i2_s || layout == .int8 ? columns : 256 }
+    private var blockLength: Int { layout == .i2_s || layout == .int8Codes ? columns : 256 }
 
     /// Decodes row `row` into `codes` (`columns` values) and `scales` (one per block).
     private func decodeRow(_ row: Int, packed: UnsafeRawPointer, codes: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
@@ -128,9 +60,11 @@ struct TernaryLinear: Sendable {
                 I2S.unpackBlock(packed + (row * blocks + block) * I2S.bytesPerBlock, into: codes + block * I2S.valuesPerBlock)
             }
             scales[0] = packed.loadUnaligned(fromByteOffset: rows * columns / 4, as: Float.self)
-        case .int8:
+        case .int8Codes:
             (UnsafeMutableRawPointer(codes)).copyMemory(from: packed + row * columns, byteCount: columns)
             scales[0] = packed.loadUnaligned(fromByteOffset: rows * columns, as: Float.self)
+        default:
+            preconditionFailure("\(layout) is not a ternary layout")
         }
     }
 
@@ -139,7 +73,7 @@ struct TernaryLinear: Sendable {
     func forward(_ input: QuantizedActivations, into output: UnsafeMutablePointer<Float>, threads: Int, arithmetic: BitLinearArithmetic = .integer) {
         precondition(input.columns == columns)
         let tokens = input.rows
-        if arithmetic == .integer, layout != .int8 {
+        if arithmetic == .integer, layout != .int8Codes {
             forwardWithKernels(input, into: output, threads: threads)
             return
         }
@@ -241,45 +175,20 @@ extension TernaryLinear {
     }
 }
 
-/// How BitLinear layers compute.
-public enum BitLinearArithmetic: Sendable {
-    /// int8 × ternary with integer accumulation and one rescale: the deployed model.
-    case integer
-    /// Dequantized activations × dequantized weights in float32: the QAT forward pass as PyTorch runs it.
-    case fakeQuantizedFloat
-}
-
 /// A float matrix stored row-major (`rows × columns`) in F32, F16, BF16, Q8_0 or Q6_K: embeddings and the
 /// output projection, kept in their stored type.
 struct FloatMatrix: Sendable {
-    enum Element: Sendable { case f32, f16, bf16, q8_0, q6_K }
-
-    let name: String
-    let element: Element
+    let element: WeightEncoding
     let rows: Int
     let columns: Int
     let bytes: TensorBytes
 
-    init(name: String, element: Element, rows: Int, columns: Int, bytes: TensorBytes) throws {
-        let expected: Int
-        switch element {
-        case .f32: expected = rows * columns * 4
-        case .f16, .bf16: expected = rows * columns * 2
-        case .q8_0:
-            guard columns % 32 == 0 else { throw InferenceError(.invalidModel, "tensor '\(name)': Q8_0 rows of \(columns) are not whole blocks") }
-            expected = rows * columns / 32 * 34
-        case .q6_K:
-            guard columns % 256 == 0 else { throw InferenceError(.invalidModel, "tensor '\(name)': Q6_K rows of \(columns) are not whole blocks") }
-            expected = rows * columns / 256 * 210
-        }
-        guard bytes.count == expected else {
-            throw InferenceError(.invalidModel, "tensor '\(name)': \(bytes.count) bytes, expected \(expected) for \(rows)×\(columns) \(element)")
-        }
-        self.name = name
-        self.element = element
-        self.rows = rows
-        self.columns = columns
-        self.bytes = bytes
+    init(_ weight: WeightTensor) {
+        precondition(!weight.encoding.isTernary, "\(weight.name) is ternary")
+        element = weight.encoding
+        rows = weight.rows
+        columns = weight.columns
+        bytes = weight.bytes
     }
 
     private func decodeRow(_ row: Int, _ raw: UnsafeRawPointer, into output: UnsafeMutablePointer<Float>) {
@@ -304,6 +213,8 @@ struct FloatMatrix: Sendable {
             for block in 0..<blocks {
                 Q6_K.dequantizeBlock(raw + (row * blocks + block) * 210, into: output + block * 256)
             }
+        default:
+            preconditionFailure("\(element) is not a float encoding")
         }
     }
 

@@ -7,13 +7,13 @@ extension BPETokenizer {
     /// `configuration` supplies bos/eos ids when the file's own special tokens do not say.
     public static func load(tokenizerJSON path: String, bos: Int? = nil, eos: [Int] = []) throws -> BPETokenizer {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw InferenceError(.invalidModel, "\(path): cannot read the tokenizer")
+            throw ModelError(.invalidModel, "\(path): cannot read the tokenizer")
         }
         let spec: JSONValue
         do { spec = try JSONValue.parse(data) } catch {
-            throw InferenceError(.invalidModel, "\(path): \(error)")
+            throw ModelError(.invalidModel, "\(path): \(error)")
         }
-        func fail(_ message: String) -> InferenceError { InferenceError(.unsupportedModel, "\(path): \(message)") }
+        func fail(_ message: String) -> ModelError { ModelError(.unsupportedModel, "\(path): \(message)") }
         guard let model = spec["model"], model["type"]?.stringValue == "BPE", let vocabulary = model["vocab"]?.objectValue else {
             throw fail("only BPE tokenizers are supported")
         }
@@ -82,7 +82,7 @@ extension BPETokenizer {
     /// with merges; `pre` chooses the regex) or `llama` (SentencePiece BPE with scores).
     public static func load(gguf file: GGUFFile) throws -> BPETokenizer {
         let metadata = file.metadata
-        func fail(_ message: String) -> InferenceError { InferenceError(.unsupportedModel, "\(file.path): \(message)") }
+        func fail(_ message: String) -> ModelError { ModelError(.unsupportedModel, "\(file.path): \(message)") }
         guard let model = metadata.string("tokenizer.ggml.model") else { throw fail("no tokenizer.ggml.model (the file has no tokenizer)") }
         guard let tokens = metadata.array("tokenizer.ggml.tokens")?.strings else { throw fail("no tokenizer.ggml.tokens") }
         let types = metadata.array("tokenizer.ggml.token_type")?.integers ?? []

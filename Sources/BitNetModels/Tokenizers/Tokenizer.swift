@@ -19,6 +19,14 @@ public protocol Tokenizer: Sendable {
 }
 
 extension Tokenizer {
+    /// Encodes `text`, prefixed with the beginning-of-sequence token when `addingBeginningOfSequence` and
+    /// the tokenizer uses one (the start of a context; later text continues it).
+    public func encode(_ text: String, addingBeginningOfSequence: Bool) -> [Int] {
+        var ids = encode(text)
+        if addingBeginningOfSequence, addsBeginningOfSequence, let bos = beginningOfSequence, ids.first != bos { ids.insert(bos, at: 0) }
+        return ids
+    }
+
     /// Decodes ids to text (invalid UTF-8 is replaced).
     public func decode(_ ids: [Int]) -> String {
         var decoder = StreamingDecoder(tokenizer: self)

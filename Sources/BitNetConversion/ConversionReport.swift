@@ -1,3 +1,4 @@
+import BitNetCPU
 import BitNetFormats
 import BitNetInference
 import BitNetQuantization
@@ -125,8 +126,10 @@ extension ModelConverter {
     /// quantization) against the converted model in integer arithmetic, and the activation absmax at every
     /// BitLinear input of the float run.
     public func calibrate(output: String, text: String, contextLength requested: Int = 512) throws -> CalibrationReport {
-        let floatModel = try BitNetModel(path: input, threads: options.threads, arithmetic: .fakeQuantizedFloat)
-        let packedModel = try BitNetModel(path: output, threads: options.threads)
+        let collector = ActivationCollector()
+        let floatModel = try BitNetModel(path: input, backend: CPUBackend(threads: options.threads, arithmetic: .fakeQuantizedFloat,
+                                                                          observer: { collector.observe($0, $1, $2, $3) }))
+        let packedModel = try BitNetModel(path: output, backend: CPUBackend(threads: options.threads))
         let tokenizer = try packedModel.loadTokenizer()
         let tokens = tokenizer.encode(text)
         let context = min(requested, configuration.contextLength, tokens.count)
@@ -134,8 +137,7 @@ extension ModelConverter {
             throw ConversionError(.invalidInput, "the calibration text has \(tokens.count) tokens; at least 16 are needed")
         }
         let bos = tokenizer.addsBeginningOfSequence ? tokenizer.beginningOfSequence : nil
-        let collector = ActivationCollector()
-        let float = try floatModel.perplexity(of: tokens, contextLength: context, beginningOfSequence: bos, observer: collector.observe)
+        let float = try floatModel.perplexity(of: tokens, contextLength: context, beginningOfSequence: bos)
         let packed = try packedModel.perplexity(of: tokens, contextLength: context, beginningOfSequence: bos)
         return CalibrationReport(textTokens: tokens.count, contextLength: context, floatPerplexity: float.perplexity,
                                  packedPerplexity: packed.perplexity, activations: collector.statistics)
@@ -144,9 +146,12 @@ extension ModelConverter {
 
 /// Accumulates per-token absmax statistics at each (layer, site).
 private final class ActivationCollector: @unchecked Sendable {
+    private let lock = NSLock()
     private var sums: [String: (layer: Int, site: ActivationSite, sum: Double, max: Double, count: Int)] = [:]
 
     func observe(_ site: ActivationSite, _ layer: Int, _ values: [Float], _ width: Int) {
+        lock.lock()
+        defer { lock.unlock() }
         let key = "\(layer).\(site.rawValue)"
         var entry = sums[key] ?? (layer, site, 0, 0, 0)
         for token in 0..<values.count / width {

@@ -1,30 +1,7 @@
 import BitNetFormats
+import Foundation
 
-/// The model families swift-bitnet runs. They share the LLaMA skeleton and differ in three places.
-public enum BitNetArchitecture: String, Sendable, Hashable, CaseIterable {
-    /// bitnet-b1.58-2B-4T (`BitNetForCausalLM`; GGUF `bitnet-b1.58`, older `bitnet-25`): sub-norms, relu².
-    case bitnetB158 = "bitnet-b1.58"
-    /// The 1bitLLM family (`BitnetForCausalLM`; llama.cpp GGUF `bitnet`): sub-norms, SiLU gate.
-    case bitnet1bitLLM = "bitnet"
-    /// Ternary LLaMA checkpoints (`LlamaForCausalLM` with packed weights): no sub-norms, SiLU gate.
-    case llama
-
-    /// Whether attention output and FFN hidden states pass an RMSNorm before their projection.
-    public var hasSubNorms: Bool { self != .llama }
-
-    /// The gate activation of the feed-forward block.
-    public var usesSquaredReLU: Bool { self == .bitnetB158 }
-}
-
-/// How rotary embeddings pair dimensions.
-public enum RotaryLayout: Sendable, Hashable {
-    /// Dimension i pairs with i + d/2 (`rotate_half`, NeoX): Hugging Face weights and llama.cpp's `bitnet`.
-    case halves
-    /// Dimension 2i pairs with 2i + 1: LLaMA-arch GGUF files, whose converter permuted the Q/K rows.
-    case interleaved
-}
-
-/// The hyperparameters of a loaded model, whatever file it came from.
+/// The hyperparameters of a model, whatever file it came from.
 public struct ModelConfiguration: Sendable, Hashable {
     public var architecture: BitNetArchitecture
     public var vocabularySize: Int
@@ -62,15 +39,24 @@ public struct ModelConfiguration: Sendable, Hashable {
 }
 
 extension ModelConfiguration {
-    /// The hyperparameters of a Hugging Face checkpoint; throws for architectures the engine does not run.
+    /// The hyperparameters of a Hugging Face checkpoint. Throws for architectures the engine does not run
+    /// and for configuration fields that change the model in ways it does not implement, naming the field.
     public init(huggingFace config: HuggingFaceConfiguration, file: String) throws {
-        let architecture: BitNetArchitecture
-        switch (config.modelType, config.architectures.first) {
-        case ("bitnet", _): architecture = .bitnetB158
-        case (_, "BitnetForCausalLM"?): architecture = .bitnet1bitLLM
-        case ("llama", _): architecture = .llama
-        default:
-            throw InferenceError(.unsupportedModel, "\(file): model_type '\(config.modelType)' (\(config.architectures.first ?? "no architecture")) is not a BitNet architecture swift-bitnet runs")
+        guard let architecture = BitNetArchitecture.matching(config) else {
+            throw ModelError(.unsupportedModel, "\(file): model_type '\(config.modelType)' (\(config.architectures.first ?? "no architecture")) is not a BitNet architecture swift-bitnet runs")
+        }
+        func refuse(_ field: String, _ value: String, _ why: String) -> ModelError {
+            ModelError(.unsupportedConfiguration, "\(file): config.json field \(field) = \(value) is not supported (\(why))")
+        }
+        let definition = architecture.definition
+        guard config.hiddenActivation == definition.huggingFaceActivation else {
+            throw refuse("hidden_act", "\"\(config.hiddenActivation)\"", "\(architecture.rawValue) computes \(definition.huggingFaceActivation)")
+        }
+        if let scaling = config.ropeScaling { throw refuse("rope_scaling", "\"\(scaling)\"", "only unscaled rotary embeddings are implemented") }
+        if config.attentionBias { throw refuse("attention_bias", "true", "projections have no bias") }
+        if config.mlpBias { throw refuse("mlp_bias", "true", "projections have no bias") }
+        if let factor = config.partialRotaryFactor, factor != 1 {
+            throw refuse("partial_rotary_factor", "\(factor)", "rotary embeddings cover the whole head")
         }
         self.init(
             architecture: architecture, vocabularySize: config.vocabularySize, hiddenSize: config.hiddenSize,
@@ -78,52 +64,55 @@ extension ModelConfiguration {
             keyValueHeadCount: config.keyValueHeadCount, headDimension: config.headDimension,
             rmsNormEpsilon: Float(config.rmsNormEpsilon), ropeTheta: Float(config.ropeTheta), rotaryLayout: .halves,
             contextLength: config.maximumPositionEmbeddings)
+        try validate(file: file)
     }
 
-    /// The hyperparameters in a GGUF file's metadata.
+    /// The hyperparameters in a GGUF file's metadata (llama.cpp's `<arch>.*` keys).
     public init(gguf file: GGUFFile) throws {
         let metadata = file.metadata
         guard let name = metadata.string("general.architecture") else {
-            throw InferenceError(.unsupportedModel, "\(file.path): no general.architecture")
+            throw ModelError(.unsupportedModel, "\(file.path): no general.architecture")
         }
-        let architecture: BitNetArchitecture
-        switch name {
-        case "bitnet-b1.58", "bitnet-25": architecture = .bitnetB158
-        case "bitnet": architecture = .bitnet1bitLLM
-        case "llama": architecture = .llama
-        default: throw InferenceError(.unsupportedModel, "\(file.path): architecture '\(name)' is not one swift-bitnet runs")
+        guard let architecture = BitNetArchitecture.matching(ggufName: name) else {
+            throw ModelError(.unsupportedModel, "\(file.path): architecture '\(name)' is not one swift-bitnet runs")
         }
         func integer(_ key: String) throws -> Int {
             guard let value = metadata.int("\(name).\(key)"), value > 0, value < 1 << 24 else {
-                throw InferenceError(.invalidModel, "\(file.path): missing or invalid \(name).\(key)")
+                throw ModelError(.invalidModel, "\(file.path): missing or invalid \(name).\(key)")
             }
             return value
         }
+        func optionalInteger(_ key: String) throws -> Int? {
+            metadata["\(name).\(key)"] == nil ? nil : try integer(key)
+        }
         let hidden = try integer("embedding_length")
         let heads = try integer("attention.head_count")
-        let kvHeads = metadata.int("\(name).attention.head_count_kv") ?? heads
+        let headDimension = try optionalInteger("attention.key_length") ?? hidden / heads
+        if let scaling = metadata.string("\(name).rope.scaling.type"), scaling != "none" {
+            throw ModelError(.unsupportedConfiguration, "\(file.path): \(name).rope.scaling.type = \(scaling) is not supported (only unscaled rotary embeddings are implemented)")
+        }
+        if let rotary = try optionalInteger("rope.dimension_count"), rotary != headDimension {
+            throw ModelError(.unsupportedConfiguration, "\(file.path): \(name).rope.dimension_count = \(rotary) is not supported (rotary embeddings cover the whole head of \(headDimension))")
+        }
+        if let valueLength = try optionalInteger("attention.value_length"), valueLength != headDimension {
+            throw ModelError(.unsupportedConfiguration, "\(file.path): \(name).attention.value_length = \(valueLength) differs from the key length \(headDimension)")
+        }
         let vocabulary = metadata.int("\(name).vocab_size") ?? metadata.array("tokenizer.ggml.tokens")?.count
-            ?? file.tensor(named: "token_embd.weight")?.shape.last ?? 0
+            ?? file.tensor(named: TensorRole.tokenEmbedding.ggufName(layer: 0))?.shape.last ?? 0
         self.init(
             architecture: architecture, vocabularySize: vocabulary, hiddenSize: hidden,
             intermediateSize: try integer("feed_forward_length"), layerCount: try integer("block_count"),
-            headCount: heads, keyValueHeadCount: kvHeads,
-            headDimension: metadata.int("\(name).attention.key_length") ?? hidden / heads,
+            headCount: heads, keyValueHeadCount: try optionalInteger("attention.head_count_kv") ?? heads,
+            headDimension: headDimension,
             rmsNormEpsilon: Float(metadata.double("\(name).attention.layer_norm_rms_epsilon") ?? 1e-5),
             ropeTheta: Float(metadata.double("\(name).rope.freq_base") ?? 10_000),
-            rotaryLayout: architecture == .llama ? .interleaved : .halves,
+            rotaryLayout: architecture.definition.ggufRotaryLayout,
             contextLength: try integer("context_length"))
         try validate(file: file.path)
     }
 
     /// The GGUF `general.architecture` name for this architecture.
-    public var ggufArchitectureName: String {
-        switch architecture {
-        case .bitnetB158: "bitnet-b1.58"
-        case .bitnet1bitLLM: "bitnet"
-        case .llama: "llama"
-        }
-    }
+    public var ggufArchitectureName: String { architecture.definition.ggufNames[0] }
 
     /// The hyperparameters as GGUF metadata (`general.architecture` and the `<arch>.*` keys llama.cpp and
     /// bitnet.cpp read): the inverse of ``init(gguf:)``.
@@ -153,7 +142,7 @@ extension ModelConfiguration {
         guard vocabularySize > 0, headCount > 0, keyValueHeadCount > 0, headCount % keyValueHeadCount == 0,
               headDimension > 0, headDimension % 2 == 0, layerCount > 0, hiddenSize > 0, intermediateSize > 0
         else {
-            throw InferenceError(.invalidModel, "\(file): inconsistent hyperparameters (heads \(headCount), kv heads \(keyValueHeadCount), head dim \(headDimension), vocab \(vocabularySize))")
+            throw ModelError(.invalidModel, "\(file): inconsistent hyperparameters (heads \(headCount), kv heads \(keyValueHeadCount), head dim \(headDimension), vocab \(vocabularySize))")
         }
     }
 }

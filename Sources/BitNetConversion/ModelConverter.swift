@@ -1,5 +1,5 @@
 import BitNetFormats
-import BitNetInference
+import BitNetModels
 import BitNetQuantization
 import Dispatch
 import Foundation
@@ -85,7 +85,7 @@ public final class ModelConverter: Sendable {
     /// The output's tensors, in order.
     public let plan: [PlannedTensor]
     let metadata: GGUFMetadata
-    private let source: ConversionSource
+    private let source: WeightSource
     /// Things the user should know that do not stop the conversion (a checkpoint without a tokenizer).
     public let warnings: [String]
 
@@ -98,7 +98,10 @@ public final class ModelConverter: Sendable {
         /// GGUF order: ne0 (row length) first.
         public var shape: [Int]
         var sourceName: String
-        /// For LLaMA-arch Q/K: heads to permute rows for llama.cpp's interleaved RoPE.
+        /// The tensor's role (and block) in the model being converted.
+        var sourceRole: TensorRole
+        var layer: Int
+        /// For Q and K going from halves to interleaved RoPE (LLaMA-arch GGUF): heads to permute rows of.
         var permuteHeads: Int?
 
         public var byteCount: Int { type.byteCount(elementCount: shape.reduce(1, *)) ?? 0 }
@@ -108,82 +111,65 @@ public final class ModelConverter: Sendable {
         try options.validate()
         self.input = input
         self.options = options
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory) else {
-            throw ConversionError(.invalidInput, "\(input): no such file or directory")
-        }
-        source = isDirectory.boolValue ? try .huggingFace(directory: input) : try .gguf(path: input)
+        source = try WeightSource(path: input)
         configuration = source.configuration
-        plan = try Self.makePlan(source: source, configuration: configuration, options: options)
-        metadata = try Self.makeMetadata(source: source, configuration: configuration, options: options, input: input)
+        plan = try Self.makePlan(source: source, options: options)
+        metadata = try Self.makeMetadata(source: source, options: options, input: input)
         var warnings: [String] = []
         if metadata["tokenizer.ggml.model"] == nil {
             warnings.append("\(input) has no tokenizer (tokenizer.json or tokenizer.ggml.*): the output can compute logits but not encode text")
         }
-        if configuration.architecture == .bitnet1bitLLM, plan.contains(where: { $0.name == "output.weight" }) {
-            warnings.append("llama.cpp's `bitnet` architecture ties the output to token_embd; this checkpoint has its own lm_head, kept as output.weight, so the file runs in swift-bitnet but llama.cpp will refuse it")
-        }
+        warnings += source.architecture.conversionWarnings(hasOutputProjection: plan.contains { $0.sourceRole == .output })
         self.warnings = warnings
     }
 
     // MARK: - Planning
 
-    private static func makePlan(source: ConversionSource, configuration c: ModelConfiguration, options: ConversionOptions) throws -> [PlannedTensor] {
-        var plan: [PlannedTensor] = []
-        func shape(of name: String) throws -> [Int] {
-            guard let shape = source.shape(of: name) else {
+    private static func makePlan(source: WeightSource, options: ConversionOptions) throws -> [PlannedTensor] {
+        let c = source.configuration
+        let architecture = source.architecture
+        /// The source's name of `role`, checked to have the shape the configuration implies.
+        func checked(_ role: TensorRole, layer: Int = 0) throws -> String {
+            let name = source.name(of: role, layer: layer)
+            guard let actual = source.shape(ofTensor: name) else {
                 throw ConversionError(.invalidInput, "\(source.path): tensor '\(name)' is missing")
             }
-            return shape
-        }
-        func expect(_ name: String, _ expected: [Int]) throws {
-            let actual = try shape(of: name)
+            let expected = source.expectedShape(of: role, layer: layer)
             guard actual == expected else {
                 throw ConversionError(.invalidInput, "\(source.path): tensor '\(name)' has shape \(actual), but the configuration implies \(expected)")
             }
+            return name
         }
-        // Embeddings.
-        try expect(source.embeddingName, [c.hiddenSize, c.vocabularySize])
-        plan.append(PlannedTensor(name: "token_embd.weight", role: .embedding, type: options.embeddingType,
-                                  shape: [c.hiddenSize, c.vocabularySize], sourceName: source.embeddingName))
+        func floatTensor(_ role: TensorRole, layer: Int = 0, type: GGMLType, kind: PlannedTensor.Role) throws -> PlannedTensor {
+            let (rows, columns) = role.shape(c)
+            return PlannedTensor(name: role.ggufName(layer: layer), role: kind, type: type, shape: rows == 1 ? [columns] : [columns, rows],
+                                 sourceName: try checked(role, layer: layer), sourceRole: role, layer: layer)
+        }
+        var plan = [try floatTensor(.tokenEmbedding, type: options.embeddingType, kind: .embedding)]
         var unfit: [(String, Int)] = []
         for layer in 0..<c.layerCount {
-            let from = source.layerNames(layer, c.architecture)
-            let to = LayerTensorNames.gguf(layer)
-            let fromAll = from.all(subNorms: c.architecture.hasSubNorms)
-            let toAll = to.all(subNorms: c.architecture.hasSubNorms)
-            let projections = Set(from.projections)
-            for (sourceName, name) in zip(fromAll, toAll) {
-                if projections.contains(sourceName) {
-                    let (rows, columns): (Int, Int)
-                    switch sourceName {
-                    case from.query: (rows, columns) = (c.queryDimension, c.hiddenSize)
-                    case from.key, from.value: (rows, columns) = (c.keyValueDimension, c.hiddenSize)
-                    case from.attentionOutput: (rows, columns) = (c.hiddenSize, c.queryDimension)
-                    case from.down: (rows, columns) = (c.hiddenSize, c.intermediateSize)
-                    default: (rows, columns) = (c.intermediateSize, c.hiddenSize)
-                    }
-                    try expect(sourceName, source.storedShape(rows: rows, columns: columns, name: sourceName))
-                    var type = options.weightType
-                    if columns % type.rowMultiple != 0 {
-                        guard let fallback = options.fallbackType else {
-                            unfit.append((name, columns))
-                            continue
-                        }
-                        guard columns % fallback.rowMultiple == 0 else {
-                            throw ConversionError(.unfitRowLength, "tensor '\(name)' has rows of \(columns); the fallback \(fallback) needs multiples of \(fallback.rowMultiple)")
-                        }
-                        type = fallback
-                    }
-                    let permute = c.architecture == .llama && (sourceName == from.query || sourceName == from.key)
-                        ? (sourceName == from.query ? c.headCount : c.keyValueHeadCount) : nil
-                    plan.append(PlannedTensor(name: name, role: .bitLinear, type: type, shape: [columns, rows],
-                                              sourceName: sourceName, permuteHeads: permute))
-                } else {
-                    let width = sourceName == from.feedForwardSubNorm ? c.intermediateSize : (sourceName == from.attentionSubNorm ? c.queryDimension : c.hiddenSize)
-                    try expect(sourceName, [width])
-                    plan.append(PlannedTensor(name: name, role: .norm, type: .f32, shape: [width], sourceName: sourceName))
+            for role in architecture.layerTensors {
+                guard role.isBitLinear else {
+                    plan.append(try floatTensor(role, layer: layer, type: .f32, kind: .norm))
+                    continue
                 }
+                let sourceName = try checked(role, layer: layer)
+                let (rows, columns) = role.shape(c)
+                var type = options.weightType
+                if columns % type.rowMultiple != 0 {
+                    guard let fallback = options.fallbackType else {
+                        unfit.append((role.ggufName(layer: layer), columns))
+                        continue
+                    }
+                    guard columns % fallback.rowMultiple == 0 else {
+                        throw ConversionError(.unfitRowLength, "tensor '\(role.ggufName(layer: layer))' has rows of \(columns); the fallback \(fallback) needs multiples of \(fallback.rowMultiple)")
+                    }
+                    type = fallback
+                }
+                let permute = c.rotaryLayout != architecture.ggufRotaryLayout && (role == .query || role == .key)
+                    ? (role == .query ? c.headCount : c.keyValueHeadCount) : nil
+                plan.append(PlannedTensor(name: role.ggufName(layer: layer), role: .bitLinear, type: type, shape: [columns, rows],
+                                          sourceName: sourceName, sourceRole: role, layer: layer, permuteHeads: permute))
             }
         }
         if !unfit.isEmpty {
@@ -193,12 +179,9 @@ public final class ModelConverter: Sendable {
             }
             throw ConversionError(.unfitRowLength, "\(unfit.count) tensor\(unfit.count == 1 ? "" : "s") cannot be stored as \(options.weightType) (rows must be multiples of \(options.weightType.rowMultiple)); choose a --fallback type for them:\n  " + list.joined(separator: "\n  "))
         }
-        try expect(source.outputNormName, [c.hiddenSize])
-        plan.append(PlannedTensor(name: "output_norm.weight", role: .norm, type: .f32, shape: [c.hiddenSize], sourceName: source.outputNormName))
-        if let output = source.outputName {
-            try expect(output, [c.hiddenSize, c.vocabularySize])
-            plan.append(PlannedTensor(name: "output.weight", role: .embedding, type: options.embeddingType,
-                                      shape: [c.hiddenSize, c.vocabularySize], sourceName: output))
+        plan.append(try floatTensor(.outputNorm, type: .f32, kind: .norm))
+        if source.contains(.output) {
+            plan.append(try floatTensor(.output, type: options.embeddingType, kind: .embedding))
         }
         if options.embeddingType == .q8_0, c.hiddenSize % 32 != 0 {
             throw ConversionError(.unfitRowLength, "--embed-type q8_0 needs a hidden size that is a multiple of 32, not \(c.hiddenSize)")
@@ -206,9 +189,9 @@ public final class ModelConverter: Sendable {
         return plan
     }
 
-    private static func makeMetadata(source: ConversionSource, configuration c: ModelConfiguration, options: ConversionOptions, input: String) throws -> GGUFMetadata {
+    private static func makeMetadata(source: WeightSource, options: ConversionOptions, input: String) throws -> GGUFMetadata {
         var metadata = GGUFMetadata()
-        let hyperparameters = c.ggufMetadata
+        let hyperparameters = source.configuration.ggufMetadata
         metadata[hyperparameters[0].key] = hyperparameters[0].value  // general.architecture first
         metadata["general.name"] = .string(URL(fileURLWithPath: input).deletingPathExtension().lastPathComponent)
         // llama.cpp's LLAMA_FTYPE: MOSTLY_TQ1_0 = 36, MOSTLY_TQ2_0 = 37; bitnet.cpp's MOSTLY_I2_S = 40.
@@ -282,7 +265,7 @@ public final class ModelConverter: Sendable {
             return ConvertedTensor(bytes: values.withUnsafeBytes(Array.init), statistics: nil)
         case .bitLinear:
             let (rows, columns) = (tensor.shape[1], tensor.shape[0])
-            var (ternary, master) = try source.ternary(tensor.sourceName, rows: rows, columns: columns)
+            var (ternary, master) = try source.ternary(tensor.sourceRole, layer: tensor.layer)
             if let heads = tensor.permuteHeads {
                 ternary.codes = Self.permuteRows(ternary.codes, rows: rows, columns: columns, heads: heads)
                 master = master.map { Self.permuteRows($0, rows: rows, columns: columns, heads: heads) }

@@ -1,4 +1,4 @@
-import BitNetCalibration
+import BitNetConversion
 import BitNetFormats
 import BitNetInference
 import BitNetQuantization
@@ -126,9 +126,9 @@ struct ReferenceLogits {
         // A GGUF holding the float32 master weights of a fixture model, as llama.cpp's converter would write them.
         let checkpoint = try SafetensorsCheckpoint(directory: Fixtures.path("models/bitnet-gqa-tied-bf16"))
         let tq = try GGUFFile(path: Fixtures.path("models/bitnet-gqa-tied-bf16-tq2_0.gguf"))
-        let names: [String: String] = Dictionary(uniqueKeysWithValues: (0..<4).flatMap { layer -> [(String, String)] in
-            let hf = LayerTensorNames.huggingFace(layer, architecture: .bitnetB158), gguf = LayerTensorNames.gguf(layer)
-            return Array(zip(hf.all(subNorms: true), gguf.all(subNorms: true))).map { ($1, $0) }
+        let architecture = BitNetB158()
+        let names: [String: String] = Dictionary(uniqueKeysWithValues: (0..<4).flatMap { layer in
+            architecture.layerTensors.map { ($0.ggufName(layer: layer), architecture.huggingFaceName($0, layer: layer)) }
         } + [("token_embd.weight", "model.embed_tokens.weight"), ("output_norm.weight", "model.norm.weight")])
         let scratch = TemporaryDirectory()
         let floatPath = scratch.path + "/float.gguf"

@@ -1,18 +1,16 @@
-/// A model that cannot be loaded or run, or a request the engine cannot serve.
+/// A request the engine cannot serve, or a backend that cannot run.
 public struct InferenceError: Error, CustomStringConvertible, Sendable {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         public let name: String
         private init(_ name: String) { self.name = name }
         public var description: String { name }
 
-        /// An architecture or tensor type the engine does not run.
-        public static let unsupportedModel = Code("unsupportedModel")
-        /// A tensor missing, or with the wrong shape or type for the architecture.
-        public static let invalidModel = Code("invalidModel")
-        /// More tokens than the session's context holds.
+        /// More tokens than a sequence's context holds.
         public static let contextOverflow = Code("contextOverflow")
-        /// A token id outside the vocabulary, an empty input, a bad option value.
+        /// A token id outside the vocabulary, an empty input, a bad option value, an inconsistent batch.
         public static let invalidInput = Code("invalidInput")
+        /// The backend asked for is not available here.
+        public static let backendUnavailable = Code("backendUnavailable")
     }
 
     public var code: Code

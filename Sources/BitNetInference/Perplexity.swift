@@ -1,38 +1,4 @@
-import BitNetFormats
 import Foundation
-
-extension BitNetModel {
-    /// The model's tokenizer: GGUF `tokenizer.ggml.*` metadata, or `tokenizer.json` beside `config.json`.
-    public func loadTokenizer() throws -> BPETokenizer {
-        if let file = ggufFile { return try BPETokenizer.load(gguf: file) }
-        let path = self.path + "/tokenizer.json"
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw InferenceError(.invalidModel, "\(self.path): no tokenizer.json")
-        }
-        let config = try HuggingFaceConfiguration.load(directory: self.path)
-        return try BPETokenizer.load(tokenizerJSON: path, bos: config.beginningOfSequenceTokenID, eos: config.endOfSequenceTokenIDs)
-    }
-
-    /// The Jinja chat template the model ships (`tokenizer.chat_template` or tokenizer_config.json).
-    public var chatTemplateSource: String? {
-        if let file = ggufFile { return file.metadata.string("tokenizer.chat_template") }
-        guard let data = FileManager.default.contents(atPath: path + "/tokenizer_config.json"),
-              let config = try? JSONValue.parse(data) else { return nil }
-        return config["chat_template"]?.stringValue
-    }
-
-    /// The model's chat format; throws a clear error if its template is unknown (pass an override).
-    public func chatTemplate(override: ChatTemplate? = nil) throws -> ChatTemplate {
-        if let override { return override }
-        guard let source = chatTemplateSource else {
-            throw InferenceError(.invalidModel, "\(path) has no chat template; choose one with --chat-template (\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")))")
-        }
-        guard let template = ChatTemplate(jinja: source) else {
-            throw InferenceError(.unsupportedModel, "\(path): unknown chat template; choose one with --chat-template (\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")))")
-        }
-        return template
-    }
-}
 
 /// The result of a perplexity run.
 public struct PerplexityResult: Sendable {
@@ -49,14 +15,13 @@ extension BitNetModel {
     /// windows of `contextLength` tokens (the first replaced by BOS when the tokenizer uses one), and
     /// each window scores the predictions of its second half.
     public func perplexity(of tokens: [Int], contextLength: Int, beginningOfSequence: Int?,
-                           observer: ActivationObserver? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
+                           progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
         guard contextLength >= 4 else { throw InferenceError(.invalidInput, "the perplexity context must be at least 4 tokens") }
         let chunks = tokens.count / contextLength
         guard chunks > 0 else {
             throw InferenceError(.invalidInput, "the text has \(tokens.count) tokens; perplexity with --ctx \(contextLength) needs at least \(contextLength)")
         }
         let session = try InferenceSession(model: self, contextLength: contextLength)
-        session.activationObserver = observer
         let first = contextLength / 2
         var sum = 0.0, sumOfSquares = 0.0, count = 0
         for chunk in 0..<chunks {

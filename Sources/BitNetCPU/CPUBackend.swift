@@ -1,0 +1,82 @@
+import BitNetEngine
+import BitNetModels
+import CBitNetKernels
+import Foundation
+
+/// How BitLinear layers compute on the CPU.
+public enum BitLinearArithmetic: Sendable {
+    /// int8 × ternary with integer accumulation and one rescale: the deployed model.
+    case integer
+    /// Dequantized activations × dequantized weights in float32: the QAT forward pass as PyTorch runs it.
+    case fakeQuantizedFloat
+}
+
+/// Receives every BitLinear input before it is quantized: the site, the layer, and the float values
+/// (`width` per token). Calibration uses it to measure activation ranges.
+public typealias ActivationObserver = @Sendable (ActivationSite, Int, [Float], Int) -> Void
+
+/// The CPU backend: weights used in place from the memory map, the ops run by the C kernels
+/// (`CBitNetKernels`, the best SIMD variant of this CPU chosen at run time) on `threads` threads.
+public struct CPUBackend: Backend {
+    public let threads: Int
+    public let arithmetic: BitLinearArithmetic
+    public let observer: ActivationObserver?
+
+    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, arithmetic: BitLinearArithmetic = .integer,
+                observer: ActivationObserver? = nil) {
+        self.threads = max(1, threads)
+        self.arithmetic = arithmetic
+        self.observer = observer
+    }
+
+    public var name: String { "cpu (\(String(cString: bitnet_kernels_isa())), \(threads) thread\(threads == 1 ? "" : "s"))" }
+
+    public func load(_ graph: ForwardGraph) throws -> any BackendModel { CPUModel(graph: graph, backend: self) }
+}
+
+/// A weight as the CPU kernels read it.
+enum CPUWeight: Sendable {
+    case ternary(TernaryLinear)
+    case matrix(FloatMatrix)
+    case vector([Float])
+
+    init(_ tensor: WeightTensor) {
+        if tensor.encoding.isTernary {
+            self = .ternary(TernaryLinear(tensor))
+        } else if tensor.rows == 1, tensor.encoding == .f32 {
+            self = .vector(tensor.bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) })
+        } else {
+            self = .matrix(FloatMatrix(tensor))
+        }
+    }
+}
+
+/// A model on the CPU backend: the graph and its weights, ready to run.
+struct CPUModel: BackendModel {
+    let graph: ForwardGraph
+    let backend: CPUBackend
+    let weights: [CPUWeight]
+    /// Rotary inverse frequencies for each embedding the graph uses.
+    let inverseFrequencies: [RotaryEmbedding: [Float]]
+
+    init(graph: ForwardGraph, backend: CPUBackend) {
+        self.graph = graph
+        self.backend = backend
+        weights = graph.weights.map(CPUWeight.init)
+        var frequencies: [RotaryEmbedding: [Float]] = [:]
+        for case .rope(_, _, let rotary) in graph.ops { frequencies[rotary] = rotary.inverseFrequencies }
+        inverseFrequencies = frequencies
+    }
+
+    func makeCacheStorage(slots: Int, capacity: Int, type: KeyValueCacheType) throws -> any KeyValueStorage {
+        let (layers, width) = graph.cacheShape
+        return CPUKeyValueStorage(layers: layers, slots: slots, capacity: capacity, width: width, type: type, buffers: graph.buffers.count)
+    }
+
+    func forward(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Float] {
+        guard let storage = storage as? CPUKeyValueStorage else {
+            throw InferenceError(.invalidInput, "the cache was made by another backend")
+        }
+        return CPUExecution(model: self, batch: batch, cache: storage).run()
+    }
+}

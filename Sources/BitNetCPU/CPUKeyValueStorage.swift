@@ -1,0 +1,90 @@
+import BitNetEngine
+import BitNetQuantization
+
+/// Keys and values on the host, preallocated: for each layer, `slots × capacity` positions of `width`
+/// values, f32 or f16. Also holds the activation buffers of the forward passes that use it, reused
+/// from one pass to the next.
+final class CPUKeyValueStorage: KeyValueStorage, @unchecked Sendable {
+    let slots: Int
+    let capacity: Int
+    let width: Int
+    let type: KeyValueCacheType
+    private var keys: [[Float]] = []
+    private var values: [[Float]] = []
+    private var halfKeys: [[UInt16]] = []
+    private var halfValues: [[UInt16]] = []
+    /// Float activations by buffer index, grown as batches need; `activationCounts` values in use.
+    private var activations: [UnsafeMutablePointer<Float>?]
+    private var activationCapacities: [Int]
+    private(set) var activationCounts: [Int]
+    /// int8 activations by buffer index.
+    var quantized: [QuantizedActivations?]
+
+    init(layers: Int, slots: Int, capacity: Int, width: Int, type: KeyValueCacheType, buffers: Int) {
+        self.slots = slots
+        self.capacity = capacity
+        self.width = width
+        self.type = type
+        let count = slots * capacity * width
+        switch type {
+        case .f32:
+            keys = Array(repeating: [Float](repeating: 0, count: count), count: layers)
+            values = keys
+        case .f16:
+            halfKeys = Array(repeating: [UInt16](repeating: 0, count: count), count: layers)
+            halfValues = halfKeys
+        }
+        activations = Array(repeating: nil, count: buffers)
+        activationCapacities = Array(repeating: 0, count: buffers)
+        activationCounts = Array(repeating: 0, count: buffers)
+        quantized = Array(repeating: nil, count: buffers)
+    }
+
+    deinit {
+        for pointer in activations { pointer?.deallocate() }
+    }
+
+    /// Makes buffer `index` hold `count` values (contents undefined).
+    func prepareActivation(_ index: Int, count: Int) {
+        if activationCapacities[index] < count {
+            activations[index]?.deallocate()
+            activations[index] = .allocate(capacity: count)
+            activationCapacities[index] = count
+        }
+        activationCounts[index] = count
+    }
+
+    /// The values of activation buffer `index` (prepared for this pass).
+    func activation(_ index: Int) -> UnsafeMutablePointer<Float> { activations[index]! }
+
+    var byteCount: Int { (keys.count + values.count + halfKeys.count + halfValues.count) * slots * capacity * width * type.byteWidth }
+
+    func store(layer: Int, slot: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        let base = (slot * capacity + position) * width
+        switch type {
+        case .f32:
+            keys[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + base).update(from: key, count: width) }
+            values[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + base).update(from: value, count: width) }
+        case .f16:
+            for index in 0..<width {
+                halfKeys[layer][base + index] = Float16(key[index]).bitPattern
+                halfValues[layer][base + index] = Float16(value[index]).bitPattern
+            }
+        }
+    }
+
+    /// Calls `body` with the keys and values of the first `positions` positions of `slot` in `layer`, as floats.
+    func withSlot<R>(layer: Int, slot: Int, positions: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Float>) -> R) -> R {
+        let range = slot * capacity * width..<(slot * capacity + positions) * width
+        switch type {
+        case .f32:
+            return keys[layer].withUnsafeBufferPointer { k in
+                values[layer].withUnsafeBufferPointer { v in body(k.baseAddress! + range.lowerBound, v.baseAddress! + range.lowerBound) }
+            }
+        case .f16:
+            let k = halfKeys[layer][range].map(floatFromHalfBits)
+            let v = halfValues[layer][range].map(floatFromHalfBits)
+            return k.withUnsafeBufferPointer { k in v.withUnsafeBufferPointer { v in body(k.baseAddress!, v.baseAddress!) } }
+        }
+    }
+}

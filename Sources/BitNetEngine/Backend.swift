@@ -1,0 +1,38 @@
+import BitNetModels
+
+/// Where a model's forward pass runs. A backend takes a model's ``ForwardGraph`` once — wrapping or
+/// uploading its weights — and returns a ``BackendModel`` that runs it.
+public protocol Backend: Sendable {
+    /// A short description for users: "cpu (avx2, 2 threads)".
+    var name: String { get }
+    /// Takes the model's weights and plans the forward pass.
+    func load(_ graph: ForwardGraph) throws -> any BackendModel
+}
+
+/// A model loaded on a backend. Safe to share: forward passes on different caches may run concurrently.
+public protocol BackendModel: Sendable {
+    var graph: ForwardGraph { get }
+    /// Storage for the keys and values of `slots` sequences of up to `capacity` positions each.
+    func makeCacheStorage(slots: Int, capacity: Int, type: KeyValueCacheType) throws -> any KeyValueStorage
+    /// Runs the graph on `batch`, storing its keys and values at each token's slot and position in
+    /// `storage`; returns the logits of the tokens that want them, one row of `vocabularySize` each, in
+    /// batch order. The batch has been checked against the cache (``KeyValueCache/check(_:)``).
+    func forward(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Float]
+}
+
+/// The element type of the KV cache.
+public enum KeyValueCacheType: String, Sendable, CaseIterable {
+    /// Exact; 4 bytes per value.
+    case f32
+    /// Half the memory; values are rounded to float16 when stored.
+    case f16
+
+    public var byteWidth: Int { self == .f32 ? 4 : 2 }
+}
+
+/// Keys and values as a backend stores them (host memory, device buffers). Used by one forward pass
+/// at a time.
+public protocol KeyValueStorage: AnyObject {
+    /// Bytes held.
+    var byteCount: Int { get }
+}

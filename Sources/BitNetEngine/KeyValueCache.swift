@@ -1,0 +1,63 @@
+import BitNetModels
+
+/// The KV cache of a model on its backend: `slots` sequences of up to `capacity` positions each, and how
+/// many positions each one holds. The backend owns the storage; this class keeps the bookkeeping every
+/// backend shares, and checks batches against it.
+///
+/// Not thread-safe: one forward pass at a time per cache.
+public final class KeyValueCache {
+    public let capacity: Int
+    public let type: KeyValueCacheType
+    /// Positions held by each slot.
+    public private(set) var lengths: [Int]
+    public let storage: any KeyValueStorage
+
+    public init(model: any BackendModel, slots: Int, capacity: Int, type: KeyValueCacheType) throws {
+        guard slots >= 1, slots <= 1 << 16 else { throw InferenceError(.invalidInput, "a cache needs 1 to \(1 << 16) slots, not \(slots)") }
+        guard capacity >= 1, capacity <= 1 << 20 else {
+            throw InferenceError(.invalidInput, "context length \(capacity) must be between 1 and \(1 << 20)")
+        }
+        self.capacity = capacity
+        self.type = type
+        lengths = Array(repeating: 0, count: slots)
+        storage = try model.makeCacheStorage(slots: slots, capacity: capacity, type: type)
+    }
+
+    public var slotCount: Int { lengths.count }
+    public var byteCount: Int { storage.byteCount }
+
+    /// Forgets positions `length…` of `slot` (what they held is overwritten by later tokens).
+    public func truncate(slot: Int, to length: Int) {
+        lengths[slot] = max(0, min(length, lengths[slot]))
+    }
+
+    /// Throws unless every token is in the vocabulary and every slot's positions follow on from what it
+    /// holds, in order and within the capacity.
+    public func check(_ batch: ForwardBatch, vocabularySize: Int) throws {
+        guard !batch.isEmpty else { throw InferenceError(.invalidInput, "no tokens to evaluate") }
+        if let bad = batch.tokens.first(where: { $0 < 0 || $0 >= vocabularySize }) {
+            throw InferenceError(.invalidInput, "token id \(bad) is outside the vocabulary of \(vocabularySize)")
+        }
+        var next = [Int: Int]()
+        for index in 0..<batch.count {
+            let slot = batch.slots[index]
+            guard slot >= 0, slot < slotCount else { throw InferenceError(.invalidInput, "slot \(slot) is not one of the cache's \(slotCount)") }
+            let expected = next[slot] ?? lengths[slot]
+            guard batch.positions[index] == expected else {
+                throw InferenceError(.invalidInput, "slot \(slot): position \(batch.positions[index]) does not follow position \(expected - 1)")
+            }
+            guard expected < capacity else {
+                throw InferenceError(.contextOverflow, "slot \(slot): \(expected + 1) tokens do not fit the context of \(capacity)")
+            }
+            next[slot] = expected + 1
+        }
+    }
+
+    /// Checks `batch`, runs it and records the new lengths: the logits of the tokens that want them.
+    public func forward(_ batch: ForwardBatch, on model: any BackendModel) throws -> [Float] {
+        try check(batch, vocabularySize: model.graph.configuration.vocabularySize)
+        let logits = try model.forward(batch, storage: storage)
+        for (slot, position) in zip(batch.slots, batch.positions) { lengths[slot] = max(lengths[slot], position + 1) }
+        return logits
+    }
+}

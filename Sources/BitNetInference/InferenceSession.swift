@@ -1,0 +1,58 @@
+import BitNetEngine
+import Foundation
+
+/// One sequence on a model: its own KV cache, preallocated to `contextLength` positions, and the tokens
+/// seen so far.
+///
+/// Not thread-safe; use one session per conversation (many sessions may share a model).
+public final class InferenceSession {
+    public let model: BitNetModel
+    public let contextLength: Int
+    private let cache: KeyValueCache
+    /// The tokens processed so far, in order.
+    public private(set) var tokens: [Int] = []
+
+    /// - Parameters:
+    ///   - contextLength: positions the KV cache holds (default: the model's, at most 4096).
+    ///   - cacheType: f32 (exact) or f16 (half the memory).
+    public init(model: BitNetModel, contextLength: Int? = nil, cacheType: KeyValueCacheType = .f32) throws {
+        self.model = model
+        cache = try model.makeCache(slots: 1, contextLength: contextLength, type: cacheType)
+        self.contextLength = cache.capacity
+    }
+
+    /// Bytes held by the KV cache.
+    public var cacheBytes: Int { cache.byteCount }
+
+    /// Positions still free in the context.
+    public var remainingContext: Int { contextLength - tokens.count }
+
+    private func batch(_ newTokens: [Int], allPositions: Bool) -> ForwardBatch {
+        ForwardBatch(tokens: newTokens, slot: 0, start: tokens.count, allLogits: allPositions)
+    }
+
+    /// Processes `newTokens` as one batch, appending them to the context, and returns logits: one row per
+    /// new token with `allPositions`, else only the last row. Blocks the calling thread.
+    public func evaluate(_ newTokens: [Int], allPositions: Bool = false) throws -> [[Float]] {
+        let logits = try model.forward(batch(newTokens, allPositions: allPositions), cache: cache)
+        tokens += newTokens
+        return logits
+    }
+
+    /// Like ``evaluate(_:allPositions:)``, computed outside Swift's cooperative pool.
+    public func evaluate(_ newTokens: [Int], allPositions: Bool = false) async throws -> [[Float]] {
+        let logits = try await model.forward(batch(newTokens, allPositions: allPositions), cache: cache)
+        tokens += newTokens
+        return logits
+    }
+
+    /// Forgets everything after the first `count` tokens (the cache keeps their keys and values).
+    public func truncate(to count: Int) {
+        let kept = max(0, min(count, tokens.count))
+        tokens.removeLast(tokens.count - kept)
+        cache.truncate(slot: 0, to: kept)
+    }
+
+    /// Empties the context.
+    public func reset() { truncate(to: 0) }
+}

@@ -1,0 +1,138 @@
+import Foundation
+
+/// An activation of the forward pass: `width` values for each row of its domain.
+public struct ActivationID: Hashable, Sendable {
+    public let index: Int
+}
+
+/// A weight tensor of ``ForwardGraph/weights``.
+public struct WeightID: Hashable, Sendable {
+    public let index: Int
+}
+
+/// Which rows an activation has.
+public enum RowDomain: Sendable, Hashable {
+    /// One row per token of the batch.
+    case tokens
+    /// One row per token whose logits the batch asks for (``ForwardOp/selectOutputs(input:output:)``).
+    case outputs
+    /// One row per sequence of the batch (pooled embeddings).
+    case sequences
+}
+
+/// A buffer a backend allocates for an activation.
+public struct ActivationBuffer: Sendable, Hashable {
+    public enum Element: Sendable, Hashable {
+        case float32
+        /// int8 values with one float32 scale per row (per-token absmax quantization).
+        case int8
+    }
+
+    public var name: String
+    public var width: Int
+    public var rows: RowDomain
+    public var element: Element
+}
+
+/// The input of a BitLinear layer, where activations are quantized (what calibration observes).
+public enum ActivationSite: String, Sendable, CaseIterable {
+    /// The normalized hidden state read by the Q, K and V projections.
+    case attentionInput = "attn_qkv"
+    /// The attention output read by the output projection.
+    case attentionOutput = "attn_output"
+    /// The normalized hidden state read by the gate and up projections.
+    case feedForwardInput = "ffn_gate_up"
+    /// The gated hidden state read by the down projection.
+    case feedForwardHidden = "ffn_down"
+}
+
+/// The gated activation of a feed-forward block: `f(gate) · up`.
+public enum GatedActivation: String, Sendable, Hashable {
+    /// `max(gate, 0)² · up` (BitNet b1.58 2B-4T).
+    case squaredReLU = "relu2"
+    /// `gate · σ(gate) · up`.
+    case silu
+    /// `gelu(gate) · up` (tanh approximation).
+    case gelu
+}
+
+/// How rotary embeddings pair dimensions.
+public enum RotaryLayout: Sendable, Hashable {
+    /// Dimension i pairs with i + d/2 (`rotate_half`, NeoX): Hugging Face weights and llama.cpp's `bitnet`.
+    case halves
+    /// Dimension 2i pairs with 2i + 1: LLaMA-arch GGUF files, whose converter permuted the Q/K rows.
+    case interleaved
+}
+
+/// Rotary position embedding parameters.
+public struct RotaryEmbedding: Sendable, Hashable {
+    public var dimension: Int
+    public var theta: Float
+    public var layout: RotaryLayout
+
+    /// `1 / θ^(2i/d)` in float32, as transformers computes them.
+    public var inverseFrequencies: [Float] {
+        stride(from: 0, to: dimension, by: 2).map { 1 / powf(theta, Float($0) / Float(dimension)) }
+    }
+}
+
+/// Causal attention of new queries over a layer's KV cache.
+public struct AttentionOp: Sendable, Hashable {
+    public var query: ActivationID
+    public var key: ActivationID
+    public var value: ActivationID
+    public var output: ActivationID
+    /// The cache layer the keys and values are stored in and read from.
+    public var layer: Int
+    public var heads: Int
+    public var keyValueHeads: Int
+    public var headDimension: Int
+}
+
+/// One step of the forward pass. Ops read and write activations of every row of their domain; a batch
+/// may hold tokens of several sequences, each with its own positions and cache slot.
+public enum ForwardOp: Sendable, Hashable {
+    /// The rows of an embedding table for the batch's tokens.
+    case embed(table: WeightID, output: ActivationID)
+    /// `x · rsqrt(mean(x²) + ε) · w` per row, in float32 as transformers' RMSNorm.
+    case rmsNorm(input: ActivationID, weight: WeightID, epsilon: Float, output: ActivationID)
+    /// Per-row absmax int8 quantization of a BitLinear input (`ActQuant`): once per input, shared by
+    /// the projections that read it.
+    case quantize(input: ActivationID, output: ActivationID, site: ActivationSite, layer: Int)
+    /// A BitLinear projection: int8 input × ternary weights, integer accumulation, one rescale.
+    case bitLinear(input: ActivationID, weight: WeightID, output: ActivationID)
+    /// Rotary position embedding of `heads` heads in place, at each token's position.
+    case rope(ActivationID, heads: Int, RotaryEmbedding)
+    /// Stores each token's key and value in its sequence's cache slot, then attends causally.
+    case attention(AttentionOp)
+    /// `output = f(gate) · up`.
+    case gatedActivation(GatedActivation, gate: ActivationID, up: ActivationID, output: ActivationID)
+    /// `accumulator += input` (the residual stream).
+    case add(ActivationID, into: ActivationID)
+    /// Copies the rows of the tokens whose logits are wanted, in batch order.
+    case selectOutputs(input: ActivationID, output: ActivationID)
+    /// A float matrix product with a weight of `rows × columns`: the output projection.
+    case project(input: ActivationID, weight: WeightID, output: ActivationID)
+    /// One row per sequence: the mean of its tokens' rows, or its last token's row (embedding models).
+    case pool(Pooling, input: ActivationID, output: ActivationID)
+}
+
+/// How ``ForwardOp/pool(_:input:output:)`` reduces a sequence's rows.
+public enum Pooling: Sendable, Hashable { case mean, last }
+
+/// The forward pass of a model as data: the weights, the activation buffers and the ops in order.
+/// Written once per architecture; a backend executes it (CPU) or records it (GPU).
+public struct ForwardGraph: Sendable {
+    public var configuration: ModelConfiguration
+    public var weights: [WeightTensor]
+    public var buffers: [ActivationBuffer]
+    public var ops: [ForwardOp]
+    /// The logits: one row of `vocabularySize` per token that asked for them.
+    public var logits: ActivationID
+
+    /// Cache layers and the width of one position's keys (or values) in a layer.
+    public var cacheShape: (layers: Int, width: Int) { (configuration.layerCount, configuration.keyValueDimension) }
+
+    public subscript(_ weight: WeightID) -> WeightTensor { weights[weight.index] }
+    public subscript(_ buffer: ActivationID) -> ActivationBuffer { buffers[buffer.index] }
+}
