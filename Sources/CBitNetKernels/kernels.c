@@ -242,7 +242,9 @@ static float dot_f32_avx2(const float *w, const float *x, int64_t n) {
 
 // MARK: - Dispatch
 
-static int forced_scalar = 0;
+// Per thread, so a test forcing the scalar path never changes what other threads (other tests' forward
+// passes) compute.
+static _Thread_local int forced_scalar = 0;
 
 void bitnet_kernels_force_scalar(int force) {
     forced_scalar = force;

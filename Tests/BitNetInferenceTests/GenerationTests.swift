@@ -92,7 +92,7 @@ import Testing
     }
 
     @Test func greedyGenerationMatchesTransformersGenerate() async throws {
-        let reference = try #require(try ParityTests.references().first { $0.name == "bitnet-chat-tiny" })
+        let reference = try ReferenceLogits("bitnet-chat-tiny")
         let model = try BitNetModel(path: Self.modelDirectory, threads: 2)
         let tokenizer = try model.loadTokenizer()
         let session = try InferenceSession(model: model, contextLength: 64)
@@ -129,7 +129,7 @@ import Testing
     }
 
     @Test func perplexityMatchesTransformersLogits() throws {
-        let reference = try #require(try ParityTests.references().first { $0.name == "bitnet-chat-tiny" })
+        let reference = try ReferenceLogits("bitnet-chat-tiny")
         let model = try BitNetModel(path: Self.modelDirectory, threads: 2)
         let result = try model.perplexity(of: reference.tokens, contextLength: 20, beginningOfSequence: nil)
         // The same definition applied to transformers' logits: positions 10…18 predict tokens 11…19.

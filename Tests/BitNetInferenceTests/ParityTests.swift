@@ -1,71 +1,86 @@
+import BitNetCPU
 import BitNetFormats
 import BitNetInference
 import Foundation
 import TestSupport
 import Testing
 
-/// Our engine against transformers' BitNetForCausalLM (QAT forward, float32) on tiny random models.
-///
-/// Random networks are chaotic: one int8 rounding flip moves logits by about 1 %, a real bug by 50 % or
-/// more. So every position must agree within 10 % relative L2 (median ≤ 5 %) with the same top-1 token
-/// at ≥ 90 % of positions, both with the whole sequence as one batch and fed one token at a time.
+/// Our engine against transformers' BitNetForCausalLM (QAT forward, float32) on tiny random models, on
+/// every backend, both with the whole sequence as one batch and fed one token at a time, each fixture
+/// held to its claim (``ParityTolerance``).
 @Suite struct ParityTests {
-    struct Reference {
-        let name: String
-        let tokens: [Int]
-        let logits: [[Float]]
+    /// The backends every parity case runs on.
+    static let backends: [BackendChoice] = [.cpu]
+
+    static func references() throws -> [ReferenceLogits] { try ReferenceLogits.all() }
+
+    static var cases: [(BackendChoice, ReferenceLogits)] {
+        get throws { try backends.flatMap { backend in try references().map { (backend, $0) } } }
     }
 
-    static func references() throws -> [Reference] {
-        let summary = try Fixtures.json("models/models.json")
-        return try summary.objectValue!.map { name, _ in
-            let tensors = try FixtureTensors("models/\(name)/reference-logits.safetensors")
-            let tokens = try tensors.floats("tokens").map { Int($0) }
-            let flat = try tensors.floats("logits")
-            let vocabulary = flat.count / tokens.count
-            return Reference(name: name, tokens: tokens, logits: (0..<tokens.count).map { Array(flat[$0 * vocabulary..<($0 + 1) * vocabulary]) })
-        }
-    }
-
-    static func argmax(_ row: [Float]) -> Int { row.indices.max { row[$0] < row[$1] }! }
-
-    func expectAgreement(_ ours: [[Float]], _ reference: Reference, _ label: String) {
-        #expect(ours.count == reference.logits.count, "\(label): positions")
-        let errors = zip(ours, reference.logits).map { $0.relativeError(to: $1) }
-        let sorted = errors.sorted()
-        let median = sorted[sorted.count / 2]
-        let agreeing = zip(ours, reference.logits).filter { Self.argmax($0) == Self.argmax($1) }.count
-        print("\(label): max \(errors.max()!) median \(median) top-1 \(agreeing)/\(ours.count)")
-        #expect(errors.max()! <= 0.1, "\(label): worst relative L2 error \(errors.max()!)")
-        #expect(median <= 0.05, "\(label): median relative L2 error \(median)")
-        #expect(Double(agreeing) >= 0.9 * Double(ours.count), "\(label): top-1 agrees at \(agreeing)/\(ours.count)")
-    }
-
-    @Test(arguments: try references())
-    func huggingFaceDirectoryMatchesTransformers(_ reference: Reference) throws {
-        let model = try BitNetModel(path: Fixtures.path("models/\(reference.name)"), threads: 2)
+    @Test(arguments: try cases)
+    func huggingFaceDirectoryMatchesTransformers(_ backend: BackendChoice, _ reference: ReferenceLogits) throws {
+        let model = try BitNetModel(path: Fixtures.path("models/\(reference.name)"), backend: backend, threads: 2)
+        let tolerance = ParityTolerance.of(reference.name)
         let batch = try InferenceSession(model: model, contextLength: 64)
-        expectAgreement(try batch.evaluate(reference.tokens, allPositions: true), reference, "\(reference.name) batch")
+        reference.expectAgreement(try batch.evaluate(reference.tokens, allPositions: true), within: tolerance, "\(reference.name) batch")
 
         let decode = try InferenceSession(model: model, contextLength: 64)
         let stepwise = try reference.tokens.map { try decode.evaluate([$0])[0] }
-        expectAgreement(stepwise, reference, "\(reference.name) one token at a time")
+        reference.expectAgreement(stepwise, within: tolerance, "\(reference.name) one token at a time")
     }
-}
 
-extension ParityTests {
-    @Test func halfPrecisionCacheStaysWithinTolerance() throws {
-        let reference = try #require(try Self.references().first { $0.name == "bitnet-gqa-wide-bf16" })
-        let model = try BitNetModel(path: Fixtures.path("models/\(reference.name)"), threads: 2)
+    @Test(arguments: backends)
+    func halfPrecisionCacheStaysWithinTolerance(_ backend: BackendChoice) throws {
+        let reference = try ReferenceLogits("bitnet-gqa-wide-bf16")
+        let model = try BitNetModel(path: Fixtures.path("models/\(reference.name)"), backend: backend, threads: 2)
         let full = try InferenceSession(model: model, contextLength: 64)
         let half = try InferenceSession(model: model, contextLength: 64, cacheType: .f16)
         #expect(half.cacheBytes * 2 == full.cacheBytes)
-        expectAgreement(try reference.tokens.map { try half.evaluate([$0])[0] }, reference, "f16 cache")
+        reference.expectAgreement(try reference.tokens.map { try half.evaluate([$0])[0] }, within: .of("bitnet-gqa-wide-bf16-f16-cache"), "f16 cache")
     }
-}
 
-extension ParityTests.Reference: CustomTestStringConvertible {
-    var testDescription: String { name }
+    /// The tolerances are tight enough to catch real bugs: the same fixture with a broken RoPE or a
+    /// broken norm lands far outside them. (Files with f16 block scales differ from the float reference by a
+    /// few percent, so there a subtle bug, such as θ off by 5 %, would fit; the exact fixtures catch it, and
+    /// every file runs the same ops.)
+    @Test(arguments: [("bitnet-gqa-tied-bf16", "bitnet-gqa-tied-bf16"), ("llama-ternary-packed", "llama-ternary-packed"),
+                      ("llama-ternary-packed-tq2_0.gguf", "llama-ternary-packed")])
+    func bugsDoNotFitInsideTheTolerances(_ fixture: String, _ referenceName: String) throws {
+        let source = try WeightSource(path: Fixtures.path("models/\(fixture)"))
+        let reference = try ReferenceLogits(referenceName)
+        let graph = try source.architecture.buildGraph(source)
+        func worstError(_ mutate: (ForwardOp) -> ForwardOp) throws -> Float {
+            var broken = graph
+            broken.ops = graph.ops.map(mutate)
+            let loaded = try CPUBackend(threads: 2).load(broken)
+            let cache = try KeyValueCache(model: loaded, slots: 1, capacity: 32, type: .f32)
+            let flat = try cache.forward(ForwardBatch(tokens: reference.tokens, start: 0, allLogits: true), on: loaded)
+            let width = graph.configuration.vocabularySize
+            return reference.compare((0..<reference.tokens.count).map { Array(flat[$0 * width..<($0 + 1) * width]) }).errors.max()!
+        }
+        let tolerance = ParityTolerance.of(fixture)
+        #expect(try worstError { $0 } <= tolerance.maximum)
+        let ropeLayout = try worstError { op in
+            guard case .rope(let buffer, let heads, var rotary) = op else { return op }
+            rotary.layout = rotary.layout == .halves ? .interleaved : .halves
+            return .rope(buffer, heads: heads, rotary)
+        }
+        let ropeTheta = try worstError { op in
+            guard case .rope(let buffer, let heads, var rotary) = op else { return op }
+            rotary.theta *= 1.05
+            return .rope(buffer, heads: heads, rotary)
+        }
+        let normEpsilon = try worstError { op in
+            guard case .rmsNorm(let input, let weight, let epsilon, let output) = op else { return op }
+            return .rmsNorm(input: input, weight: weight, epsilon: epsilon * 1000, output: output)
+        }
+        print("\(fixture): RoPE layout \(ropeLayout), RoPE θ +5 % \(ropeTheta), RMSNorm ε ×1000 \(normEpsilon)")
+        let subtle = tolerance.maximum < 1e-3 ? [("RoPE θ", ropeTheta)] : []
+        for (bug, error) in [("RoPE layout", ropeLayout), ("RMSNorm ε", normEpsilon)] + subtle {
+            #expect(error > 2 * tolerance.maximum, "a \(bug) bug gives \(error), within twice the tolerance \(tolerance.maximum)")
+        }
+    }
 }
 
 /// The same weights exported by gguf-py as TQ2_0 and TQ1_0 GGUF files (bitnet.cpp's `bitnet-b1.58` arch).
@@ -75,16 +90,17 @@ extension ParityTests.Reference: CustomTestStringConvertible {
         ("bitnet-gqa-tied-bf16-tq1_0.gguf", "bitnet-gqa-tied-bf16", .bitnetB158),
         ("bitnet-1bitllm-bf16-tq2_0.gguf", "bitnet-1bitllm-bf16", .bitnet1bitLLM),
         ("llama-ternary-packed-tq2_0.gguf", "llama-ternary-packed", .llama),
-    ])
-    func ggufExportMatchesTransformers(_ file: String, _ referenceName: String, _ architecture: BitNetArchitecture) throws {
-        let reference = try #require(try ParityTests.references().first { $0.name == referenceName })
-        let model = try BitNetModel(path: Fixtures.path("models/\(file)"), threads: 2)
+    ], ParityTests.backends)
+    func ggufExportMatchesTransformers(_ file: (String, String, BitNetArchitecture), _ backend: BackendChoice) throws {
+        let (file, referenceName, architecture) = file
+        let reference = try ReferenceLogits(referenceName)
+        let model = try BitNetModel(path: Fixtures.path("models/\(file)"), backend: backend, threads: 2)
         #expect(model.configuration.architecture == architecture)
         #expect(model.weightBytes.owned == 0, "TQ weights are used in place from the memory map")
         let session = try InferenceSession(model: model, contextLength: 32)
-        ParityTests().expectAgreement(try session.evaluate(reference.tokens, allPositions: true), reference, "\(file) batch")
+        reference.expectAgreement(try session.evaluate(reference.tokens, allPositions: true), within: .of(file), "\(file) batch")
         let decode = try InferenceSession(model: model, contextLength: 32)
-        ParityTests().expectAgreement(try reference.tokens.map { try decode.evaluate([$0])[0] }, reference, "\(file) decode")
+        reference.expectAgreement(try reference.tokens.map { try decode.evaluate([$0])[0] }, within: .of(file), "\(file) decode")
     }
 
     /// Rewrites the TQ2_0 fixture with one change, to check what loading says about it.

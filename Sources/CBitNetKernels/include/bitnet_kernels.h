@@ -10,7 +10,8 @@ extern "C" {
 /// The instruction set the kernels dispatch to on this CPU ("avx2" or "scalar"), for reports.
 const char *bitnet_kernels_isa(void);
 
-/// Restricts dispatch to the scalar kernels (nonzero) or restores detection (zero); for tests.
+/// Restricts dispatch on the calling thread to the scalar kernels (nonzero) or restores detection (zero);
+/// for tests. Other threads are not affected.
 void bitnet_kernels_force_scalar(int force);
 
 /// Dot products of one TQ2_0 row (`blocks` blocks of 256 values, 66 bytes each) with int8 activations.
