@@ -1,41 +1,36 @@
-// The library used the way an app would: load a model, stream a reply, keep the conversation in the
-// session's KV cache for the next turn.
+// The library used the way an app would: load a model on the best backend here, then chat — the chat
+// session adds BOS, renders the model's template, streams each reply and keeps the conversation in its
+// KV cache for the next turn.
 //
-//   swift run GenerateText Tests/Fixtures/models/bitnet-chat-tiny-tq2_0.gguf "Hello!"
+//   swift run GenerateText Tests/Fixtures/models/bitnet-chat-tiny-tq2_0.gguf "Hello!" [cpu|auto]
 import BitNetInference
 import Foundation
 
 let arguments = CommandLine.arguments
-guard arguments.count >= 3 else {
-    print("usage: GenerateText MODEL PROMPT")
+guard arguments.count >= 3, let backend = BackendChoice(rawValue: arguments.count > 3 ? arguments[3] : "auto") else {
+    print("usage: GenerateText MODEL PROMPT [\(BackendChoice.allCases.map(\.rawValue).joined(separator: "|"))]")
     exit(2)
 }
 
 do {
-    let model = try BitNetModel(path: arguments[1])
-    let tokenizer = try model.loadTokenizer()
-    let session = try InferenceSession(model: model, contextLength: 512)
-    let template = (try? model.chatTemplate()) ?? .bitnet
-    let bos = tokenizer.beginningOfSequence.map { tokenizer.decode([$0]) }
-
+    let model = try BitNetModel(path: arguments[1], backend: backend)
     var sampling = SamplingParameters()
     sampling.temperature = 0.7
     sampling.seed = 42
-    let parameters = GenerationParameters(maximumTokens: 48, sampling: sampling)
-
-    for (turn, question) in [arguments[2], "And in one word?"].enumerated() {
-        let text = template.render([ChatMessage(role: .user, content: question)], beginning: bos, isStart: turn == 0)
+    let chat = try ChatSession(model: model, template: (try? model.chatTemplate()) ?? .bitnet, contextLength: 512,
+                               parameters: GenerationParameters(maximumTokens: 48, sampling: sampling))
+    print("[\(model.configuration.architecture.rawValue) on \(model.backend.name)]")
+    for question in [arguments[2], "And in one word?"] {
         print("> \(question)")
-        for try await event in TextGeneration(session: session, tokenizer: tokenizer, prompt: tokenizer.encode(text), parameters: parameters) {
+        for try await event in chat.respond(to: question) {
             switch event {
             case .token(_, let piece):
                 print(piece, terminator: "")
+                fflush(nil)
             case .finished(let summary):
                 print(String(format: "\n[%d tokens at %.1f tokens/s, %@]", summary.generatedTokens, summary.generationTokensPerSecond, summary.stopReason.rawValue))
             }
         }
-        // Close the assistant's turn so the next question follows the template.
-        if let end = tokenizer.id(of: "<|eot_id|>") { _ = try session.evaluate([end]) }
     }
 } catch {
     print("error: \(error)")

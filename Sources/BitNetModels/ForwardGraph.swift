@@ -3,11 +3,13 @@ import Foundation
 /// An activation of the forward pass: `width` values for each row of its domain.
 public struct ActivationID: Hashable, Sendable {
     public let index: Int
+    public init(index: Int) { self.index = index }
 }
 
 /// A weight tensor of ``ForwardGraph/weights``.
 public struct WeightID: Hashable, Sendable {
     public let index: Int
+    public init(index: Int) { self.index = index }
 }
 
 /// Which rows an activation has.
@@ -32,6 +34,13 @@ public struct ActivationBuffer: Sendable, Hashable {
     public var width: Int
     public var rows: RowDomain
     public var element: Element
+
+    public init(name: String, width: Int, rows: RowDomain, element: Element) {
+        self.name = name
+        self.width = width
+        self.rows = rows
+        self.element = element
+    }
 }
 
 /// The input of a BitLinear layer, where activations are quantized (what calibration observes).
@@ -129,6 +138,14 @@ public struct ForwardGraph: Sendable {
     public var ops: [ForwardOp]
     /// The logits: one row of `vocabularySize` per token that asked for them.
     public var logits: ActivationID
+
+    public init(configuration: ModelConfiguration, weights: [WeightTensor], buffers: [ActivationBuffer], ops: [ForwardOp], logits: ActivationID) {
+        self.configuration = configuration
+        self.weights = weights
+        self.buffers = buffers
+        self.ops = ops
+        self.logits = logits
+    }
 
     /// Cache layers and the width of one position's keys (or values) in a layer.
     public var cacheShape: (layers: Int, width: Int) { (configuration.layerCount, configuration.keyValueDimension) }

@@ -34,6 +34,16 @@ import Testing
         #expect(again.stdout == result.stdout, "same seed, same text, whatever the thread count")
     }
 
+    @Test func theBackendIsChosenAndNamed() throws {
+        let cpu = try run(["generate", "-m", Self.model, "-p", "def main", "-n", "4", "--temp", "0", "--threads", "1", "--backend", "cpu"])
+        #expect(cpu.status == 0, "\(cpu.stderr)")
+        #expect(cpu.stderr.contains("backend: cpu ("), "\(cpu.stderr)")
+        let auto = try run(["generate", "-m", Self.model, "-p", "def main", "-n", "4", "--temp", "0", "--threads", "1", "--backend", "auto"])
+        #expect(auto.stdout == cpu.stdout, "auto picks the CPU on a machine without a GPU backend")
+        let wrong = try run(["logits", "-m", Self.model, "--tokens", "1", "--backend", "gpu"])
+        #expect(wrong.status != 0 && wrong.stderr.contains("--backend"), "\(wrong.stderr)")
+    }
+
     @Test func chatReadsTurnsUntilEOF() throws {
         let result = try run(["chat", "-m", Self.model, "-n", "4", "--system", "Be brief.", "--threads", "1"], input: "hello\nhow are you?\n")
         #expect(result.status == 0, "\(result.stderr)")
