@@ -92,15 +92,3 @@ import Testing
         #expect(before.cancelled && before.evaluated == 0, "a cancelled task evaluates nothing")
     }
 }
-
-@Suite struct TopKSelectionTests {
-    @Test func partialSelectionEqualsAFullSort() {
-        var generator = SeededGenerator(seed: 11)
-        // Few distinct values, so ties are everywhere.
-        let logits = (0..<5000).map { _ in Float(Int.random(in: 0..<200, using: &generator)) / 8 }
-        let sorted = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-        for k in [1, 2, 40, 999, 4999, 5000, 6000] {
-            #expect(Sampler.largest(k, of: logits) == Array(sorted.prefix(k)), "k = \(k)")
-        }
-    }
-}

@@ -1,5 +1,5 @@
 import BitNetFormats
-@testable import BitNetInference
+@testable import BitNetModels
 import Foundation
 import TestSupport
 import Testing
