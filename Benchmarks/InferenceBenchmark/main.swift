@@ -124,7 +124,7 @@ let ternaryBytes = file.tensors.filter { $0.type == .tq2_0 }.reduce(0) { $0 + $1
 let baselineSeconds = now() - baselineStart
 
 print("""
-swift-bitnet inference benchmark: \(presetName) shape (hidden \(shape.hidden), ffn \(shape.intermediate), \(shape.layers) layers, vocab \(shape.vocabulary)), TQ2_0, \(threads) threads
+swift-bitnet inference benchmark: \(presetName) shape (hidden \(shape.hidden), ffn \(shape.intermediate), \(shape.layers) layers, vocab \(shape.vocabulary)), TQ2_0, backend \(model.backend.name)
 file \(mebibytes(fileSize)); weights mapped \(mebibytes(mapped)), copied \(mebibytes(owned)); KV cache \(mebibytes(session.cacheBytes)); loaded in \(String(format: "%.2f", loadSeconds)) s
 
 | measurement | value |

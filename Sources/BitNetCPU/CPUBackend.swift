@@ -44,7 +44,9 @@ enum CPUWeight: Sendable {
         if tensor.encoding.isTernary {
             self = .ternary(TernaryLinear(tensor))
         } else if tensor.rows == 1, tensor.encoding == .f32 {
-            self = .vector(tensor.bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) })
+            self = .vector(tensor.bytes.withUnsafeBytes { bytes in
+                (0..<tensor.columns).map { bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
+            })
         } else {
             self = .matrix(FloatMatrix(tensor))
         }
@@ -70,12 +72,15 @@ struct CPUModel: BackendModel {
 
     func makeCacheStorage(slots: Int, capacity: Int, type: KeyValueCacheType) throws -> any KeyValueStorage {
         let (layers, width) = graph.cacheShape
-        return CPUKeyValueStorage(layers: layers, slots: slots, capacity: capacity, width: width, type: type, buffers: graph.buffers.count)
+        return CPUKeyValueStorage(layers: layers, slots: slots, capacity: capacity, width: width, type: type, buffers: graph.buffers)
     }
 
     func forward(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Float] {
         guard let storage = storage as? CPUKeyValueStorage else {
             throw InferenceError(.invalidInput, "the cache was made by another backend")
+        }
+        guard storage.layers == graph.cacheShape.layers, storage.width == graph.cacheShape.width, storage.buffers == graph.buffers else {
+            throw InferenceError(.invalidInput, "the cache was made for another model")
         }
         return CPUExecution(model: self, batch: batch, cache: storage).run()
     }

@@ -8,12 +8,25 @@ struct CPUExecution {
     let model: CPUModel
     let batch: ForwardBatch
     let cache: CPUKeyValueStorage
+    /// Each sequence's slot and its tokens' indices in the batch, in order of first appearance.
+    private let sequences: [(slot: Int, tokens: [Int])]
     private var threads: Int { model.backend.threads }
 
     init(model: CPUModel, batch: ForwardBatch, cache: CPUKeyValueStorage) {
         self.model = model
         self.batch = batch
         self.cache = cache
+        var indices: [Int: Int] = [:]
+        var sequences: [(slot: Int, tokens: [Int])] = []
+        for (token, slot) in batch.slots.enumerated() {
+            if let index = indices[slot] {
+                sequences[index].tokens.append(token)
+            } else {
+                indices[slot] = sequences.count
+                sequences.append((slot, [token]))
+            }
+        }
+        self.sequences = sequences
     }
 
     func run() -> [Float] {
@@ -29,7 +42,7 @@ struct CPUExecution {
         switch domain {
         case .tokens: batch.count
         case .outputs: batch.outputCount
-        case .sequences: batch.sequenceSlots.count
+        case .sequences: sequences.count
         }
     }
 
@@ -177,42 +190,37 @@ struct CPUExecution {
         let group = op.heads / op.keyValueHeads
         let scale = 1 / Float(dimension).squareRoot()
         let queryWidth = width(op.query), width = cache.width
-        for slot in batch.sequenceSlots {
-            let tokens = batch.slots.indices.filter { batch.slots[$0] == slot }
-            let visibleEnd = tokens.map { batch.positions[$0] }.max()! + 1
-            let q = values(op.query)
-            do {
-                withBuffer(op.output) { outBase in
-                    cache.withSlot(layer: op.layer, slot: slot, positions: visibleEnd) { k, v in
-                        parallelChunks(tokens.count * op.heads, threads: threads) { range in
-                            var scores = [Float](repeating: 0, count: visibleEnd)
-                            for item in range {
-                                let (tokenIndex, head) = item.quotientAndRemainder(dividingBy: op.heads)
-                                let index = tokens[tokenIndex]
-                                let query = q.baseAddress! + index * queryWidth + head * dimension
-                                let kvOffset = (head / group) * dimension
-                                let visible = batch.positions[index] + 1
-                                var maximum = -Float.infinity
-                                for position in 0..<visible {
-                                    let key = k + position * width + kvOffset
-                                    var dot: Float = 0
-                                    for d in 0..<dimension { dot += query[d] * key[d] }
-                                    scores[position] = dot * scale
-                                    maximum = max(maximum, scores[position])
-                                }
-                                var total: Float = 0
-                                for position in 0..<visible {
-                                    scores[position] = expf(scores[position] - maximum)
-                                    total += scores[position]
-                                }
-                                let result = outBase + index * queryWidth + head * dimension
-                                for d in 0..<dimension { result[d] = 0 }
-                                for position in 0..<visible {
-                                    let weight = scores[position] / total
-                                    let value = v + position * width + kvOffset
-                                    for d in 0..<dimension { result[d] += weight * value[d] }
-                                }
-                            }
+        let q = cache.activation(op.query.index), output = cache.activation(op.output.index)
+        for (slot, tokens) in sequences {
+            let visibleEnd = batch.positions[tokens.last!] + 1  // a sequence's positions rise through the batch
+            cache.withSlot(layer: op.layer, slot: slot, positions: visibleEnd) { k, v in
+                parallelChunks(tokens.count * op.heads, threads: threads) { range in
+                    var scores = [Float](repeating: 0, count: visibleEnd)
+                    for item in range {
+                        let (tokenIndex, head) = item.quotientAndRemainder(dividingBy: op.heads)
+                        let index = tokens[tokenIndex]
+                        let query = q + index * queryWidth + head * dimension
+                        let kvOffset = (head / group) * dimension
+                        let visible = batch.positions[index] + 1
+                        var maximum = -Float.infinity
+                        for position in 0..<visible {
+                            let key = k + position * width + kvOffset
+                            var dot: Float = 0
+                            for d in 0..<dimension { dot += query[d] * key[d] }
+                            scores[position] = dot * scale
+                            maximum = max(maximum, scores[position])
+                        }
+                        var total: Float = 0
+                        for position in 0..<visible {
+                            scores[position] = expf(scores[position] - maximum)
+                            total += scores[position]
+                        }
+                        let result = output + index * queryWidth + head * dimension
+                        for d in 0..<dimension { result[d] = 0 }
+                        for position in 0..<visible {
+                            let weight = scores[position] / total
+                            let value = v + position * width + kvOffset
+                            for d in 0..<dimension { result[d] += weight * value[d] }
                         }
                     }
                 }
@@ -225,8 +233,7 @@ struct CPUExecution {
         let width = width(input)
         let values = values(input)
         withBuffer(output) { out in
-            for (row, slot) in batch.sequenceSlots.enumerated() {
-                let tokens = batch.slots.indices.filter { batch.slots[$0] == slot }
+            for (row, (_, tokens)) in sequences.enumerated() {
                 let chosen = pooling == .last ? [tokens.last!] : tokens
                 for d in 0..<width {
                     var sum: Float = 0

@@ -1,13 +1,17 @@
 import BitNetEngine
+import BitNetModels
 import BitNetQuantization
 
 /// Keys and values on the host, preallocated: for each layer, `slots × capacity` positions of `width`
 /// values, f32 or f16. Also holds the activation buffers of the forward passes that use it, reused
 /// from one pass to the next.
 final class CPUKeyValueStorage: KeyValueStorage, @unchecked Sendable {
+    let layers: Int
     let slots: Int
     let capacity: Int
     let width: Int
+    /// The activation buffers of the graph the storage was made for.
+    let buffers: [ActivationBuffer]
     let type: KeyValueCacheType
     private var keys: [[Float]] = []
     private var values: [[Float]] = []
@@ -20,7 +24,9 @@ final class CPUKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     /// int8 activations by buffer index.
     var quantized: [QuantizedActivations?]
 
-    init(layers: Int, slots: Int, capacity: Int, width: Int, type: KeyValueCacheType, buffers: Int) {
+    init(layers: Int, slots: Int, capacity: Int, width: Int, type: KeyValueCacheType, buffers: [ActivationBuffer]) {
+        self.layers = layers
+        self.buffers = buffers
         self.slots = slots
         self.capacity = capacity
         self.width = width
@@ -34,10 +40,10 @@ final class CPUKeyValueStorage: KeyValueStorage, @unchecked Sendable {
             halfKeys = Array(repeating: [UInt16](repeating: 0, count: count), count: layers)
             halfValues = halfKeys
         }
-        activations = Array(repeating: nil, count: buffers)
-        activationCapacities = Array(repeating: 0, count: buffers)
-        activationCounts = Array(repeating: 0, count: buffers)
-        quantized = Array(repeating: nil, count: buffers)
+        activations = Array(repeating: nil, count: buffers.count)
+        activationCapacities = Array(repeating: 0, count: buffers.count)
+        activationCounts = Array(repeating: 0, count: buffers.count)
+        quantized = Array(repeating: nil, count: buffers.count)
     }
 
     deinit {
@@ -46,10 +52,10 @@ final class CPUKeyValueStorage: KeyValueStorage, @unchecked Sendable {
 
     /// Makes buffer `index` hold `count` values (contents undefined).
     func prepareActivation(_ index: Int, count: Int) {
-        if activationCapacities[index] < count {
+        if activations[index] == nil || activationCapacities[index] < count {
             activations[index]?.deallocate()
-            activations[index] = .allocate(capacity: count)
-            activationCapacities[index] = count
+            activations[index] = .allocate(capacity: max(count, 1))
+            activationCapacities[index] = max(count, 1)
         }
         activationCounts[index] = count
     }

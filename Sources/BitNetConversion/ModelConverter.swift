@@ -154,6 +154,7 @@ public final class ModelConverter: Sendable {
                     continue
                 }
                 let sourceName = try checked(role, layer: layer)
+                try source.checkTernaryType(role, layer: layer)
                 let (rows, columns) = role.shape(c)
                 var type = options.weightType
                 if columns % type.rowMultiple != 0 {
@@ -180,7 +181,7 @@ public final class ModelConverter: Sendable {
             throw ConversionError(.unfitRowLength, "\(unfit.count) tensor\(unfit.count == 1 ? "" : "s") cannot be stored as \(options.weightType) (rows must be multiples of \(options.weightType.rowMultiple)); choose a --fallback type for them:\n  " + list.joined(separator: "\n  "))
         }
         plan.append(try floatTensor(.outputNorm, type: .f32, kind: .norm))
-        if source.contains(.output) {
+        if !source.tiesOutputToEmbedding {
             plan.append(try floatTensor(.output, type: options.embeddingType, kind: .embedding))
         }
         if options.embeddingType == .q8_0, c.hiddenSize % 32 != 0 {

@@ -1,16 +1,19 @@
 import BitNetModels
+import Foundation
 
 /// The KV cache of a model on its backend: `slots` sequences of up to `capacity` positions each, and how
 /// many positions each one holds. The backend owns the storage; this class keeps the bookkeeping every
 /// backend shares, and checks batches against it.
 ///
-/// Not thread-safe: one forward pass at a time per cache.
-public final class KeyValueCache {
+/// One forward pass at a time per cache: a second one started while the first runs throws.
+public final class KeyValueCache: @unchecked Sendable {
     public let capacity: Int
     public let type: KeyValueCacheType
     /// Positions held by each slot.
     public private(set) var lengths: [Int]
     public let storage: any KeyValueStorage
+    private let lock = NSLock()
+    private var busy = false
 
     public init(model: any BackendModel, slots: Int, capacity: Int, type: KeyValueCacheType) throws {
         guard slots >= 1, slots <= 1 << 16 else { throw InferenceError(.invalidInput, "a cache needs 1 to \(1 << 16) slots, not \(slots)") }
@@ -27,8 +30,25 @@ public final class KeyValueCache {
     public var byteCount: Int { storage.byteCount }
 
     /// Forgets positions `length…` of `slot` (what they held is overwritten by later tokens).
-    public func truncate(slot: Int, to length: Int) {
-        lengths[slot] = max(0, min(length, lengths[slot]))
+    public func truncate(slot: Int, to length: Int) throws {
+        guard slot >= 0, slot < slotCount else { throw InferenceError(.invalidInput, "slot \(slot) is not one of the cache's \(slotCount)") }
+        try exclusively { lengths[slot] = max(0, min(length, lengths[slot])) }
+    }
+
+    private func exclusively<R>(_ body: () throws -> R) throws -> R {
+        lock.lock()
+        guard !busy else {
+            lock.unlock()
+            throw InferenceError(.invalidInput, "the cache is in use by another forward pass")
+        }
+        busy = true
+        lock.unlock()
+        defer {
+            lock.lock()
+            busy = false
+            lock.unlock()
+        }
+        return try body()
     }
 
     /// Throws unless every token is in the vocabulary and every slot's positions follow on from what it
@@ -55,9 +75,11 @@ public final class KeyValueCache {
 
     /// Checks `batch`, runs it and records the new lengths: the logits of the tokens that want them.
     public func forward(_ batch: ForwardBatch, on model: any BackendModel) throws -> [Float] {
-        try check(batch, vocabularySize: model.graph.configuration.vocabularySize)
-        let logits = try model.forward(batch, storage: storage)
-        for (slot, position) in zip(batch.slots, batch.positions) { lengths[slot] = max(lengths[slot], position + 1) }
-        return logits
+        try exclusively {
+            try check(batch, vocabularySize: model.graph.configuration.vocabularySize)
+            let logits = try model.forward(batch, storage: storage)
+            for (slot, position) in zip(batch.slots, batch.positions) { lengths[slot] = max(lengths[slot], position + 1) }
+            return logits
+        }
     }
 }

@@ -119,7 +119,8 @@ public struct HuggingFaceConfiguration: Codable, Sendable, Hashable {
         rmsNormEpsilon = try container.decodeIfPresent(Double.self, forKey: .rmsNormEpsilon) ?? 1e-5
         let parameters = try container.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)
         ropeTheta = try container.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? parameters?.ropeTheta ?? (modelType == "bitnet" ? 500_000 : 10_000)
-        if let scaling = try container.decodeIfPresent(RopeParameters.self, forKey: .ropeScaling) {
+        if let scaling = try container.decodeIfPresent(RopeParameters.self, forKey: .ropeScaling),
+           (scaling.ropeType ?? scaling.type) != "default" {
             ropeScaling = scaling.ropeType ?? scaling.type ?? "unknown"
         } else if let type = parameters?.ropeType ?? parameters?.type, type != "default" {
             ropeScaling = type

@@ -16,16 +16,3 @@ public enum BackendChoice: String, Sendable, CaseIterable {
         }
     }
 }
-
-/// Runs blocking compute on threads of its own, so that it never occupies Swift's cooperative pool.
-enum ComputeThreads {
-    private static let queue = DispatchQueue(label: "swift-bitnet.compute", qos: .userInitiated, attributes: .concurrent)
-
-    /// Runs `body` on a compute thread and waits for it without blocking the caller's thread.
-    static func run<T: Sendable>(_ body: @escaping () throws -> T) async throws -> T {
-        nonisolated(unsafe) let work = body
-        return try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try work() }) }
-        }
-    }
-}

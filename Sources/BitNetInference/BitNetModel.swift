@@ -60,7 +60,6 @@ public final class BitNetModel: Sendable {
 
     /// Like ``forward(_:cache:)``, computed on threads outside Swift's cooperative pool.
     public func forward(_ batch: ForwardBatch, cache: KeyValueCache) async throws -> [[Float]] {
-        nonisolated(unsafe) let cache = cache
         let loaded = self.loaded
         return rows(try await ComputeThreads.run { try cache.forward(batch, on: loaded) })
     }

@@ -41,30 +41,54 @@ public final class ChatSession {
     public var usedContext: Int { session.tokens.count }
     public var contextLength: Int { session.contextLength }
 
-    /// Streams the assistant's reply to `message`. Throws ``InferenceError/Code/contextOverflow`` when the
-    /// turn does not fit what is left of the context.
-    public func respond(to message: String) -> ChatReply {
+    /// Whether a reply was started and not closed in the cache (cancelled, or abandoned mid-way).
+    var turnIsOpen = false
+
+    /// Streams the assistant's reply to `message`. The turn is rendered when iteration starts, so replies
+    /// follow the order they are iterated in. Throws ``InferenceError/Code/contextOverflow`` when the turn
+    /// does not fit what is left of the context.
+    public func respond(to message: String) -> ChatReply { ChatReply(chat: self, message: message) }
+
+    /// Forgets the conversation (the system prompt starts the next one again).
+    public func reset() {
+        session.reset()
+        turnIsOpen = false
+    }
+
+    /// Evaluates the end of turn after a reply, so the next turn follows the template (the model's own
+    /// end token, if it produced one, was sampled, not evaluated).
+    func closeTurn() async throws {
+        turnIsOpen = false
+        if let end = tokenizer.id(of: template.endOfTurn), session.remainingContext > 0 {
+            _ = try await session.evaluate([end])
+        }
+    }
+
+    /// Starts a turn: the rendered prompt (with BOS and the system prompt at the start of the context) and
+    /// the generation of the reply.
+    func startTurn(_ message: String) async throws -> TextGeneration.Iterator {
+        if turnIsOpen { try await closeTurn() }
         let isStart = session.tokens.isEmpty
         var messages = isStart ? systemPrompt.map { [ChatMessage(role: .system, content: $0)] } ?? [] : []
         messages.append(ChatMessage(role: .user, content: message))
         let beginning = tokenizer.beginningOfSequence.map { tokenizer.decode([$0]) }
         let prompt = tokenizer.encode(template.render(messages, beginning: isStart ? beginning : nil, isStart: isStart))
+        guard prompt.count < session.remainingContext else {
+            throw InferenceError(.contextOverflow, "the conversation no longer fits the context of \(session.contextLength) tokens")
+        }
         let turn = parameters
         parameters.sampling.seed &+= 1
-        return ChatReply(chat: self, prompt: prompt, parameters: turn)
+        turnIsOpen = true
+        return TextGeneration(session: session, tokenizer: tokenizer, prompt: prompt, parameters: turn).makeAsyncIterator()
     }
-
-    /// Forgets the conversation (the system prompt starts the next one again).
-    public func reset() { session.reset() }
 }
 
 /// The streamed reply of a ``ChatSession`` turn: the generation's events; when it ends, the turn is
-/// closed in the cache.
+/// closed in the cache. Each iteration is a turn of its own.
 public struct ChatReply: AsyncSequence {
     public typealias Element = GenerationEvent
     let chat: ChatSession
-    let prompt: [Int]
-    let parameters: GenerationParameters
+    let message: String
 
     public func makeAsyncIterator() -> Iterator { Iterator(reply: self) }
 
@@ -75,18 +99,9 @@ public struct ChatReply: AsyncSequence {
         init(reply: ChatReply) { self.reply = reply }
 
         public mutating func next() async throws -> GenerationEvent? {
-            let chat = reply.chat
-            if generation == nil {
-                guard reply.prompt.count < chat.session.remainingContext else {
-                    throw InferenceError(.contextOverflow, "the conversation no longer fits the context of \(chat.session.contextLength) tokens")
-                }
-                generation = TextGeneration(session: chat.session, tokenizer: chat.tokenizer, prompt: reply.prompt, parameters: reply.parameters)
-                    .makeAsyncIterator()
-            }
+            if generation == nil { generation = try await reply.chat.startTurn(reply.message) }
             let event = try await generation!.next()
-            if case .finished = event, let end = chat.tokenizer.id(of: chat.template.endOfTurn), chat.session.remainingContext > 0 {
-                _ = try await chat.session.evaluate([end])
-            }
+            if case .finished = event { try await reply.chat.closeTurn() }
             return event
         }
     }

@@ -50,7 +50,7 @@ public final class InferenceSession {
     public func truncate(to count: Int) {
         let kept = max(0, min(count, tokens.count))
         tokens.removeLast(tokens.count - kept)
-        cache.truncate(slot: 0, to: kept)
+        try? cache.truncate(slot: 0, to: kept)  // slot 0 exists; a session runs one pass at a time
     }
 
     /// Empties the context.

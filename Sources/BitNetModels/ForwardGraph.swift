@@ -122,7 +122,8 @@ public enum ForwardOp: Sendable, Hashable {
     case selectOutputs(input: ActivationID, output: ActivationID)
     /// A float matrix product with a weight of `rows × columns`: the output projection.
     case project(input: ActivationID, weight: WeightID, output: ActivationID)
-    /// One row per sequence: the mean of its tokens' rows, or its last token's row (embedding models).
+    /// One row per sequence of the batch: the mean of its tokens' rows in this batch, or its last token's
+    /// row (embedding models, which run each sequence whole in one batch).
     case pool(Pooling, input: ActivationID, output: ActivationID)
 }
 

@@ -44,7 +44,7 @@ extension ModelArchitecture {
         let selected = builder.buffer("selected", width: c.hiddenSize, rows: .outputs)
         builder.append(.selectOutputs(input: hidden, output: selected))
         let normalized = try builder.rmsNorm(selected, .outputNorm, into: "output_normalized", rows: .outputs)
-        let table = source.contains(.output) ? try builder.weight(.output) : try builder.weight(.tokenEmbedding)
+        let table = source.tiesOutputToEmbedding ? try builder.weight(.tokenEmbedding) : try builder.weight(.output)
         let logits = builder.buffer("logits", width: c.vocabularySize, rows: .outputs)
         builder.append(.project(input: normalized, weight: table, output: logits))
         return builder.finish(logits: logits)

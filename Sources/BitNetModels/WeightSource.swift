@@ -32,6 +32,9 @@ public struct WeightSource: Sendable {
         } else {
             let file = try GGUFFile(path: path)
             configuration = try ModelConfiguration(gguf: file)
+            if file.tensor(named: "rope_freqs.weight") != nil {
+                throw ModelError(.unsupportedConfiguration, "\(path): tensor rope_freqs.weight (scaled rotary frequencies, as in Llama 3.1) is not supported")
+            }
             storage = .gguf(file)
         }
     }
@@ -53,8 +56,17 @@ public struct WeightSource: Sendable {
         }
     }
 
-    /// Whether the file has the tensor of `role` (an output projection may be tied to the embedding).
+    /// Whether the file has the tensor of `role`.
     public func contains(_ role: TensorRole, layer: Int = 0) -> Bool { shape(ofTensor: name(of: role, layer: layer)) != nil }
+
+    /// Whether the output projection is the token embedding: `tie_word_embeddings` in a Hugging Face
+    /// directory (an untied one must have `lm_head.weight`), no `output.weight` in a GGUF file (llama.cpp's rule).
+    public var tiesOutputToEmbedding: Bool {
+        switch storage {
+        case .gguf: !contains(.output)
+        case .huggingFace(let config, _): config.tieWordEmbeddings
+        }
+    }
 
     /// A tensor's shape as stored, in GGUF order (the row length first).
     public func shape(ofTensor name: String) -> [Int]? {
@@ -124,6 +136,14 @@ public struct WeightSource: Sendable {
 
     /// Rows `rows` of a `columns`-wide tensor as float32 (a large embedding, read in blocks).
     public func floats(_ name: String, rows: Range<Int>, columns: Int) throws -> [Float] {
+        do {
+            return try rowFloats(name, rows: rows, columns: columns)
+        } catch let error as FormatError {
+            throw ModelError(.unsupportedModel, "\(path): tensor '\(name)': \(error.message)")
+        }
+    }
+
+    private func rowFloats(_ name: String, rows: Range<Int>, columns: Int) throws -> [Float] {
         try withData(name, releasing: true) { element, bytes in
             let rowBytes: Int
             switch element {
@@ -171,9 +191,7 @@ public struct WeightSource: Sendable {
             defer { file.releasePages(of: info) }
             return (try file.withTensorData(info) { try packing.unpackTensor($0, rows: rows, columns: columns) }, nil)
         }
-        if let file = ggufFile, let info = file.tensor(named: name), !Self.floatTypes.contains(info.type) {
-            throw ModelError(.unsupportedModel, "\(path): tensor '\(name)' has type \(info.type); BitLinear weights must be tq1_0, tq2_0, i2_s or float")
-        }
+        try checkTernaryType(role, layer: layer)
         let values = try floats(name)
         if let exact = TernaryTensor.exactly(values, rows: rows, columns: columns) { return (exact, values) }
         do {
@@ -188,7 +206,26 @@ public struct WeightSource: Sendable {
         return nil
     }
 
-    private static let floatTypes: Set<GGMLType> = [.f32, .f16, .bf16]
+    /// Float types BitLinear weights may be stored in (and are ternarized from).
+    private static let floatTypes: Set<GGMLType> = [.f32, .f16, .bf16, .f64, .q8_0, .q6_K]
+    private static let floatDTypes: Set<SafetensorsDType> = [.f32, .f16, .bf16, .f64]
+
+    /// Throws unless the BitLinear weight of `role` is stored in a type its ternary codes can be read from.
+    public func checkTernaryType(_ role: TensorRole, layer: Int = 0) throws {
+        let name = name(of: role, layer: layer)
+        switch storage {
+        case .gguf(let file):
+            guard let info = file.tensor(named: name) else { throw missing(name) }
+            guard Self.packing(info.type) != nil || Self.floatTypes.contains(info.type) else {
+                throw ModelError(.unsupportedModel, "\(path): tensor '\(name)' has type \(info.type); BitLinear weights must be tq1_0, tq2_0, i2_s or float (f32, f16, bf16, f64, q8_0, q6_K)")
+            }
+        case .huggingFace(_, let checkpoint):
+            guard let info = checkpoint.tensor(named: name) else { throw missing(name) }
+            guard info.dtype == .u8 || Self.floatDTypes.contains(info.dtype) else {
+                throw ModelError(.unsupportedModel, "\(path): tensor '\(name)' has dtype \(info.dtype); BitLinear weights must be packed U8 or F32, F16, BF16, F64")
+            }
+        }
+    }
 
     private static func packing(_ type: GGMLType) -> (any TernaryPacking.Type)? {
         switch type {
@@ -205,6 +242,14 @@ public struct WeightSource: Sendable {
     /// from the memory map; Hugging Face packed or float BitLinear weights ternarized into memory (I2_S);
     /// norm weights as float32.
     public func weight(_ role: TensorRole, layer: Int = 0) throws -> WeightTensor {
+        do {
+            return try loadWeight(role, layer: layer)
+        } catch let error as ModelError where !error.message.hasPrefix(path) {
+            throw ModelError(error.code, "\(path): \(error.message)", cause: error.cause)
+        }
+    }
+
+    private func loadWeight(_ role: TensorRole, layer: Int) throws -> WeightTensor {
         let name = name(of: role, layer: layer)
         let (rows, columns) = role.shape(configuration)
         if role.isBitLinear {

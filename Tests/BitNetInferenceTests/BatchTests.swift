@@ -71,8 +71,28 @@ import Testing
         #expect(cache.lengths == [0, 0], "nothing is stored from a refused batch")
         _ = try model.forward(ForwardBatch(tokens: [1, 2, 3, 4], slot: 1, start: 0), cache: cache)
         #expect(error { $0.append(5, position: 4, slot: 1, wantsLogits: true) }?.code == .contextOverflow)
-        cache.truncate(slot: 1, to: 2)
+        try cache.truncate(slot: 1, to: 2)
         #expect(try model.forward(ForwardBatch(tokens: [7, 8], slot: 1, start: 2), cache: cache).count == 1)
         #expect(cache.lengths == [0, 4])
+        #expect(throws: InferenceError.self) { try cache.truncate(slot: 5, to: 0) }
+    }
+
+    @Test func aPromptChunkMayAskForNoLogits() throws {
+        let model = try BitNetModel(path: Self.model, backend: .cpu, threads: 1)
+        let cache = try model.makeCache(slots: 1, contextLength: 8)
+        var chunk = ForwardBatch()
+        for (position, token) in [4, 8, 15].enumerated() { chunk.append(token, position: position, slot: 0, wantsLogits: false) }
+        #expect(try model.forward(chunk, cache: cache).isEmpty)
+        let last = try model.forward(ForwardBatch(tokens: [16], start: 3), cache: cache)
+        let whole = try InferenceSession(model: model, contextLength: 8).evaluate([4, 8, 15, 16])
+        #expect(last == whole, "a prompt in chunks gives the logits of the prompt in one batch")
+    }
+
+    @Test func aCacheServesOnlyTheModelThatMadeIt() throws {
+        let model = try BitNetModel(path: Self.model, backend: .cpu, threads: 1)
+        let other = try BitNetModel(path: Fixtures.path("models/bitnet-1bitllm-bf16-tq2_0.gguf"), backend: .cpu, threads: 1)
+        let cache = try other.makeCache(slots: 1, contextLength: 8)
+        let error = #expect(throws: InferenceError.self) { try model.forward(ForwardBatch(tokens: [1, 2], start: 0), cache: cache) }
+        #expect(error?.message.contains("another model") == true)
     }
 }

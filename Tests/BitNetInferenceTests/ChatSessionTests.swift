@@ -47,6 +47,24 @@ import Testing
         #expect(ids == first.ids)
     }
 
+    @Test func anAbandonedReplyIsClosedBeforeTheNextTurn() async throws {
+        let model = try BitNetModel(path: Self.model, backend: .cpu, threads: 1)
+        let tokenizer = try model.loadTokenizer()
+        let end = try #require(tokenizer.id(of: "<|eot_id|>"))
+        let chat = try ChatSession(model: model, contextLength: 256, parameters: GenerationParameters(maximumTokens: 8, sampling: .greedy))
+        var first: [Int] = []
+        for try await event in chat.respond(to: "Hello") {
+            if case .token(let id, _) = event { first.append(id) }
+            if first.count == 2 { break }  // the reader stops listening
+        }
+        let replyStart = chat.session.tokens.count
+        _ = try await reply(chat.respond(to: "Again"))
+        let secondPrompt = tokenizer.encode("User: Again<|eot_id|>Assistant: ")
+        // The open turn got its end token before the new one: the cache reads as the template says.
+        #expect(chat.session.tokens[replyStart] == end)
+        #expect(Array(chat.session.tokens[(replyStart + 1)...].prefix(secondPrompt.count)) == secondPrompt)
+    }
+
     @Test func aTurnThatDoesNotFitIsAContextError() async throws {
         let model = try BitNetModel(path: Self.model, backend: .cpu, threads: 1)
         let chat = try ChatSession(model: model, contextLength: 16)

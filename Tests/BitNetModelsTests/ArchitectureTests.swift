@@ -104,6 +104,33 @@ import Testing
         }
     }
 
+    @Test func anUntiedCheckpointMustHaveItsOutputProjection() throws {
+        // A tied checkpoint (no lm_head.weight) whose config.json says it is untied.
+        let scratch = TemporaryDirectory()
+        let directory = scratch.path + "/untied"
+        try FileManager.default.copyItem(atPath: Fixtures.path("models/bitnet-chat-tiny"), toPath: directory)
+        let config = try String(contentsOfFile: directory + "/config.json", encoding: .utf8)
+        try config.replacingOccurrences(of: "\"tie_word_embeddings\": true", with: "\"tie_word_embeddings\": false")
+            .write(toFile: directory + "/config.json", atomically: true, encoding: .utf8)
+        let source = try WeightSource(path: directory)
+        #expect(!source.tiesOutputToEmbedding)
+        let error = #expect(throws: ModelError.self) { try source.architecture.buildGraph(source) }
+        #expect(error?.message.contains("lm_head.weight") == true, "\(error?.message ?? "")")
+    }
+
+    @Test func scaledRotaryFrequenciesInGGUFAreRefused() throws {
+        let source = try GGUFFile(path: Fixtures.path("models/bitnet-gqa-tied-bf16-tq2_0.gguf"))
+        let scratch = TemporaryDirectory()
+        let path = scratch.path + "/rope-freqs.gguf"
+        let writer = try GGUFWriter(path: path, metadata: source.metadata,
+                                    tensors: source.tensors.map { ($0.name, $0.type, $0.shape) } + [("rope_freqs.weight", .f32, [8])])
+        for tensor in source.tensors { try source.withTensorData(tensor) { try writer.write($0) } }
+        try writer.write([UInt8](repeating: 0, count: 32))
+        try writer.finish()
+        let error = #expect(throws: ModelError.self) { try WeightSource(path: path) }
+        #expect(error?.code == .unsupportedConfiguration && error?.message.contains("rope_freqs.weight") == true)
+    }
+
     @Test func tensorNamesFollowEachFile() throws {
         #expect(TensorRole.attentionSubNorm.ggufName(layer: 3) == "blk.3.attn_sub_norm.weight")
         #expect(BitNetB158().huggingFaceName(.attentionSubNorm, layer: 1) == "model.layers.1.self_attn.attn_sub_norm.weight")
