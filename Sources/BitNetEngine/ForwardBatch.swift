@@ -29,10 +29,4 @@ public struct ForwardBatch: Sendable, Hashable {
     public var count: Int { tokens.count }
     public var isEmpty: Bool { tokens.isEmpty }
     public var outputCount: Int { wantsLogits.lazy.filter { $0 }.count }
-
-    /// The distinct slots, in order of first appearance (one row each for pooled outputs).
-    public var sequenceSlots: [Int] {
-        var seen = Set<Int>()
-        return slots.filter { seen.insert($0).inserted }
-    }
 }

@@ -13,9 +13,6 @@ public enum TensorRole: String, Sendable, Hashable, CaseIterable {
         }
     }
 
-    /// Whether the tensor is one per block (else one per model).
-    public var isPerLayer: Bool { ![.tokenEmbedding, .outputNorm, .output].contains(self) }
-
     /// `(rows, columns)`: output × input features for a matrix, `(1, n)` for a norm weight.
     public func shape(_ c: ModelConfiguration) -> (rows: Int, columns: Int) {
         switch self {

@@ -31,6 +31,7 @@ import Testing
         let end = try #require(tokenizer.id(of: "<|eot_id|>"))
         // Prompt, reply, and the end of turn evaluated into the cache.
         #expect(chat.session.tokens == firstPrompt + first.ids + [end])
+        #expect(chat.usedContext == chat.session.tokens.count && chat.contextLength == 256)
 
         let second = try await reply(chat.respond(to: "And?"))
         let secondPrompt = tokenizer.encode("User: And?<|eot_id|>Assistant: ")
