@@ -69,6 +69,19 @@ let package = Package(
             dependencies: ["BitNetFormats"],
             path: "Examples/InspectModel"
         ),
+        // Fuzzing (scripts/fuzz): the inputs a stranger controls, a C shim around libFuzzer's driver, and the
+        // harness executable; the regression tests replay what the fuzzers found.
+        .target(
+            name: "FuzzTargets",
+            dependencies: ["BitNetFormats", "BitNetQuantization", "BitNetModels", "BitNetInference", "BitNetCPU"],
+            path: "Tests/Fuzz/Targets"
+        ),
+        .target(name: "CFuzzDriver", path: "Tests/Fuzz/Driver"),
+        .executableTarget(
+            name: "bitnet-fuzz",
+            dependencies: ["FuzzTargets", "CFuzzDriver"],
+            path: "Tests/Fuzz/Harness"
+        ),
         // Fixture access and small helpers shared by the test targets.
         .target(
             name: "TestSupport",
@@ -94,6 +107,10 @@ let package = Package(
         .testTarget(
             name: "BitNetInferenceTests",
             dependencies: ["BitNetInference", "BitNetEngine", "BitNetCPU", "BitNetModels", "BitNetFormats", "BitNetQuantization", "CBitNetKernels", "TestSupport"]
+        ),
+        .testTarget(
+            name: "FuzzRegressionTests",
+            dependencies: ["FuzzTargets", "TestSupport"]
         ),
         // The `bitnet` executable run as a user runs it (it is built before the tests).
         .testTarget(

@@ -52,8 +52,17 @@ public final class GGUFFile: Sendable {
     private let mapping: MappedFile
     private let indexByName: [String: Int]
 
-    public init(path: String) throws {
-        let mapping = try MappedFile(path: path)
+    public convenience init(path: String) throws {
+        try self.init(mapping: try MappedFile(path: path))
+    }
+
+    /// Parses GGUF bytes held in memory; `path` names them in errors.
+    public convenience init(bytes: [UInt8], path: String = "<memory>") throws {
+        try self.init(mapping: MappedFile(bytes: bytes, path: path))
+    }
+
+    private init(mapping: MappedFile) throws {
+        let path = mapping.path
         self.mapping = mapping
         self.path = path
         let header = try attributing(to: path) { try mapping.withUnsafeBytes { try Header.parse($0) } }
@@ -176,6 +185,9 @@ private struct Header {
         }
 
         header.dataOffset = (reader.offset + header.alignment - 1) / header.alignment * header.alignment
+        guard header.dataOffset <= bytes.count || raws.isEmpty else {
+            throw FormatError(.dataOutOfBounds, "the data section would start at byte \(header.dataOffset), past the end of the \(bytes.count)-byte file (truncated file?)")
+        }
         let dataSize = max(0, bytes.count - header.dataOffset)
         header.dialect = try dialect(of: raws, metadata: header.metadata, dataSize: dataSize)
         header.tensors = try raws.map { try tensorInfo($0, dialect: header.dialect, alignment: header.alignment) }
@@ -262,9 +274,18 @@ private struct Header {
         if raws.contains(where: { $0.typeID > 39 }) { return .ggml }
         // MXFP4 if every type-39 tensor's extent is exactly its MXFP4 size (up to alignment padding).
         let ends = raws.map(\.offset).sorted() + [UInt64(dataSize)]
+        /// The first start (or the end of the data) after `offset`, by binary search: files may hold millions of tensors.
+        func next(after offset: UInt64) -> UInt64? {
+            var low = 0, high = ends.count
+            while low < high {
+                let middle = (low + high) / 2
+                if ends[middle] > offset { high = middle } else { low = middle + 1 }
+            }
+            return low < ends.count ? ends[low] : nil
+        }
         let fitsMXFP4 = ambiguous.allSatisfy { raw in
             guard let size = GGMLType.mxfp4.byteCount(elementCount: raw.shape.reduce(1, *)),
-                  let next = ends.first(where: { $0 > raw.offset }) else { return false }
+                  let next = next(after: raw.offset) else { return false }
             let extent = next - raw.offset
             return extent >= UInt64(size) && extent < UInt64(size) + 64
         }

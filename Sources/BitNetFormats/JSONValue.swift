@@ -169,12 +169,16 @@ private struct JSONParser {
         case UInt8(ascii: "{"):
             offset += 1
             var members: [(String, JSONValue)] = []
+            var keys = Set<String>()
             skipWhitespace()
             if current == UInt8(ascii: "}") { offset += 1; return .object(members) }
             while true {
                 skipWhitespace()
                 guard current == UInt8(ascii: "\"") else { throw error("expected a member name") }
                 let key = try parseString()
+                // Readers look members up by name: a second one with the same name would be ignored by
+                // some and kept by others, so the document is refused.
+                guard keys.insert(key).inserted else { throw error("member '\(key)' appears twice in one object") }
                 skipWhitespace()
                 try expect(":")
                 skipWhitespace()

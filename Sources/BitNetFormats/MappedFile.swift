@@ -13,6 +13,23 @@ public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let size: Int
     private let base: UnsafeMutableRawPointer?
+    /// Whether `base` is memory of our own (``init(bytes:path:)``) rather than a mapping.
+    private let ownsMemory: Bool
+
+    /// A copy of `bytes` standing in for a file called `path`: the readers parse it exactly as they parse a
+    /// mapped file (fuzzing, files received over a network).
+    public init(bytes: [UInt8], path: String) {
+        self.path = path
+        size = bytes.count
+        ownsMemory = true
+        if bytes.isEmpty {
+            base = nil
+        } else {
+            let memory = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 64)
+            bytes.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+            base = memory
+        }
+    }
 
     /// Maps `path`; throws ``FormatError/Code-swift.struct/cannotOpen`` if it is missing, unreadable
     /// or not a regular file.
@@ -31,6 +48,7 @@ public final class MappedFile: @unchecked Sendable {
         }
         self.path = path
         self.size = Int(status.st_size)
+        ownsMemory = false
         if size == 0 {
             base = nil
         } else {
@@ -43,7 +61,8 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     deinit {
-        if let base { munmap(base, size) }
+        guard let base else { return }
+        if ownsMemory { base.deallocate() } else { munmap(base, size) }
     }
 
     /// Calls `body` with the mapped bytes; the buffer must not escape the closure.
@@ -55,7 +74,7 @@ public final class MappedFile: @unchecked Sendable {
     /// set and are read again from the file if touched. Streaming readers call this after each tensor, so
     /// that converting a model does not keep the whole input resident.
     public func releasePages(in range: Range<Int>) {
-        guard let base, !range.isEmpty else { return }
+        guard let base, !ownsMemory, !range.isEmpty else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (range.lowerBound + page - 1) / page * page
         let end = min(size, range.upperBound) / page * page

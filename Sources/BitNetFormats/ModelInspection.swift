@@ -29,42 +29,55 @@ public struct ModelInspection: Sendable {
 
     /// Reads the headers at `path`; the kind is recognized from the content, not the name.
     public init(path: String) throws {
-        self.path = path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw FormatError(.cannotOpen, file: path, "no such file or directory")
         }
         if isDirectory.boolValue {
-            format = .huggingFaceDirectory
             let configPath = path + "/config.json"
+            var metadata: [(key: String, value: JSONValue)] = []
             if let data = FileManager.default.contents(atPath: configPath) {
                 let config = try attributing(to: configPath) { try JSONValue.parse(data) }
                 metadata = (config.objectValue ?? []).map { (key: $0.0, value: $0.1) }
                 _ = try HuggingFaceConfiguration.decode(data, file: configPath)
-            } else {
-                metadata = []
             }
             let checkpoint = try SafetensorsCheckpoint(directory: path)
-            tensors = checkpoint.tensorNames.compactMap { checkpoint.tensor(named: $0) }.map(Self.tensor)
-            summary = "Hugging Face directory, \(checkpoint.files.count) safetensors shard\(checkpoint.files.count == 1 ? "" : "s")"
+            self.init(path: path, format: .huggingFaceDirectory,
+                      summary: "Hugging Face directory, \(checkpoint.files.count) safetensors shard\(checkpoint.files.count == 1 ? "" : "s")",
+                      metadata: metadata, tensors: checkpoint.tensorNames.compactMap { checkpoint.tensor(named: $0) }.map(Self.tensor))
         } else if try Self.startsWithGGUFMagic(path) {
-            format = .gguf
-            let file = try GGUFFile(path: path)
-            metadata = file.metadata.map { (key: $0.key, value: JSONValue($0.value)) }
-            tensors = file.tensors.map { Tensor(name: $0.name, type: $0.type.name, shape: $0.shape, bytes: $0.byteCount) }
-            summary = "GGUF v\(file.version), alignment \(file.alignment), \(file.dialect) type numbering, data at byte \(file.dataOffset)"
+            self.init(gguf: try GGUFFile(path: path))
         } else {
-            format = .safetensors
             let file: SafetensorsFile
             do {
                 file = try SafetensorsFile(path: path)
             } catch let error as FormatError where !path.hasSuffix(".safetensors") && [.invalidHeader, .countExceedsFile, .truncated].contains(error.code) {
                 throw FormatError(.unsupportedFormat, file: path, "neither a GGUF file (no \"GGUF\" magic) nor a safetensors file (\(error.message))")
             }
-            metadata = file.metadata.map { (key: $0.0, value: .string($0.1)) }
-            tensors = file.tensors.map(Self.tensor)
-            summary = "safetensors, \(file.tensors.count) tensors"
+            self.init(safetensors: file)
         }
+    }
+
+    /// The headers of an opened GGUF file.
+    public init(gguf file: GGUFFile) {
+        self.init(path: file.path, format: .gguf,
+                  summary: "GGUF v\(file.version), alignment \(file.alignment), \(file.dialect) type numbering, data at byte \(file.dataOffset)",
+                  metadata: file.metadata.map { (key: $0.key, value: JSONValue($0.value)) },
+                  tensors: file.tensors.map { Tensor(name: $0.name, type: $0.type.name, shape: $0.shape, bytes: $0.byteCount) })
+    }
+
+    /// The header of an opened safetensors file.
+    public init(safetensors file: SafetensorsFile) {
+        self.init(path: file.path, format: .safetensors, summary: "safetensors, \(file.tensors.count) tensors",
+                  metadata: file.metadata.map { (key: $0.0, value: .string($0.1)) }, tensors: file.tensors.map(Self.tensor))
+    }
+
+    private init(path: String, format: Format, summary: String, metadata: [(key: String, value: JSONValue)], tensors: [Tensor]) {
+        self.path = path
+        self.format = format
+        self.summary = summary
+        self.metadata = metadata
+        self.tensors = tensors
     }
 
     private static func tensor(_ info: SafetensorsTensorInfo) -> Tensor {

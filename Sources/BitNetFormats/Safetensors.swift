@@ -24,7 +24,8 @@ public enum SafetensorsDType: String, Sendable, Hashable, CaseIterable, CustomSt
     /// Bytes taken by `elementCount` elements (sub-byte types are packed).
     public func byteCount(elementCount: Int) -> Int? {
         let (bits, overflow) = elementCount.multipliedReportingOverflow(by: bitWidth)
-        return overflow ? nil : (bits + 7) / 8
+        let (rounded, overflowRounding) = bits.addingReportingOverflow(7)
+        return overflow || overflowRounding ? nil : rounded / 8
     }
 }
 
@@ -53,8 +54,17 @@ public final class SafetensorsFile: Sendable {
     /// The largest header accepted (the reference implementation's limit).
     public static let maximumHeaderSize = 100_000_000
 
-    public init(path: String) throws {
-        let mapping = try MappedFile(path: path)
+    public convenience init(path: String) throws {
+        try self.init(mapping: try MappedFile(path: path))
+    }
+
+    /// Parses safetensors bytes held in memory; `path` names them in errors.
+    public convenience init(bytes: [UInt8], path: String = "<memory>") throws {
+        try self.init(mapping: MappedFile(bytes: bytes, path: path))
+    }
+
+    private init(mapping: MappedFile) throws {
+        let path = mapping.path
         self.mapping = mapping
         self.path = path
         (metadata, tensors) = try attributing(to: path) { try mapping.withUnsafeBytes { try Self.parse($0) } }
@@ -103,9 +113,14 @@ public final class SafetensorsFile: Sendable {
             }
             tensors.append(try tensorInfo(name: name, value, dataStart: dataStart, dataSize: dataSize))
         }
-        let ordered = tensors.sorted { $0.dataRange.lowerBound < $1.dataRange.lowerBound }
-        for (first, second) in zip(ordered, ordered.dropFirst()) where first.dataRange.overlaps(second.dataRange) {
-            throw FormatError(.overlappingTensors, "tensor '\(first.name)' overlaps tensor '\(second.name)'")
+        // Each non-empty tensor must start at or after the end of every non-empty tensor before it (empty
+        // ones take no bytes and cannot hide an overlap between their neighbours).
+        var furthest: SafetensorsTensorInfo?
+        for tensor in tensors.filter({ !$0.dataRange.isEmpty }).sorted(by: { $0.dataRange.lowerBound < $1.dataRange.lowerBound }) {
+            if let earlier = furthest, tensor.dataRange.lowerBound < earlier.dataRange.upperBound {
+                throw FormatError(.overlappingTensors, "tensor '\(earlier.name)' overlaps tensor '\(tensor.name)'")
+            }
+            if tensor.dataRange.upperBound > furthest?.dataRange.upperBound ?? 0 { furthest = tensor }
         }
         return (metadata, tensors)
     }

@@ -30,18 +30,8 @@ public final class SafetensorsCheckpoint: Sendable {
         guard let data = FileManager.default.contents(atPath: indexPath) else {
             throw FormatError(.cannotOpen, file: indexPath, "cannot read the shard index")
         }
-        let index = try attributing(to: indexPath) { try JSONValue.parse(data) }
-        guard let weightMap = index["weight_map"]?.objectValue else {
-            throw FormatError(.invalidHeader, file: indexPath, "no weight_map object")
-        }
-        var shardNames: [String] = []
-        for (tensor, shard) in weightMap {
-            guard let name = shard.stringValue, !name.contains("/"), !name.hasPrefix(".") else {
-                throw FormatError(.invalidHeader, file: indexPath, "tensor '\(tensor)' maps to an invalid shard name")
-            }
-            if !shardNames.contains(name) { shardNames.append(name) }
-        }
-        shardNames.sort()
+        let weightMap = try Self.parseIndex(data, path: indexPath)
+        let shardNames = Set(weightMap.map(\.shard)).sorted()
         var files: [SafetensorsFile] = []
         for name in shardNames {
             let path = directory.isEmpty ? name : directory + "/" + name
@@ -52,9 +42,24 @@ public final class SafetensorsCheckpoint: Sendable {
         }
         try self.init(files: files)
         for (tensor, shard) in weightMap {
-            guard let found = location[tensor], (files[found.file].path as NSString).lastPathComponent == shard.stringValue else {
-                throw FormatError(.missingTensor, file: indexPath, "tensor '\(tensor)' is not in shard '\(shard.stringValue ?? "")' as the index says")
+            guard let found = location[tensor], (files[found.file].path as NSString).lastPathComponent == shard else {
+                throw FormatError(.missingTensor, file: indexPath, "tensor '\(tensor)' is not in shard '\(shard)' as the index says")
             }
+        }
+    }
+
+    /// The `weight_map` of a `model.safetensors.index.json`: which shard holds each tensor. Shard names
+    /// must be plain file names in the same directory.
+    public static func parseIndex(_ data: Data, path: String) throws -> [(tensor: String, shard: String)] {
+        let index = try attributing(to: path) { try JSONValue.parse(data) }
+        guard let weightMap = index["weight_map"]?.objectValue else {
+            throw FormatError(.invalidHeader, file: path, "no weight_map object")
+        }
+        return try weightMap.map { tensor, shard in
+            guard let name = shard.stringValue, !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+                throw FormatError(.invalidHeader, file: path, "tensor '\(tensor)' maps to an invalid shard name")
+            }
+            return (tensor, name)
         }
     }
 

@@ -25,9 +25,14 @@ public final class BitNetModel: Sendable {
     }
 
     /// Loads the model at `path` on `backend`.
-    public init(path: String, backend: any Backend) throws {
-        self.path = path
-        source = try WeightSource(path: path)
+    public convenience init(path: String, backend: any Backend) throws {
+        try self.init(source: try WeightSource(path: path), backend: backend)
+    }
+
+    /// Loads the model of an opened file on `backend`.
+    public init(source: WeightSource, backend: any Backend) throws {
+        path = source.path
+        self.source = source
         self.backend = backend
         loaded = try backend.load(try source.architecture.buildGraph(source))
     }

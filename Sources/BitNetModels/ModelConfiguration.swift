@@ -138,11 +138,19 @@ extension ModelConfiguration {
         return entries
     }
 
+    /// Rejects values no model has before anything is sized by them: every dimension and product of
+    /// dimensions within 2^24 (so no size computed from them overflows), ε and θ finite and positive.
     func validate(file: String) throws {
+        let limit = 1 << 24
         guard vocabularySize > 0, headCount > 0, keyValueHeadCount > 0, headCount % keyValueHeadCount == 0,
-              headDimension > 0, headDimension % 2 == 0, layerCount > 0, hiddenSize > 0, intermediateSize > 0
+              headDimension > 0, headDimension % 2 == 0, layerCount > 0, hiddenSize > 0, intermediateSize > 0, contextLength > 0,
+              [vocabularySize, hiddenSize, intermediateSize, layerCount, headCount, headDimension, contextLength].allSatisfy({ $0 <= limit }),
+              headCount * headDimension <= limit
         else {
-            throw ModelError(.invalidModel, "\(file): inconsistent hyperparameters (heads \(headCount), kv heads \(keyValueHeadCount), head dim \(headDimension), vocab \(vocabularySize))")
+            throw ModelError(.invalidModel, "\(file): inconsistent hyperparameters (heads \(headCount), kv heads \(keyValueHeadCount), head dim \(headDimension), vocab \(vocabularySize), hidden \(hiddenSize), layers \(layerCount))")
+        }
+        guard rmsNormEpsilon.isFinite, rmsNormEpsilon > 0, ropeTheta.isFinite, ropeTheta > 0 else {
+            throw ModelError(.invalidModel, "\(file): RMSNorm epsilon \(rmsNormEpsilon) and RoPE base \(ropeTheta) must be finite and positive")
         }
     }
 }

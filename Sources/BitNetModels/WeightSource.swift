@@ -21,22 +21,31 @@ public struct WeightSource: Sendable {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ModelError(.invalidModel, "\(path): no such file or directory")
         }
-        self.path = path
         if isDirectory.boolValue {
-            guard FileManager.default.fileExists(atPath: path + "/config.json") else {
-                throw ModelError(.invalidModel, "\(path): no config.json (not a Hugging Face model directory)")
-            }
-            let config = try HuggingFaceConfiguration.load(directory: path)
-            configuration = try ModelConfiguration(huggingFace: config, file: path)
-            storage = .huggingFace(config, try SafetensorsCheckpoint(directory: path))
+            try self.init(huggingFaceDirectory: path)
         } else {
-            let file = try GGUFFile(path: path)
-            configuration = try ModelConfiguration(gguf: file)
-            if file.tensor(named: "rope_freqs.weight") != nil {
-                throw ModelError(.unsupportedConfiguration, "\(path): tensor rope_freqs.weight (scaled rotary frequencies, as in Llama 3.1) is not supported")
-            }
-            storage = .gguf(file)
+            try self.init(gguf: try GGUFFile(path: path))
         }
+    }
+
+    private init(huggingFaceDirectory path: String) throws {
+        guard FileManager.default.fileExists(atPath: path + "/config.json") else {
+            throw ModelError(.invalidModel, "\(path): no config.json (not a Hugging Face model directory)")
+        }
+        self.path = path
+        let config = try HuggingFaceConfiguration.load(directory: path)
+        configuration = try ModelConfiguration(huggingFace: config, file: path)
+        storage = .huggingFace(config, try SafetensorsCheckpoint(directory: path))
+    }
+
+    /// A GGUF file already opened (from a path or from bytes).
+    public init(gguf file: GGUFFile) throws {
+        path = file.path
+        configuration = try ModelConfiguration(gguf: file)
+        if file.tensor(named: "rope_freqs.weight") != nil {
+            throw ModelError(.unsupportedConfiguration, "\(path): tensor rope_freqs.weight (scaled rotary frequencies, as in Llama 3.1) is not supported")
+        }
+        storage = .gguf(file)
     }
 
     public var architecture: any ModelArchitecture { configuration.architecture.definition }
@@ -154,6 +163,9 @@ public struct WeightSource: Sendable {
                 rowBytes = size
             case .safetensors(let dtype): rowBytes = dtype.bitWidth / 8 * columns
             }
+            guard rowBytes > 0, rows.lowerBound >= 0, rows.upperBound <= bytes.count / rowBytes else {
+                throw ModelError(.invalidModel, "\(path): tensor '\(name)' has no rows \(rows) of \(columns) values")
+            }
             return try element.floats(UnsafeRawBufferPointer(rebasing: bytes[rows.lowerBound * rowBytes..<rows.upperBound * rowBytes]),
                                       elementCount: rows.count * columns)
         }
@@ -178,8 +190,8 @@ public struct WeightSource: Sendable {
         if case .huggingFace(let config, _) = storage, let info = checkpointInfo(name), info.dtype == .u8 {
             let scaleName = String(name.dropLast("weight".count)) + "weight_scale"
             let weightScale = try floats(scaleName)
-            guard weightScale.count == 1 else {
-                throw ModelError(.invalidModel, "\(path): '\(scaleName)' should hold one value, it has \(weightScale.count)")
+            guard weightScale.count == 1, weightScale[0].isFinite, weightScale[0] != 0 else {
+                throw ModelError(.invalidModel, "\(path): '\(scaleName)' should hold one finite, non-zero value; it holds \(weightScale.prefix(4))")
             }
             let scale = HuggingFacePacking.effectiveScale(weightScale: weightScale[0], linearClass: config.quantization?.linearClass)
             let ternary = try withData(name, releasing: true) { _, bytes in

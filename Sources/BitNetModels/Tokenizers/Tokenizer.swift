@@ -105,9 +105,19 @@ public final class BPETokenizer: Tokenizer {
 
     public var vocabularySize: Int { tokens.count }
 
-    init(kind: Kind, tokens: [String], priority: MergePriority, preTokenizer: PreTokenizerPattern?, special: [Int],
+    /// Throws, naming `source` and the field, unless every id (special tokens, unknown, BOS, end tokens)
+    /// is one of the `tokens`.
+    init(source: String, kind: Kind, tokens: [String], priority: MergePriority, preTokenizer: PreTokenizerPattern?, special: [Int],
          ignoreMerges: Bool, byteFallback: Bool, unknown: Int?, beginningOfSequence: Int?, endOfGeneration: Set<Int>,
-         addsBeginningOfSequence: Bool) {
+         addsBeginningOfSequence: Bool) throws {
+        guard !tokens.isEmpty else { throw ModelError(.invalidModel, "\(source): the tokenizer has no tokens") }
+        let valid = tokens.indices
+        for (field, ids) in [("special token", special), ("unknown token", unknown.map { [$0] } ?? []),
+                             ("beginning-of-sequence token", beginningOfSequence.map { [$0] } ?? []), ("end token", Array(endOfGeneration))] {
+            if let bad = ids.first(where: { !valid.contains($0) }) {
+                throw ModelError(.invalidModel, "\(source): \(field) id \(bad) is not one of the \(tokens.count) tokens")
+            }
+        }
         self.kind = kind
         self.tokens = tokens
         var ids: [String: Int] = [:]

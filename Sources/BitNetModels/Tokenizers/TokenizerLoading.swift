@@ -9,6 +9,11 @@ extension BPETokenizer {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelError(.invalidModel, "\(path): cannot read the tokenizer")
         }
+        return try load(tokenizerJSON: data, path: path, bos: bos, eos: eos)
+    }
+
+    /// Loads `tokenizer.json` text held in memory; `path` names it in errors.
+    public static func load(tokenizerJSON data: Data, path: String, bos: Int? = nil, eos: [Int] = []) throws -> BPETokenizer {
         let spec: JSONValue
         do { spec = try JSONValue.parse(data) } catch {
             throw ModelError(.invalidModel, "\(path): \(error)")
@@ -17,18 +22,27 @@ extension BPETokenizer {
         guard let model = spec["model"], model["type"]?.stringValue == "BPE", let vocabulary = model["vocab"]?.objectValue else {
             throw fail("only BPE tokenizers are supported")
         }
-        var tokens: [String] = []
-        var added = spec["added_tokens"]?.arrayValue ?? []
-        let largest = max(vocabulary.compactMap { $0.1.intValue }.max() ?? -1, added.compactMap { $0["id"]?.intValue }.max() ?? -1)
-        guard largest < 1 << 22 else { throw fail("vocabulary id \(largest) is too large") }
-        tokens = [String](repeating: "", count: largest + 1)
+        var added: [(id: Int, content: String)] = []
+        for entry in spec["added_tokens"]?.arrayValue ?? [] {
+            guard let content = entry["content"]?.stringValue, let id = entry["id"]?.intValue else { continue }
+            guard id >= 0 else { throw fail("added token '\(content)' has the invalid id \(id)") }
+            added.append((id, content))
+        }
+        // Ids index the table: the largest may not exceed what the file lists (no table sized by one number).
+        let largest = max(vocabulary.compactMap { $0.1.intValue }.max() ?? -1, added.map(\.id).max() ?? -1)
+        guard largest < vocabulary.count + added.count else {
+            throw fail("token id \(largest) is larger than the \(vocabulary.count + added.count) tokens the file lists")
+        }
+        var tokens = [String](repeating: "", count: largest + 1)
+        var assigned = [Bool](repeating: false, count: largest + 1)
         for (token, id) in vocabulary {
             guard let id = id.intValue, id >= 0 else { throw fail("invalid id for '\(token)'") }
+            guard !assigned[id] else { throw fail("id \(id) is given to both '\(tokens[id])' and '\(token)'") }
             tokens[id] = token
+            assigned[id] = true
         }
-        added = added.filter { $0["content"]?.stringValue != nil && $0["id"]?.intValue != nil }
-        for entry in added { tokens[entry["id"]!.intValue!] = entry["content"]!.stringValue! }
-        let special = added.map { $0["id"]!.intValue! }
+        for entry in added { tokens[entry.id] = entry.content }
+        let special = added.map(\.id)
 
         var ranks: [String: Int] = [:]
         for (rank, merge) in (model["merges"]?.arrayValue ?? []).enumerated() {
@@ -72,8 +86,8 @@ extension BPETokenizer {
         for name in ["<|end_of_text|>", "<|eot_id|>", "</s>", "<|im_end|>"] {
             if let id = tokens.firstIndex(of: name) { eosIDs.insert(id) }
         }
-        return BPETokenizer(
-            kind: kind, tokens: tokens, priority: .ranks(ranks), preTokenizer: pattern, special: special,
+        return try BPETokenizer(
+            source: path, kind: kind, tokens: tokens, priority: .ranks(ranks), preTokenizer: pattern, special: special,
             ignoreMerges: model["ignore_merges"] == .bool(true), byteFallback: model["byte_fallback"] == .bool(true),
             unknown: unknown, beginningOfSequence: bosID, endOfGeneration: eosIDs, addsBeginningOfSequence: bosID != nil)
     }
@@ -86,6 +100,9 @@ extension BPETokenizer {
         guard let model = metadata.string("tokenizer.ggml.model") else { throw fail("no tokenizer.ggml.model (the file has no tokenizer)") }
         guard let tokens = metadata.array("tokenizer.ggml.tokens")?.strings else { throw fail("no tokenizer.ggml.tokens") }
         let types = metadata.array("tokenizer.ggml.token_type")?.integers ?? []
+        guard types.isEmpty || types.count == tokens.count else {
+            throw fail("tokenizer.ggml.token_type has \(types.count) entries for \(tokens.count) tokens")
+        }
         // Control (3) and user-defined (4) tokens are matched in the text before BPE.
         let special = types.enumerated().filter { $0.element == 3 || $0.element == 4 }.map(\.offset)
         let bos = metadata.int("tokenizer.ggml.bos_token_id")
@@ -105,16 +122,16 @@ extension BPETokenizer {
             }
             var ranks: [String: Int] = [:]
             for (rank, merge) in merges.enumerated() where ranks[merge] == nil { ranks[merge] = rank }
-            return BPETokenizer(
-                kind: .byteLevel, tokens: tokens, priority: .ranks(ranks), preTokenizer: pattern, special: special,
+            return try BPETokenizer(
+                source: file.path, kind: .byteLevel, tokens: tokens, priority: .ranks(ranks), preTokenizer: pattern, special: special,
                 ignoreMerges: pattern == .llama3, byteFallback: false, unknown: nil, beginningOfSequence: bos,
                 endOfGeneration: endOfGeneration, addsBeginningOfSequence: metadata.bool("tokenizer.ggml.add_bos_token") ?? true)
         case "llama":
             guard let scores = metadata.array("tokenizer.ggml.scores")?.floats, scores.count == tokens.count else {
                 throw fail("a llama tokenizer needs one tokenizer.ggml.scores entry per token")
             }
-            return BPETokenizer(
-                kind: .sentencePiece, tokens: tokens, priority: .scores(scores), preTokenizer: nil, special: special,
+            return try BPETokenizer(
+                source: file.path, kind: .sentencePiece, tokens: tokens, priority: .scores(scores), preTokenizer: nil, special: special,
                 ignoreMerges: false, byteFallback: true, unknown: metadata.int("tokenizer.ggml.unknown_token_id"),
                 beginningOfSequence: bos, endOfGeneration: endOfGeneration,
                 addsBeginningOfSequence: metadata.bool("tokenizer.ggml.add_bos_token") ?? true)
