@@ -110,7 +110,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FuzzRegressionTests",
-            dependencies: ["FuzzTargets", "TestSupport"]
+            dependencies: ["FuzzTargets", "BitNetModels", "TestSupport"]
         ),
         // The `bitnet` executable run as a user runs it (it is built before the tests).
         .testTarget(

@@ -168,6 +168,13 @@ public struct HuggingFaceConfiguration: Codable, Sendable, Hashable {
 
     /// Decodes and validates `config.json` text.
     public static func decode(_ data: Data, file: String? = nil) throws -> HuggingFaceConfiguration {
+        // Foundation's decoder keeps one of two members with the same name without a word; the strict
+        // parser refuses the document instead.
+        do {
+            _ = try JSONValue.parse(data)
+        } catch let error as FormatError {
+            throw FormatError(.invalidConfiguration, file: file, "cannot decode config.json: \(error.message)")
+        }
         let configuration: HuggingFaceConfiguration
         do {
             configuration = try JSONDecoder().decode(HuggingFaceConfiguration.self, from: data)

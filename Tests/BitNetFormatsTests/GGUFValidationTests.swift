@@ -282,4 +282,16 @@ struct GGUFBuilder {
         let error = #expect(throws: FormatError.self) { try GGUFFile(path: scratch.path) }
         #expect(error?.code == .cannotOpen)
     }
+
+    @Test func aDataSectionPastTheEndIsRefused() throws {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.directory).deletingLastPathComponent().appendingPathComponent("Fuzz/regressions").appendingPathComponent("gguf/data-section-past-end"))
+        let error = #expect(throws: FormatError.self) { try GGUFFile(bytes: Array(bytes), path: "x.gguf") }
+        #expect(error?.code == .dataOutOfBounds)
+        #expect(error?.message.contains("past the end") == true)
+    }
+
+    @Test func jsonObjectsWithARepeatedMemberAreRefused() {
+        #expect(throws: FormatError.self) { try JSONValue.parse(Data(#"{"a": 1, "b": {"c": 2, "c": 3}}"#.utf8)) }
+        #expect(throws: FormatError.self) { try HuggingFaceConfiguration.decode(Data(#"{"model_type": "bitnet", "hidden_size": 64, "hidden_size": 4096}"#.utf8)) }
+    }
 }

@@ -145,4 +145,13 @@ import Testing
         #expect(message(#"{"hidden_size":64}"#)?.contains("model_type") == true)
         #expect(message("{\(base),\"intermediate_size\":\"big\"}")?.contains("intermediate_size") == true)
     }
+
+    /// Inputs from Tests/Fuzz/regressions (see make_reproducers.py), each refused with the error its class calls for.
+    @Test(arguments: [("f4-size-overflow", FormatError.Code.invalidHeader), ("duplicate-tensor-name", .invalidHeader),
+                      ("overlap-behind-empty-tensor", .overlappingTensors)])
+    func hostileHeadersAreRefused(_ name: String, _ code: FormatError.Code) throws {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.directory).deletingLastPathComponent().appendingPathComponent("Fuzz/regressions").appendingPathComponent("safetensors/" + name))
+        let error = #expect(throws: FormatError.self) { try SafetensorsFile(bytes: Array(bytes), path: name) }
+        #expect(error?.code == code, "\(name): \(error.map { "\($0)" } ?? "")")
+    }
 }

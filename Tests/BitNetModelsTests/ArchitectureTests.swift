@@ -142,4 +142,14 @@ import Testing
         let untied = try WeightSource(path: Fixtures.path("models/bitnet-mha-untied-f16"))
         #expect(untied.contains(.output) && untied.name(of: .output) == "lm_head.weight")
     }
+
+    /// A NaN RoPE base once became a dictionary key that never matched, and trapped in the first forward step.
+    @Test(arguments: [("bitnet-b1.58.rope.freq_base", Float.nan), ("bitnet-b1.58.rope.freq_base", 0),
+                      ("bitnet-b1.58.attention.layer_norm_rms_epsilon", -1), ("bitnet-b1.58.attention.layer_norm_rms_epsilon", .infinity)])
+    func nonFiniteOrNonPositiveConstantsAreRefused(_ key: String, _ value: Float) throws {
+        let (scratch, path) = try gguf(adding: [(key, .float32(value))])
+        defer { _ = scratch }
+        let error = #expect(throws: ModelError.self) { try ModelConfiguration(gguf: GGUFFile(path: path)) }
+        #expect(error?.code == .invalidModel && error?.message.contains("finite and positive") == true)
+    }
 }

@@ -68,4 +68,29 @@ import Testing
         // Some token boundary falls inside a multi-byte character, so at least one step emitted nothing.
         #expect(pieces.contains(""))
     }
+
+    /// Token ids that are not positions of the table are refused when the tokenizer is loaded, naming the
+    /// field, instead of trapping later (when encoding, or when the converter writes them back).
+    @Test func idsOutsideTheTableAreRefused() throws {
+        let data = try #require(FileManager.default.contents(atPath: Fixtures.path("tokenizers/byte-level/tokenizer.json")))
+        _ = try BPETokenizer.load(tokenizerJSON: data, path: "tokenizer.json", bos: 1, eos: [2])
+        for (bos, eos, field) in [(-1, [2], "beginning-of-sequence"), (1, [999_999], "end token")] {
+            let error = #expect(throws: ModelError.self) { try BPETokenizer.load(tokenizerJSON: data, path: "tokenizer.json", bos: bos, eos: eos) }
+            #expect(error?.message.contains(field) == true, "\(error?.message ?? "")")
+        }
+        let regressions = URL(fileURLWithPath: Fixtures.directory).deletingLastPathComponent().appendingPathComponent("Fuzz/regressions")
+        for (target, name, words) in [("tokenizer-json", "table-sized-by-one-id", "larger than"), ("tokenizer-json", "negative-added-id", "invalid id"),
+                                      ("tokenizer-json", "shared-id", "given to both"), ("tokenizer-gguf", "token-types-past-the-tokens", "token_type"),
+                                      ("tokenizer-gguf", "bos-past-the-tokens", "not one of")] {
+            let bytes = try Data(contentsOf: regressions.appendingPathComponent(target + "/" + name))
+            let error = #expect(throws: ModelError.self) {
+                if target == "tokenizer-json" {
+                    _ = try BPETokenizer.load(tokenizerJSON: bytes, path: name)
+                } else {
+                    _ = try BPETokenizer.load(gguf: GGUFFile(bytes: Array(bytes), path: name))
+                }
+            }
+            #expect(error?.message.contains(words) == true, "\(name): \(error?.message ?? "")")
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import BitNetModels
 import FuzzTargets
 import TestSupport
 import Testing
@@ -31,6 +32,25 @@ import Testing
             if write { FileManager.default.createFile(atPath: path, contents: Data(bytes)) }
             #expect(FileManager.default.contents(atPath: path) == Data(bytes), "\(name) differs from what FuzzSeeds writes (BITNET_WRITE_FIXTURES=1 to update)")
             #expect(FuzzTarget.loadsAndRuns(bytes), "\(name) does not load and run")
+        }
+    }
+
+    /// The small tokenizer seeds load (so the fuzzer starts from valid inputs), and the GGUF tokenizer seeds
+    /// are what `FuzzSeeds` makes of them.
+    @Test func tokenizerSeedsLoadAndAreCurrent() throws {
+        let seeds = URL(fileURLWithPath: Self.root).deletingLastPathComponent().appendingPathComponent("seeds").path
+        let write = ProcessInfo.processInfo.environment["BITNET_WRITE_FIXTURES"] == "1"
+        if write { try FileManager.default.createDirectory(atPath: seeds + "/tokenizer-gguf", withIntermediateDirectories: true) }
+        let names = try FileManager.default.contentsOfDirectory(atPath: seeds + "/tokenizer-json").sorted()
+        #expect(names.count == 2)
+        for name in names {
+            let data = try #require(FileManager.default.contents(atPath: seeds + "/tokenizer-json/" + name))
+            let tokenizer = try BPETokenizer.load(tokenizerJSON: data, path: name)
+            #expect(tokenizer.decode(tokenizer.encode("hello world")) == "hello world", "\(name)")
+            let gguf = try FuzzSeeds.tokenizerGGUF(data)
+            let path = seeds + "/tokenizer-gguf/" + name.replacingOccurrences(of: ".json", with: ".gguf")
+            if write { FileManager.default.createFile(atPath: path, contents: Data(gguf)) }
+            #expect(FileManager.default.contents(atPath: path) == Data(gguf), "\(path) differs from what FuzzSeeds writes")
         }
     }
 }

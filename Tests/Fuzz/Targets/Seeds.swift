@@ -59,6 +59,19 @@ public enum FuzzSeeds {
         return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
     }
 
+    /// A GGUF file holding only the tokenizer of `tokenizerJSON` as metadata (the `tokenizer-gguf` seeds).
+    public static func tokenizerGGUF(_ tokenizerJSON: Data) throws -> [UInt8] {
+        let tokenizer = try BPETokenizer.load(tokenizerJSON: tokenizerJSON, path: "tokenizer.json")
+        var metadata = GGUFMetadata()
+        metadata["general.architecture"] = .string("llama")
+        for (key, value) in tokenizer.ggufMetadata(chatTemplate: nil) { metadata[key] = value }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("bitnet-fuzz-seed-\(UUID().uuidString).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let writer = try GGUFWriter(path: path, metadata: metadata, tensors: [])
+        try writer.finish()
+        return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
     struct SplitMix {
         var state: UInt64
         mutating func next() -> UInt64 {
