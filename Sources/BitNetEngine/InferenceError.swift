@@ -11,6 +11,8 @@ public struct InferenceError: Error, CustomStringConvertible, Sendable {
         public static let invalidInput = Code("invalidInput")
         /// The backend asked for is not available here.
         public static let backendUnavailable = Code("backendUnavailable")
+        /// The forward pass produced NaN or infinite values (weights that hold them, or overflow).
+        public static let nonFiniteResult = Code("nonFiniteResult")
     }
 
     public var code: Code

@@ -20,6 +20,17 @@ public final class KeyValueCache: @unchecked Sendable {
         guard capacity >= 1, capacity <= 1 << 20 else {
             throw InferenceError(.invalidInput, "context length \(capacity) must be between 1 and \(1 << 20)")
         }
+        let (layers, width) = model.graph.cacheShape
+        let bytes = [2, layers, slots, capacity, width, type.byteWidth].reduce((1, false)) { product, factor in
+            let (value, overflow) = product.0.multipliedReportingOverflow(by: factor)
+            return (value, product.1 || overflow)
+        }
+        let memory = ProcessInfo.processInfo.physicalMemory
+        guard !bytes.1, UInt64(bytes.0) <= memory else {
+            let gibibytes = { (value: Double) in String(format: "%.1f GiB", value / 1_073_741_824) }
+            let needed = bytes.1 ? "more than 2^63 bytes" : gibibytes(Double(bytes.0))
+            throw InferenceError(.invalidInput, "a KV cache of \(slots) × \(capacity) positions needs \(needed); this machine has \(gibibytes(Double(memory))) (use a shorter context)")
+        }
         self.capacity = capacity
         self.type = type
         lengths = Array(repeating: 0, count: slots)
@@ -78,6 +89,10 @@ public final class KeyValueCache: @unchecked Sendable {
         try exclusively {
             try check(batch, vocabularySize: model.graph.configuration.vocabularySize)
             let logits = try model.forward(batch, storage: storage)
+            // A NaN would otherwise come out as arbitrary text; the batch is not recorded.
+            if let bad = logits.firstIndex(where: { !$0.isFinite }) {
+                throw InferenceError(.nonFiniteResult, "the model computed a non-finite logit (\(logits[bad]) for token \(bad % model.graph.configuration.vocabularySize)): the file's weights hold NaN or infinite values, or overflow float32")
+            }
             for (slot, position) in zip(batch.slots, batch.positions) { lengths[slot] = max(lengths[slot], position + 1) }
             return logits
         }

@@ -76,4 +76,43 @@ import Testing
         #expect(missing.status == 1 && missing.stderr.split(separator: "\n").count == 1)
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).isEmpty)
     }
+
+    /// SIGKILL cannot be caught: what protects the destination is that the output is written to a temporary
+    /// sibling and renamed into place. Killed at seeded random moments, the destination holds either nothing
+    /// or the complete output of an earlier run, never a partial file; a rerun succeeds.
+    @Test func killedConversionsNeverLeaveAPartialFile() throws {
+        let scratch = TemporaryDirectory()
+        let output = scratch.path + "/model.gguf"
+        let arguments = ["quantize", Fixtures.path("models/bitnet-gqa-tied-bf16"), "-o", output, "--threads", "1"]
+        var generator = SeededGenerator(seed: 2026)
+        var previous: Data?
+        var kills = 0
+        for _ in 0..<6 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: BitNetExecutable.executable)
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(["BITNET_TEST_CONVERSION_DELAY_MS": "20"]) { $1 }
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            usleep(UInt32.random(in: 50_000..<1_200_000, using: &generator))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let now = FileManager.default.contents(atPath: output)
+            if process.terminationReason == .uncaughtSignal {
+                kills += 1
+                #expect(now == previous, "a killed run changed the destination")
+            } else {
+                #expect(process.terminationStatus == 0)
+                previous = now
+            }
+            if now != nil { _ = try GGUFFile(path: output) }  // whatever is there is a whole, valid file
+        }
+        #expect(kills >= 3, "most runs were killed mid-way (\(kills) of 6)")
+        let rerun = try run(Array(arguments))
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        let complete = try #require(FileManager.default.contents(atPath: output))
+        if let previous { #expect(previous == complete, "an earlier complete run wrote the same bytes") }
+        #expect(try GGUFFile(path: output).tensors.count > 10)
+    }
 }
