@@ -250,19 +250,19 @@ void bitnet_kernels_force_scalar(int force) {
     forced_scalar = force;
 }
 
-static int has_avx2(void) {
+/// Whether the CPU has AVX2, FMA and F16C: detected once when the library loads, before any thread can
+/// call a kernel (a lazy first-use check was a data race between the threads of a forward pass).
+static int cpu_has_avx2 = 0;
+
+__attribute__((constructor))
+static void detect_cpu_features(void) {
 #ifdef BITNET_X86
-    static int cached = -1;
-    if (forced_scalar) return 0;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") ? 1 : 0;
-    }
-    return cached;
-#else
-    return 0;
+    __builtin_cpu_init();
+    cpu_has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 #endif
 }
+
+static int has_avx2(void) { return cpu_has_avx2 && !forced_scalar; }
 
 const char *bitnet_kernels_isa(void) {
     return has_avx2() ? "avx2" : "scalar";
