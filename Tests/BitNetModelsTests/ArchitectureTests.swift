@@ -152,4 +152,18 @@ import Testing
         let error = #expect(throws: ModelError.self) { try ModelConfiguration(gguf: GGUFFile(path: path)) }
         #expect(error?.code == .invalidModel && error?.message.contains("finite and positive") == true)
     }
+
+    /// Dimensions from metadata are bounded before anything is sized by them (a head dimension that made
+    /// `heads × head size` overflow once trapped).
+    @Test(arguments: [[("bitnet-b1.58.attention.key_length", GGUFValue.uint64(1 << 40))], [("bitnet-b1.58.embedding_length", .uint64(.max))],
+                      [("bitnet-b1.58.block_count", .int32(-3))],
+                      // Consistent with itself, but heads × head size is 2^25.
+                      [("bitnet-b1.58.attention.key_length", .uint32(1 << 23)), ("bitnet-b1.58.attention.value_length", .uint32(1 << 23)),
+                       ("bitnet-b1.58.rope.dimension_count", .uint32(1 << 23))]])
+    func hugeOrNegativeDimensionsAreRefused(_ entries: [(String, GGUFValue)]) throws {
+        let (scratch, path) = try gguf(adding: entries)
+        defer { _ = scratch }
+        let error = #expect(throws: ModelError.self) { try ModelConfiguration(gguf: GGUFFile(path: path)) }
+        #expect(error?.code == .invalidModel, "\(entries[0].0): \(error?.message ?? "")")
+    }
 }
