@@ -51,6 +51,19 @@ public final class BitNetModel: Sendable {
         return (mapped, owned)
     }
 
+    /// Bytes of weights a decode step reads: every BitLinear weight and the output projection (the
+    /// embedding lookup reads one row). Divided into a memory bandwidth, the fastest decode possible.
+    public var bytesReadPerToken: Int {
+        var read = Set<WeightID>()
+        for op in loaded.graph.ops {
+            switch op {
+            case .bitLinear(_, let weight, _), .project(_, let weight, _): read.insert(weight)
+            default: break
+            }
+        }
+        return read.reduce(0) { $0 + loaded.graph[$1].bytes.count }
+    }
+
     /// A KV cache for `slots` sequences of up to `contextLength` positions (default: the model's
     /// context, at most 4096), for batches of several sequences (``forward(_:cache:)``).
     public func makeCache(slots: Int = 1, contextLength: Int? = nil, type: KeyValueCacheType = .f32) throws -> KeyValueCache {

@@ -1,0 +1,150 @@
+import ArgumentParser
+import BitNetFormats
+import BitNetInference
+import Dispatch
+import Foundation
+
+/// `bitnet bench`: prompt processing and decode speed, as llama.cpp's `llama-bench` reports them, next to
+/// the memory bandwidth of this machine measured in the same run.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure prompt (pp) and decode (tg) speed: tokens/s mean ± sd, GB/s, and % of a bandwidth roofline measured here.")
+
+    @Option(name: .shortAndLong, help: "A .gguf file or a Hugging Face model directory (default: the bundled tiny-bitnet).")
+    var model: String?
+    @Option(name: .customShort("p"), help: "Prompt lengths to test, comma-separated (0 = none).") var prompt = "128"
+    @Option(name: .customShort("n"), help: "Tokens to generate per decode test (0 = none).") var generate = 64
+    @Option(name: .customShort("r"), help: "Repetitions of each test.") var repetitions = 3
+    @Option(help: "Threads (default: all cores).") var threads: Int?
+    @Option(help: "Backends to test: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")), or all.") var backend = "cpu"
+    @Flag(help: "Print {\"results\": [{\"backend\", \"test\", \"tokens_per_second\", \"stddev\", \"gbps\", …}]}.") var json = false
+
+    struct Result {
+        var backend: String
+        var test: String
+        var samples: [Double]
+        /// Bytes of weights read per second at the mean speed.
+        var gigabytesPerSecond: Double
+        var rooflinePercent: Double?
+
+        var mean: Double { samples.reduce(0, +) / Double(samples.count) }
+        var standardDeviation: Double {
+            guard samples.count > 1 else { return 0 }
+            return (samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(samples.count - 1)).squareRoot()
+        }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let lengths = try prompt.split(separator: ",").map { part -> Int in
+                guard let length = Int(part.trimmingCharacters(in: .whitespaces)), length >= 0 else {
+                    throw InferenceError(.invalidInput, "-p: '\(part)' is not a prompt length")
+                }
+                return length
+            }
+            guard generate >= 0, repetitions >= 1, threads.map({ $0 >= 1 }) ?? true else {
+                throw InferenceError(.invalidInput, "-n must be ≥ 0, -r ≥ 1 and --threads ≥ 1")
+            }
+            let choices: [BackendChoice]
+            if backend == "all" {
+                choices = [.cpu]  // every backend this build has
+            } else if let choice = BackendChoice(rawValue: backend) {
+                choices = [choice]
+            } else {
+                throw InferenceError(.invalidInput, "--backend must be \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")) or all")
+            }
+            guard let path = model ?? ModelOptions.defaultModel else {
+                throw InferenceError(.invalidInput, "no model given (-m) and the bundled default model is missing")
+            }
+            let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
+            var results: [Result] = []
+            var header = ""
+            for choice in choices {
+                let model = try BitNetModel(path: path, backend: choice, threads: threadCount)
+                let bytesPerToken = Double(model.bytesReadPerToken)
+                let bandwidth = Self.readBandwidth(model, threads: threadCount)
+                header = String(format: "%@: %@, %.1f MiB read per token; read bandwidth here %.2f GB/s with %d thread(s), roofline %.1f tokens/s",
+                                path, model.configuration.architecture.rawValue, bytesPerToken / 1_048_576, bandwidth / 1e9, threadCount,
+                                bandwidth / bytesPerToken)
+                if !json { printError(header + "\n") }
+                for length in lengths where length > 0 {
+                    let samples = try (0..<repetitions).map { repetition in try Self.promptSpeed(model, length: length, seed: UInt64(repetition)) }
+                    var result = Result(backend: model.backend.name, test: "pp\(length)", samples: samples, gigabytesPerSecond: 0)
+                    result.gigabytesPerSecond = bytesPerToken * result.mean / Double(length) / 1e9  // weights are read once per batch
+                    results.append(result)
+                }
+                if generate > 0 {
+                    let samples = try (0..<repetitions).map { _ in try Self.decodeSpeed(model, tokens: generate) }
+                    var result = Result(backend: model.backend.name, test: "tg\(generate)", samples: samples, gigabytesPerSecond: 0)
+                    result.gigabytesPerSecond = bytesPerToken * result.mean / 1e9
+                    result.rooflinePercent = 100 * result.mean / (bandwidth / bytesPerToken)
+                    results.append(result)
+                }
+            }
+            if json {
+                let entries: [JSONValue] = results.map { result in
+                    let roofline: JSONValue = result.rooflinePercent.map { .double($0) } ?? .null
+                    return .object([("backend", .string(result.backend)), ("test", .string(result.test)),
+                                    ("tokens_per_second", .double(result.mean)), ("stddev", .double(result.standardDeviation)),
+                                    ("gbps", .double(result.gigabytesPerSecond)), ("roofline_percent", roofline),
+                                    ("samples", .array(result.samples.map { .double($0) }))])
+                }
+                print(JSONValue.object([("results", .array(entries))]).serialized())
+            } else {
+                print("| backend | test | tokens/s | GB/s | roofline |")
+                print("|---|---|---:|---:|---:|")
+                for result in results {
+                    print(String(format: "| %@ | %@ | %.2f ± %.2f | %.2f | %@ |", result.backend, result.test, result.mean, result.standardDeviation,
+                                 result.gigabytesPerSecond, result.rooflinePercent.map { String(format: "%.0f %%", $0) } ?? "–"))
+                }
+            }
+        }
+    }
+
+    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    /// Tokens/s of one prompt of `length` random tokens, processed as one batch.
+    static func promptSpeed(_ model: BitNetModel, length: Int, seed: UInt64) throws -> Double {
+        var generator = Xoshiro256(seed: seed)
+        let tokens = (0..<length).map { _ in Int(generator.next() % UInt64(model.configuration.vocabularySize)) }
+        let session = try InferenceSession(model: model, contextLength: length)
+        let start = now()
+        _ = try session.evaluate(tokens)
+        return Double(length) / (now() - start)
+    }
+
+    /// Tokens/s of `tokens` decode steps, one token at a time, each the argmax of the last.
+    static func decodeSpeed(_ model: BitNetModel, tokens: Int) throws -> Double {
+        let session = try InferenceSession(model: model, contextLength: tokens + 1)
+        var logits = try session.evaluate([0])[0]
+        let start = now()
+        for _ in 0..<tokens {
+            let next = logits.indices.max { logits[$0] < logits[$1] }!
+            logits = try session.evaluate([next])[0]
+        }
+        return Double(tokens) / (now() - start)
+    }
+
+    /// Bytes per second of reading the model's weights once with `threads` threads: the best of three passes.
+    static func readBandwidth(_ model: BitNetModel, threads: Int) -> Double {
+        let weights = model.loaded.graph.weights.filter { $0.rows > 1 }
+        let total = weights.reduce(0) { $0 + $1.bytes.count }
+        var best = 0.0
+        for _ in 0..<3 {
+            let start = now()
+            DispatchQueue.concurrentPerform(iterations: threads) { worker in
+                var sum: UInt64 = 0
+                for weight in weights {
+                    weight.bytes.withUnsafeBytes { bytes in
+                        let words = bytes.count / 8
+                        let range = words * worker / threads..<words * (worker + 1) / threads
+                        for index in range { sum &+= bytes.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self) }
+                    }
+                }
+                if sum == 42 { print("") }  // keeps the reads
+            }
+            best = max(best, Double(total) / (now() - start))
+        }
+        return best
+    }
+}

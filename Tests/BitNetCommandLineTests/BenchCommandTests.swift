@@ -1,0 +1,38 @@
+import BitNetFormats
+import Foundation
+import TestSupport
+import Testing
+
+/// `bitnet bench`, run as a user would. Timing decides nothing here: the test checks what is reported.
+@Suite struct BenchCommandTests {
+    static let model = Fixtures.path("models/bitnet-chat-tiny-tq2_0.gguf")
+
+    @Test func jsonHasOneEntryPerTestWithItsSamples() throws {
+        let result = try BitNetExecutable.run(["bench", "-m", Self.model, "-p", "8,16", "-n", "4", "-r", "2", "--threads", "1", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let entries = try #require(try JSONValue.parse(Data(result.stdout.utf8))["results"]?.arrayValue)
+        #expect(entries.map { $0["test"]?.stringValue } == ["pp8", "pp16", "tg4"])
+        for entry in entries {
+            let samples = (entry["samples"]?.arrayValue ?? []).compactMap { $0.doubleValue }
+            let mean = try #require(entry["tokens_per_second"]?.doubleValue)
+            #expect(samples.count == 2 && samples.allSatisfy { $0 > 0 })
+            #expect(abs(mean - samples.reduce(0, +) / 2) <= 1e-9 * mean, "the mean is the samples' mean")
+            #expect((entry["stddev"]?.doubleValue ?? -1) >= 0 && (entry["gbps"]?.doubleValue ?? 0) > 0)
+            #expect(entry["backend"]?.stringValue?.hasPrefix("cpu (") == true)
+        }
+        #expect((entries[2]["roofline_percent"]?.doubleValue ?? 0) > 0, "decode is compared with the measured roofline")
+        #expect(entries[0]["roofline_percent"] == .null)
+    }
+
+    @Test func theTableAndItsErrors() throws {
+        let table = try BitNetExecutable.run(["bench", "-m", Self.model, "-p", "8", "-n", "2", "-r", "1", "--threads", "1"])
+        #expect(table.status == 0, "\(table.stderr)")
+        let lines = table.stdout.split(separator: "\n")
+        #expect(lines.first == "| backend | test | tokens/s | GB/s | roofline |" && lines.count == 4)
+        #expect(table.stderr.contains("read bandwidth here") && table.stderr.contains("roofline"))
+        for arguments in [["-p", "x"], ["-r", "0"], ["--backend", "gpu"]] {
+            let bad = try BitNetExecutable.run(["bench", "-m", Self.model] + arguments)
+            #expect(bad.status == 1 && bad.stderr.hasPrefix("bitnet: error:"), "\(arguments): \(bad.stderr)")
+        }
+    }
+}
