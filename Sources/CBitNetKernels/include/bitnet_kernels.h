@@ -7,12 +7,15 @@
 extern "C" {
 #endif
 
-/// The instruction set the kernels dispatch to on this CPU ("avx2" or "scalar"), for reports.
+/// The instruction set the kernels dispatch to on the calling thread: "avx512vnni", "avx2" or "scalar". The
+/// best one the CPU runs, unless the environment variable BITNET_KERNELS (read once at load) names a lower
+/// one, or ``bitnet_kernels_force`` chose one for this thread.
 const char *bitnet_kernels_isa(void);
 
-/// Restricts dispatch on the calling thread to the scalar kernels (nonzero) or restores detection (zero);
-/// for tests. Other threads are not affected.
-void bitnet_kernels_force_scalar(int force);
+/// Makes the calling thread's kernels use `isa` ("scalar", "avx2", "avx512vnni"), or the default again
+/// when `isa` is NULL or empty; for tests. Returns -1, changing nothing, when the name is unknown or the CPU
+/// cannot run it. Other threads are not affected.
+int bitnet_kernels_force(const char *isa);
 
 /// Dot products of one TQ2_0 row (`blocks` blocks of 256 values, 66 bytes each) with int8 activations.
 /// Writes, for each block b, the integer sum Σ (code − 1) · x over the block to `block_sums[b]`.
