@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "BitNetModels", dependencies: ["BitNetFormats", "BitNetQuantization"]),
         // The backend seam: the protocol a backend implements, batches of several sequences, the KV cache.
         .target(name: "BitNetEngine", dependencies: ["BitNetModels"]),
-        // Hot loops in C: int8 × packed ternary dot products, AVX2 and scalar variants chosen at run time.
+        // Hot loops in C: int8 × packed ternary dot products; scalar, AVX2 and AVX-512 VNNI variants chosen at run time.
         .target(name: "CBitNetKernels"),
         // The CPU backend: executes the graph's ops with the C kernels.
         .target(name: "BitNetCPU", dependencies: ["BitNetEngine", "BitNetModels", "BitNetQuantization", "CBitNetKernels"]),
