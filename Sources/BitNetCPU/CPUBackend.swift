@@ -31,7 +31,7 @@ public struct CPUBackend: Backend {
 
     public var name: String { "cpu (\(String(cString: bitnet_kernels_isa())), \(threads) thread\(threads == 1 ? "" : "s"))" }
 
-    public func load(_ graph: ForwardGraph) throws -> any BackendModel { CPUModel(graph: graph, backend: self) }
+    public func load(_ graph: ForwardGraph) throws -> any BackendModel { try CPUModel(graph: graph, backend: self) }
 }
 
 /// A weight as the CPU kernels read it.
@@ -40,15 +40,37 @@ enum CPUWeight: Sendable {
     case matrix(FloatMatrix)
     case vector([Float])
 
-    init(_ tensor: WeightTensor) {
-        if tensor.encoding.isTernary {
-            self = .ternary(TernaryLinear(tensor))
-        } else if tensor.rows == 1, tensor.encoding == .f32 {
-            self = .vector(tensor.bytes.withUnsafeBytes { bytes in
-                (0..<tensor.columns).map { bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
-            })
-        } else {
-            self = .matrix(FloatMatrix(tensor))
+    /// The weights of `graph`, each in the form the ops that use it read; throws when a weight does not
+    /// suit its op (a norm that is not one float32 row, a BitLinear weight that is not ternary, …).
+    static func forGraph(_ graph: ForwardGraph) throws -> [CPUWeight] {
+        var weights = [CPUWeight?](repeating: nil, count: graph.weights.count)
+        func take(_ id: WeightID, _ make: (WeightTensor) -> CPUWeight?) throws {
+            let tensor = graph[id]
+            guard let weight = make(tensor) else {
+                throw ModelError(.invalidModel, "tensor '\(tensor.name)' (\(tensor.encoding), \(tensor.rows)×\(tensor.columns)) does not suit the op that reads it")
+            }
+            weights[id.index] = weight
+        }
+        for op in graph.ops {
+            switch op {
+            case .rmsNorm(_, let id, _, _):
+                try take(id) { tensor in
+                    guard tensor.encoding == .f32, tensor.rows == 1 else { return nil }
+                    return .vector(tensor.bytes.withUnsafeBytes { bytes in
+                        (0..<tensor.columns).map { bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
+                    })
+                }
+            case .bitLinear(_, let id, _):
+                try take(id) { $0.encoding.isTernary ? .ternary(TernaryLinear($0)) : nil }
+            case .embed(let id, _), .project(_, let id, _):
+                try take(id) { $0.encoding.isTernary ? nil : .matrix(FloatMatrix($0)) }
+            default:
+                break
+            }
+        }
+        return try weights.enumerated().map { index, weight in
+            guard let weight else { throw ModelError(.invalidModel, "tensor '\(graph.weights[index].name)' is read by no op") }
+            return weight
         }
     }
 }
@@ -61,10 +83,10 @@ struct CPUModel: BackendModel {
     /// Rotary inverse frequencies for each embedding the graph uses.
     let inverseFrequencies: [RotaryEmbedding: [Float]]
 
-    init(graph: ForwardGraph, backend: CPUBackend) {
+    init(graph: ForwardGraph, backend: CPUBackend) throws {
         self.graph = graph
         self.backend = backend
-        weights = graph.weights.map(CPUWeight.init)
+        weights = try CPUWeight.forGraph(graph)
         var frequencies: [RotaryEmbedding: [Float]] = [:]
         for case .rope(_, _, let rotary) in graph.ops { frequencies[rotary] = rotary.inverseFrequencies }
         inverseFrequencies = frequencies

@@ -13,6 +13,11 @@ public enum TensorRole: String, Sendable, Hashable, CaseIterable {
         }
     }
 
+    /// Whether the role is the weight of an RMSNorm (a vector).
+    public var isNorm: Bool {
+        [.outputNorm, .attentionNorm, .attentionSubNorm, .feedForwardNorm, .feedForwardSubNorm].contains(self)
+    }
+
     /// `(rows, columns)`: output × input features for a matrix, `(1, n)` for a norm weight.
     public func shape(_ c: ModelConfiguration) -> (rows: Int, columns: Int) {
         switch self {

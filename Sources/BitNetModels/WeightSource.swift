@@ -88,7 +88,7 @@ public struct WeightSource: Sendable {
     /// The shape, in GGUF order, the tensor of `role` must have in this file.
     public func expectedShape(of role: TensorRole, layer: Int = 0) -> [Int] {
         let (rows, columns) = role.shape(configuration)
-        if rows == 1 && !role.isBitLinear && role != .tokenEmbedding && role != .output { return [columns] }
+        if role.isNorm { return [columns] }
         if case .huggingFace(_, let checkpoint) = storage, role.isBitLinear, checkpoint.tensor(named: name(of: role, layer: layer))?.dtype == .u8 {
             return [columns, HuggingFacePacking.packedRows(outFeatures: rows)]
         }
@@ -272,7 +272,7 @@ public struct WeightSource: Sendable {
             }
             return try WeightTensor(name: name, ternary: try ternary(role, layer: layer).0)
         }
-        if rows == 1 { return try WeightTensor(name: name, vector: try vector(role, layer: layer)) }
+        if role.isNorm { return try WeightTensor(name: name, vector: try vector(role, layer: layer)) }
         try checkShape(name, [columns, rows])
         switch storage {
         case .gguf(let file):
