@@ -128,22 +128,10 @@ public final class ModelConverter: Sendable {
     private static func makePlan(source: WeightSource, options: ConversionOptions) throws -> [PlannedTensor] {
         let c = source.configuration
         let architecture = source.architecture
-        /// The source's name of `role`, checked to have the shape the configuration implies.
-        func checked(_ role: TensorRole, layer: Int = 0) throws -> String {
-            let name = source.name(of: role, layer: layer)
-            guard let actual = source.shape(ofTensor: name) else {
-                throw ConversionError(.invalidInput, "\(source.path): tensor '\(name)' is missing")
-            }
-            let expected = source.expectedShape(of: role, layer: layer)
-            guard actual == expected else {
-                throw ConversionError(.invalidInput, "\(source.path): tensor '\(name)' has shape \(actual), but the configuration implies \(expected)")
-            }
-            return name
-        }
         func floatTensor(_ role: TensorRole, layer: Int = 0, type: GGMLType, kind: PlannedTensor.Role) throws -> PlannedTensor {
             let (rows, columns) = role.shape(c)
             return PlannedTensor(name: role.ggufName(layer: layer), role: kind, type: type, shape: rows == 1 ? [columns] : [columns, rows],
-                                 sourceName: try checked(role, layer: layer), sourceRole: role, layer: layer)
+                                 sourceName: try source.checkedName(of: role, layer: layer), sourceRole: role, layer: layer)
         }
         var plan = [try floatTensor(.tokenEmbedding, type: options.embeddingType, kind: .embedding)]
         var unfit: [(String, Int)] = []
@@ -153,7 +141,7 @@ public final class ModelConverter: Sendable {
                     plan.append(try floatTensor(role, layer: layer, type: .f32, kind: .norm))
                     continue
                 }
-                let sourceName = try checked(role, layer: layer)
+                let sourceName = try source.checkedName(of: role, layer: layer)
                 try source.checkTernaryType(role, layer: layer)
                 let (rows, columns) = role.shape(c)
                 var type = options.weightType

@@ -101,8 +101,16 @@ public struct WeightSource: Sendable {
     private func checkShape(_ name: String, _ expected: [Int]) throws {
         guard let shape = shape(ofTensor: name) else { throw missing(name) }
         guard shape == expected else {
-            throw ModelError(.invalidModel, "\(path): tensor '\(name)' has shape \(shape), expected \(expected)")
+            throw ModelError(.invalidModel, "\(path): tensor '\(name)' has shape \(shape), but the configuration implies \(expected)")
         }
+    }
+
+    /// The file's name of `role`, after checking that the tensor is there with the shape the configuration
+    /// implies (conversion checks every tensor this way before writing anything).
+    public func checkedName(of role: TensorRole, layer: Int = 0) throws -> String {
+        let name = name(of: role, layer: layer)
+        try checkShape(name, expectedShape(of: role, layer: layer))
+        return name
     }
 
     /// Calls `body` with a tensor's bytes in place; with `releasing`, its pages are dropped afterwards
@@ -173,9 +181,7 @@ public struct WeightSource: Sendable {
 
     /// The norm weight of `role`, as float32.
     public func vector(_ role: TensorRole, layer: Int = 0) throws -> [Float] {
-        let name = name(of: role, layer: layer)
-        try checkShape(name, expectedShape(of: role, layer: layer))
-        return try floats(name)
+        try floats(checkedName(of: role, layer: layer))
     }
 
     /// The BitLinear weight of `role` as ternary codes and one scale, with the float master weights when
