@@ -16,17 +16,23 @@ public enum BitLinearArithmetic: Sendable {
 public typealias ActivationObserver = @Sendable (ActivationSite, Int, [Float], Int) -> Void
 
 /// The CPU backend: weights used in place from the memory map, the ops run by the C kernels
-/// (`CBitNetKernels`, the best SIMD variant of this CPU chosen at run time) on `threads` threads.
+/// (`CBitNetKernels`, the best SIMD variant of this CPU chosen at run time) on a pool of `threads` persistent
+/// threads.
 public struct CPUBackend: Backend {
     public let threads: Int
     public let arithmetic: BitLinearArithmetic
     public let observer: ActivationObserver?
+    let pool: KernelPool
 
-    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, arithmetic: BitLinearArithmetic = .integer,
+    /// The default thread count: the physical cores this process may use.
+    public static var defaultThreads: Int { KernelPool.physicalCores }
+
+    public init(threads: Int = CPUBackend.defaultThreads, arithmetic: BitLinearArithmetic = .integer,
                 observer: ActivationObserver? = nil) {
         self.threads = max(1, threads)
         self.arithmetic = arithmetic
         self.observer = observer
+        pool = KernelPool(threads: self.threads)
     }
 
     public var name: String { "cpu (\(String(cString: bitnet_kernels_isa())), \(threads) thread\(threads == 1 ? "" : "s"))" }

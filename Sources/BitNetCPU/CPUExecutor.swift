@@ -10,7 +10,7 @@ struct CPUExecution {
     let cache: CPUKeyValueStorage
     /// Each sequence's slot and its tokens' indices in the batch, in order of first appearance.
     private let sequences: [(slot: Int, tokens: [Int])]
-    private var threads: Int { model.backend.threads }
+    private var pool: KernelPool { model.backend.pool }
 
     init(model: CPUModel, batch: ForwardBatch, cache: CPUKeyValueStorage) {
         self.model = model
@@ -81,7 +81,7 @@ struct CPUExecution {
             guard case .ternary(let linear) = model.weights[weight.index], let activations = cache.quantized[input.index] else {
                 preconditionFailure("BitLinear needs a ternary weight and a quantized input")
             }
-            withBuffer(output) { linear.forward(activations, into: $0, threads: threads, arithmetic: model.backend.arithmetic) }
+            withBuffer(output) { linear.forward(activations, into: $0, pool: pool, arithmetic: model.backend.arithmetic) }
 
         case .rope(let buffer, let heads, let rotary):
             rope(buffer, heads: heads, rotary, frequencies: model.inverseFrequencies[rotary]!)
@@ -132,7 +132,7 @@ struct CPUExecution {
         case .project(let input, let weight, let output):
             guard case .matrix(let matrix) = model.weights[weight.index] else { preconditionFailure("projection is not a float matrix") }
             let values = values(input)
-            withBuffer(output) { out in matrix.multiply(values.baseAddress!, tokens: values.count / matrix.columns, into: out, threads: threads) }
+            withBuffer(output) { out in matrix.multiply(values.baseAddress!, tokens: values.count / matrix.columns, into: out, pool: pool) }
 
         case .pool(let pooling, let input, let output):
             pool(pooling, input, into: output)
@@ -194,7 +194,7 @@ struct CPUExecution {
         for (slot, tokens) in sequences {
             let visibleEnd = batch.positions[tokens.last!] + 1  // a sequence's positions rise through the batch
             cache.withSlot(layer: op.layer, slot: slot, positions: visibleEnd) { k, v in
-                parallelChunks(tokens.count * op.heads, threads: threads) { range in
+                pool.runEvenly(tokens.count * op.heads) { range in
                     var scores = [Float](repeating: 0, count: visibleEnd)
                     for item in range {
                         let (tokenIndex, head) = item.quotientAndRemainder(dividingBy: op.heads)

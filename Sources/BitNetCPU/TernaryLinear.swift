@@ -1,24 +1,6 @@
 import BitNetModels
 import BitNetQuantization
 import CBitNetKernels
-import Dispatch
-
-/// Splits `count` items into contiguous chunks run on up to `threads` threads.
-func parallelChunks(_ count: Int, threads: Int, _ body: (Range<Int>) -> Void) {
-    let workers = max(1, min(threads, count))
-    if workers == 1 {
-        body(0..<count)
-        return
-    }
-    let chunk = (count + workers - 1) / workers
-    // Each worker gets a disjoint range; callers write only the outputs of their own range.
-    nonisolated(unsafe) let body = body
-    DispatchQueue.concurrentPerform(iterations: workers) { worker in
-        let start = worker * chunk
-        let end = min(count, start + chunk)
-        if start < end { body(start..<end) }
-    }
-}
 
 /// A BitLinear weight kept in its packed form: each output row is decoded to int8 codes when it is
 /// used, multiplied with int8 activations in integer arithmetic, and rescaled once per block.
@@ -70,18 +52,18 @@ struct TernaryLinear: Sendable {
 
     /// `output[t, o] = Σ_b d_b · (Σ_{i∈b} q[t, i] · w[o, i]) / a[t]` for every token t and output o; with
     /// `.fakeQuantizedFloat`, `Σ_i (q[t, i] / a[t]) · (w[o, i] · d_b)` in float32, as PyTorch's QAT forward.
-    func forward(_ input: QuantizedActivations, into output: UnsafeMutablePointer<Float>, threads: Int, arithmetic: BitLinearArithmetic = .integer) {
+    func forward(_ input: QuantizedActivations, into output: UnsafeMutablePointer<Float>, pool: KernelPool, arithmetic: BitLinearArithmetic = .integer) {
         precondition(input.columns == columns)
         let tokens = input.rows
-        if arithmetic == .integer, layout != .int8Codes {
-            forwardWithKernels(input, into: output, threads: threads)
+        if arithmetic == .integer, let encoding = kernelEncoding {
+            forwardWithKernels(input, encoding: encoding, into: output, pool: pool)
             return
         }
         let blockLength = self.blockLength
         let blocks = columns / blockLength
         bytes.withUnsafeBytes { packed in
             input.values.withUnsafeBufferPointer { activations in
-                parallelChunks(rows, threads: threads) { rowRange in
+                pool.run(rows, grain: 16) { rowRange in
                     withUnsafeTemporaryAllocation(of: Int8.self, capacity: columns) { codes in
                         withUnsafeTemporaryAllocation(of: Float.self, capacity: blocks) { scales in
                             for row in rowRange {
@@ -121,57 +103,30 @@ struct TernaryLinear: Sendable {
 }
 
 extension TernaryLinear {
-    /// The integer path through the C kernels, reading the packed bytes directly (no decode step).
-    func forwardWithKernels(_ input: QuantizedActivations, into output: UnsafeMutablePointer<Float>, threads: Int) {
-        let tokens = input.rows
-        let blocks = columns / 256
-        // Σ x per token (I2_S) or per 256-value block (TQ2_0), computed once for all rows.
-        var xSums = [Int32](repeating: 0, count: tokens * max(blocks, 1))
-        input.values.withUnsafeBufferPointer { x in
-            for token in 0..<tokens {
-                for index in 0..<columns {
-                    let slot = layout == .i2_s ? token : token * blocks + index / 256
-                    xSums[slot] &+= Int32(x[token * columns + index])
+    /// The C kernels' name for this layout, or nil for int8 codes (rows that are not whole I2_S blocks).
+    var kernelEncoding: bitnet_ternary_encoding? {
+        switch layout {
+        case .tq2_0: BITNET_TERNARY_TQ2_0
+        case .tq1_0: BITNET_TERNARY_TQ1_0
+        case .i2_s: BITNET_TERNARY_I2_S
+        default: nil
+        }
+    }
+
+    /// The integer path: one C call for the whole matmul, reading the packed bytes in place (no decode step);
+    /// rows split over the pool's threads, each weight tile read once for all tokens.
+    func forwardWithKernels(_ input: QuantizedActivations, encoding: bitnet_ternary_encoding, into output: UnsafeMutablePointer<Float>, pool: KernelPool) {
+        let status = bytes.withUnsafeBytes { packed in
+            input.values.withUnsafeBufferPointer { x in
+                input.scales.withUnsafeBufferPointer { scales in
+                    var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns),
+                                                       data: packed.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                    return bitnet_ternary_matmul(pool.pointer, &matrix, x.baseAddress!, scales.baseAddress!, Int64(input.rows), output)
                 }
             }
         }
-        bytes.withUnsafeBytes { packed in
-            input.values.withUnsafeBufferPointer { activations in
-                xSums.withUnsafeBufferPointer { sums in
-                    parallelChunks(rows, threads: threads) { rowRange in
-                        withUnsafeTemporaryAllocation(of: Int32.self, capacity: max(blocks, 1)) { blockSums in
-                            for row in rowRange {
-                                for token in 0..<tokens {
-                                    let x = activations.baseAddress! + token * columns
-                                    var sum: Float
-                                    if layout == .tq2_0 || layout == .tq1_0 {
-                                        let blockBytes = layout == .tq2_0 ? TQ2_0.bytesPerBlock : TQ1_0.bytesPerBlock
-                                        let rowBytes = packed.baseAddress!.assumingMemoryBound(to: UInt8.self) + row * blocks * blockBytes
-                                        if layout == .tq2_0 {
-                                            bitnet_tq2_0_block_dots(rowBytes, x, sums.baseAddress! + token * blocks, Int64(blocks), blockSums.baseAddress!)
-                                        } else {
-                                            bitnet_tq1_0_block_dots(rowBytes, x, sums.baseAddress! + token * blocks, Int64(blocks), blockSums.baseAddress!)
-                                        }
-                                        sum = 0
-                                        for block in 0..<blocks {
-                                            // d, the f16 block scale, is the block's last two bytes.
-                                            let d = floatFromHalfBits(UInt16(littleEndian: (UnsafeRawPointer(rowBytes) + block * blockBytes)
-                                                .loadUnaligned(fromByteOffset: blockBytes - 2, as: UInt16.self)))
-                                            sum += d * Float(blockSums[block])
-                                        }
-                                    } else {
-                                        let rowBytes = packed.baseAddress!.assumingMemoryBound(to: UInt8.self) + row * columns / 4
-                                        let scale = packed.loadUnaligned(fromByteOffset: rows * columns / 4, as: Float.self)
-                                        sum = scale * Float(bitnet_i2_s_dot(rowBytes, x, sums[token], Int64(columns)))
-                                    }
-                                    output[token * rows + row] = sum / input.scales[token]
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        // The only failure is memory for a prompt's reordered activations (a few hundred KiB).
+        precondition(status == 0, "out of memory for the activations of a \(rows)×\(columns) matmul")
     }
 }
 
@@ -223,30 +178,27 @@ struct FloatMatrix: Sendable {
         bytes.withUnsafeBytes { decodeRow(row, $0.baseAddress!, into: output) }
     }
 
+    /// The C kernels' name for this element type, or nil for the block types decoded here (Q8_0, Q6_K).
+    private var kernelEncoding: bitnet_float_encoding? {
+        switch element {
+        case .f32: BITNET_FLOAT_F32
+        case .f16: BITNET_FLOAT_F16
+        case .bf16: BITNET_FLOAT_BF16
+        default: nil
+        }
+    }
+
     /// `output[t, r] = Σ_c input[t, c] · W[r, c]` for `tokens` input rows.
-    func multiply(_ input: UnsafePointer<Float>, tokens: Int, into output: UnsafeMutablePointer<Float>, threads: Int) {
-        if element == .f16 || element == .bf16 || element == .f32 {
-            // Rows are read in place by the C kernels (AVX2/F16C where available).
+    func multiply(_ input: UnsafePointer<Float>, tokens: Int, into output: UnsafeMutablePointer<Float>, pool: KernelPool) {
+        if let encoding = kernelEncoding {
+            // Rows are read in place by the C kernels.
             bytes.withUnsafeBytes { raw in
-                parallelChunks(rows, threads: threads) { rowRange in
-                    for row in rowRange {
-                        for token in 0..<tokens {
-                            let x = input + token * columns
-                            let value: Float
-                            switch element {
-                            case .f16: value = bitnet_dot_f16(raw.baseAddress!.assumingMemoryBound(to: UInt16.self) + row * columns, x, Int64(columns))
-                            case .bf16: value = bitnet_dot_bf16(raw.baseAddress!.assumingMemoryBound(to: UInt16.self) + row * columns, x, Int64(columns))
-                            default: value = bitnet_dot_f32(raw.baseAddress!.assumingMemoryBound(to: Float.self) + row * columns, x, Int64(columns))
-                            }
-                            output[token * rows + row] = value
-                        }
-                    }
-                }
+                bitnet_float_matmul(pool.pointer, Int32(encoding.rawValue), raw.baseAddress!, Int64(rows), Int64(columns), input, Int64(tokens), output)
             }
             return
         }
         bytes.withUnsafeBytes { raw in
-            parallelChunks(rows, threads: threads) { rowRange in
+            pool.run(rows, grain: 64) { rowRange in
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: columns) { weights in
                     for row in rowRange {
                         decodeRow(row, raw.baseAddress!, into: weights.baseAddress!)

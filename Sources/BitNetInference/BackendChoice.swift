@@ -10,7 +10,7 @@ public enum BackendChoice: String, Sendable, CaseIterable {
     case auto
 
     /// The backend this choice stands for on this machine.
-    public func makeBackend(threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> any Backend {
+    public func makeBackend(threads: Int = CPUBackend.defaultThreads) throws -> any Backend {
         switch self {
         case .cpu, .auto: CPUBackend(threads: threads)
         }

@@ -1,3 +1,4 @@
+import BitNetCPU
 import BitNetEngine
 import BitNetFormats
 import BitNetModels
@@ -18,9 +19,12 @@ public final class BitNetModel: Sendable {
     /// The model on its backend.
     public let loaded: any BackendModel
 
+    /// The CPU threads a model uses unless told otherwise: the physical cores this process may run on.
+    public static var defaultThreads: Int { CPUBackend.defaultThreads }
+
     /// Loads the model at `path` (a `.gguf` file or a Hugging Face directory) on the chosen backend.
     public convenience init(path: String, backend choice: BackendChoice = .auto,
-                            threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+                            threads: Int = BitNetModel.defaultThreads) throws {
         try self.init(path: path, backend: try choice.makeBackend(threads: threads))
     }
 

@@ -15,7 +15,7 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customShort("p"), help: "Prompt lengths to test, comma-separated (0 = none).") var prompt = "128"
     @Option(name: .customShort("n"), help: "Tokens to generate per decode test (0 = none).") var generate = 64
     @Option(name: .customShort("r"), help: "Repetitions of each test.") var repetitions = 3
-    @Option(help: "Threads (default: all cores).") var threads: Int?
+    @Option(help: "Threads (default: the physical cores).") var threads: Int?
     @Option(help: "Backends to test: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")), or all.") var backend = "cpu"
     @Flag(help: "Print {\"results\": [{\"backend\", \"test\", \"tokens_per_second\", \"stddev\", \"gbps\", …}]}.") var json = false
 
@@ -56,7 +56,7 @@ struct Bench: AsyncParsableCommand {
             guard let path = model ?? ModelOptions.defaultModel else {
                 throw InferenceError(.invalidInput, "no model given (-m) and the bundled default model is missing")
             }
-            let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
+            let threadCount = threads ?? BitNetModel.defaultThreads
             var results: [Result] = []
             var header = ""
             for choice in choices {

@@ -40,7 +40,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "A .gguf file or a Hugging Face model directory (default: the bundled tiny-bitnet).")
     var model: String?
 
-    @Option(name: .long, help: "Threads for the matrix products (default: all cores).")
+    @Option(name: .long, help: "Threads (default: the physical cores).")
     var threads: Int?
 
     @Option(name: .customLong("ctx"), help: "Context length in tokens (default: the model's, at most 4096).")
@@ -75,7 +75,7 @@ struct ModelOptions: ParsableArguments {
             throw InferenceError(.invalidInput, "no model given (-m) and the bundled default model is missing")
         }
         return try BitNetModel(path: path, backend: BackendChoice(rawValue: backend) ?? .auto,
-                               threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+                               threads: threads ?? BitNetModel.defaultThreads)
     }
 }
 

@@ -12,61 +12,130 @@ import Testing
         return bitnet_kernels_force(isa) == 0
     }
 
-    func randomCase(rows: Int, columns: Int, seed: UInt64) throws -> (TernaryTensor, [Int8]) {
-        var generator = SeededGenerator(seed: seed)
-        let codes = (0..<rows * columns).map { _ in Int8.random(in: -1...1, using: &generator) }
-        // Include the extremes: -128 · −1 and 127 · 1 at every position of some rows.
-        let x = (0..<columns).map { index -> Int8 in index % 7 == 0 ? -128 : (index % 11 == 0 ? 127 : Int8.random(in: -128...127, using: &generator)) }
-        return (try TernaryTensor(rows: rows, columns: columns, codes: codes, scale: 1), x)
-    }
+    /// A packed random ternary matrix and what the kernels must compute from it: the codes and each block's scale.
+    struct TernaryCase {
+        var encoding: bitnet_ternary_encoding
+        var rows: Int, columns: Int
+        var codes: [Int8]
+        /// Per row and block of 256 (TQ), or one for the tensor (I2_S).
+        var blockScales: [Float]
+        var packed: [UInt8]
 
-    func oracle(_ tensor: TernaryTensor, _ x: [Int8], row: Int, range: Range<Int>) -> Int32 {
-        range.reduce(Int32(0)) { $0 + Int32(tensor.codes[row * tensor.columns + $1]) * Int32(x[$1]) }
-    }
-
-    typealias BlockDots = (UnsafePointer<UInt8>?, UnsafePointer<Int8>?, UnsafePointer<Int32>?, Int64, UnsafeMutablePointer<Int32>?) -> Void
-
-    /// Checks a TQ block-dot kernel against the oracle, block by block, on every dispatch path.
-    func checkBlockDots<Format: TernaryBlockFormat>(_: Format.Type, _ kernel: BlockDots, rows: Int, columns: Int, seed: UInt64) throws {
-        let (tensor, x) = try randomCase(rows: rows, columns: columns, seed: seed)
-        let packed = try Format.pack(tensor)
-        let blocks = columns / 256
-        let xSums = (0..<blocks).map { block in x[block * 256..<(block + 1) * 256].reduce(Int32(0)) { $0 + Int32($1) } }
-        for path in Self.paths {
-            #expect(bitnet_kernels_force(path) == 0)
-            defer { bitnet_kernels_force(nil) }
-            for row in 0..<rows {
-                var sums = [Int32](repeating: 0, count: blocks)
-                packed.withUnsafeBufferPointer { bytes in
-                    kernel(bytes.baseAddress! + row * blocks * Format.bytesPerBlock, x, xSums, Int64(blocks), &sums)
+        /// `uniform`: every block of a row shares the row's scale, as BitNet weights do; otherwise about half the
+        /// rows have a different scale in each block (the kernels' slower per-block path).
+        init(_ encoding: bitnet_ternary_encoding, rows: Int, columns: Int, uniform: Bool, seed: UInt64) throws {
+            var generator = SeededGenerator(seed: seed)
+            self.encoding = encoding
+            self.rows = rows
+            self.columns = columns
+            codes = (0..<rows * columns).map { _ in Int8.random(in: -1...1, using: &generator) }
+            let tensor = try TernaryTensor(rows: rows, columns: columns, codes: codes, scale: 0.25)
+            switch encoding {
+            case BITNET_TERNARY_I2_S:
+                blockScales = [0.25]
+                packed = try I2S.pack(tensor)
+            default:
+                let format: any TernaryBlockFormat.Type = encoding == BITNET_TERNARY_TQ2_0 ? TQ2_0.self : TQ1_0.self
+                let blocks = columns / 256
+                blockScales = (0..<rows * blocks).map { index in
+                    uniform || (index / blocks) % 2 == 0 ? 0.25 + Float(index / blocks) / 64 : Float.random(in: 0.01...2, using: &generator)
                 }
-                let expected = (0..<blocks).map { oracle(tensor, x, row: row, range: $0 * 256..<($0 + 1) * 256) }
-                #expect(sums == expected, "\(Format.name) \(path) row \(row)")
+                blockScales = blockScales.map { Float(Float16($0)) }
+                var bytes = [UInt8](repeating: 0, count: rows * blocks * format.bytesPerBlock)
+                let scales = blockScales
+                codes.withUnsafeBufferPointer { codes in
+                    bytes.withUnsafeMutableBytes { output in
+                        for index in 0..<rows * blocks {
+                            format.packBlock(codes.baseAddress! + index * 256, scale: scales[index], into: output.baseAddress! + index * format.bytesPerBlock)
+                        }
+                    }
+                }
+                packed = bytes
+            }
+        }
+
+        /// The matmul in double precision from the codes: Σ_b d_b Σ_{i∈b} c·x / a.
+        func expected(_ x: [Int8], scales: [Float], tokens: Int) -> [Double] {
+            let blocks = columns / 256
+            var output = [Double](repeating: 0, count: tokens * rows)
+            for token in 0..<tokens {
+                for row in 0..<rows {
+                    var sum = 0.0
+                    for column in 0..<columns {
+                        let d = blockScales.count == 1 ? blockScales[0] : blockScales[row * blocks + column / 256]
+                        sum += Double(d) * Double(codes[row * columns + column]) * Double(x[token * columns + column])
+                    }
+                    output[token * rows + row] = sum / Double(scales[token])
+                }
+            }
+            return output
+        }
+
+        func run(_ x: [Int8], scales: [Float], tokens: Int, pool: OpaquePointer?) -> [Float] {
+            var output = [Float](repeating: .nan, count: tokens * rows)
+            packed.withUnsafeBufferPointer { bytes in
+                var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns), data: bytes.baseAddress!)
+                #expect(bitnet_ternary_matmul(pool, &matrix, x, scales, Int64(tokens), &output) == 0)
+            }
+            return output
+        }
+    }
+
+    /// Activations with the extremes (−128 and 127) at fixed positions and random values elsewhere.
+    static func activations(tokens: Int, columns: Int, seed: UInt64) -> (values: [Int8], scales: [Float]) {
+        var generator = SeededGenerator(seed: seed)
+        let values = (0..<tokens * columns).map { index -> Int8 in
+            index % 7 == 0 ? -128 : (index % 11 == 0 ? 127 : Int8.random(in: -128...127, using: &generator))
+        }
+        return (values, (0..<tokens).map { _ in Float.random(in: 0.5...40, using: &generator) })
+    }
+
+    static let shapes: [(rows: Int, columns: Int, tokens: Int)] = [(1, 256, 1), (7, 512, 1), (9, 768, 5), (6, 2560, 3), (13, 256, 9), (66, 1280, 4), (33, 512, 2)]
+
+    /// Every encoding, uniform and per-block scales, odd rows and tokens (tile tails), 1 and 3 threads: each
+    /// instruction set gives the scalar kernels' floats to the bit, and those agree with the double-precision sum.
+    @Test(arguments: [BITNET_TERNARY_TQ2_0, BITNET_TERNARY_TQ1_0, BITNET_TERNARY_I2_S])
+    func ternaryMatmulMatchesTheOracleOnEveryPath(_ encoding: bitnet_ternary_encoding) throws {
+        let pools = [nil, bitnet_pool_create(3)]
+        defer { bitnet_pool_destroy(pools[1]) }
+        var shapes = Self.shapes
+        if encoding == BITNET_TERNARY_I2_S { shapes += [(5, 384, 3), (3, 128, 6)] }  // I2_S rows are whole 128-value blocks
+        for (index, shape) in shapes.enumerated() {
+            for uniform in encoding == BITNET_TERNARY_I2_S ? [true] : [true, false] {
+                let matrix = try TernaryCase(encoding, rows: shape.rows, columns: shape.columns, uniform: uniform, seed: UInt64(index * 31 + Int(encoding.rawValue)))
+                let (x, scales) = Self.activations(tokens: shape.tokens, columns: shape.columns, seed: UInt64(index))
+                let expected = matrix.expected(x, scales: scales, tokens: shape.tokens)
+                let magnitude = expected.map(abs).max()! + 1
+                var scalar: [Float]?
+                for path in Self.paths {
+                    #expect(bitnet_kernels_force(path) == 0)
+                    defer { bitnet_kernels_force(nil) }
+                    for pool in pools {
+                        let output = matrix.run(x, scales: scales, tokens: shape.tokens, pool: pool)
+                        let label = "\(encoding) \(shape) uniform \(uniform) \(path) threads \(bitnet_pool_threads(pool))"
+                        let error = zip(output, expected).map { abs(Double($0) - $1) }.max()!
+                        #expect(error / magnitude < 1e-6, "\(label): error \(error)")
+                        if let scalar { #expect(output == scalar, "\(label) differs from scalar") } else { scalar = output }
+                    }
+                }
             }
         }
     }
 
-    @Test(arguments: [(1, 256), (3, 512), (5, 2560), (2, 6912)])
-    func tq2_0BlockDotsMatchTheOracle(rows: Int, columns: Int) throws {
-        try checkBlockDots(TQ2_0.self, bitnet_tq2_0_block_dots, rows: rows, columns: columns, seed: UInt64(rows * columns))
-    }
-
-    @Test(arguments: [(1, 256), (3, 768), (2, 2560)])
-    func tq1_0BlockDotsMatchTheOracle(rows: Int, columns: Int) throws {
-        try checkBlockDots(TQ1_0.self, bitnet_tq1_0_block_dots, rows: rows, columns: columns, seed: UInt64(rows * columns + 5))
-    }
-
-    @Test(arguments: [(1, 128), (4, 384), (3, 2560), (2, 6912)])
-    func i2_sDotsMatchTheOracle(rows: Int, columns: Int) throws {
-        let (tensor, x) = try randomCase(rows: rows, columns: columns, seed: UInt64(rows + columns))
-        let packed = try I2S.pack(tensor)
-        let xSum = x.reduce(Int32(0)) { $0 + Int32($1) }
-        for path in Self.paths {
-            #expect(bitnet_kernels_force(path) == 0)
-            defer { bitnet_kernels_force(nil) }
-            for row in 0..<rows {
-                let dot = packed.withUnsafeBufferPointer { bitnet_i2_s_dot($0.baseAddress! + row * columns / 4, x, xSum, Int64(columns)) }
-                #expect(dot == oracle(tensor, x, row: row, range: 0..<columns), "\(path) row \(row)")
+    @Test func threadPoolRunsEveryItemOnce() {
+        for threads: Int32 in [1, 2, 5] {
+            let pool = bitnet_pool_create(threads)
+            defer { bitnet_pool_destroy(pool) }
+            #expect(bitnet_pool_threads(pool) == threads)
+            for (count, grain) in [(0, 1), (1, 1), (7, 3), (1000, 1), (1000, 64), (33, 100)] {
+                var hits = [Int32](repeating: 0, count: count)
+                hits.withUnsafeMutableBufferPointer { hits in
+                    bitnet_pool_run(pool, Int64(count), Int64(grain), { context, begin, end, thread in
+                        let hits = context!.assumingMemoryBound(to: Int32.self)
+                        for item in Int(begin)..<Int(end) { hits[item] += 1 }
+                    }, hits.baseAddress)
+                }
+                #expect(hits.allSatisfy { $0 == 1 }, "\(threads) threads, \(count) items in chunks of \(grain)")
             }
         }
     }
@@ -102,7 +171,7 @@ import Testing
     }
 }
 
-/// Whole models with each instruction set forced (one thread, so every kernel runs on the forcing thread).
+/// Whole models with each instruction set forced on the calling thread; the pool's threads follow it.
 @Suite(.serialized) struct KernelVariantModelTests {
     @Test(arguments: ["bitnet-gqa-tied-bf16-tq2_0.gguf", "bitnet-chat-tiny"])
     func everyVariantRunsTheModel(_ fixture: String) throws {
@@ -111,11 +180,12 @@ import Testing
         for isa in KernelTests.paths {
             #expect(bitnet_kernels_force(isa) == 0)
             defer { bitnet_kernels_force(nil) }
-            let session = try InferenceSession(model: BitNetModel(path: Fixtures.path("models/\(fixture)"), backend: .cpu, threads: 1), contextLength: 32)
+            let session = try InferenceSession(model: BitNetModel(path: Fixtures.path("models/\(fixture)"), backend: .cpu, threads: 2), contextLength: 32)
             logits[isa] = try session.evaluate(reference.tokens, allPositions: true)
             reference.expectAgreement(logits[isa]!, within: .of(fixture), "\(fixture) on \(isa)")
         }
-        // The VNNI variant changes only integer dots, so it must give AVX2's logits to the bit.
+        // Every level computes the same integer sums and rescales them alike, and VNNI shares AVX2's float dots:
+        // VNNI must give AVX2's logits to the bit.
         if let vnni = logits["avx512vnni"], let avx2 = logits["avx2"] { #expect(vnni == avx2) }
     }
 }

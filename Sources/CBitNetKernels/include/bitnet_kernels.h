@@ -1,11 +1,14 @@
 #ifndef BITNET_KERNELS_H
 #define BITNET_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+// MARK: - Instruction sets
 
 /// The instruction set the kernels dispatch to on the calling thread: "avx512vnni", "avx2" or "scalar". The
 /// best one the CPU runs, unless the environment variable BITNET_KERNELS (read once at load) names a lower
@@ -13,26 +16,82 @@ extern "C" {
 const char *bitnet_kernels_isa(void);
 
 /// Makes the calling thread's kernels use `isa` ("scalar", "avx2", "avx512vnni"), or the default again
-/// when `isa` is NULL or empty; for tests. Returns -1, changing nothing, when the name is unknown or the CPU
-/// cannot run it. Other threads are not affected.
+/// when `isa` is NULL or empty; for tests and benchmarks. Returns -1, changing nothing, when the name is unknown
+/// or the CPU cannot run it. Other threads are not affected, except the pool threads of a matmul this thread
+/// calls: they run the caller's choice.
 int bitnet_kernels_force(const char *isa);
 
-/// Dot products of one TQ2_0 row (`blocks` blocks of 256 values, 66 bytes each) with int8 activations.
-/// Writes, for each block b, the integer sum Σ (code − 1) · x over the block to `block_sums[b]`.
-/// `x_block_sums[b]` must hold Σ x over block b (precomputed once per activation row).
-void bitnet_tq2_0_block_dots(const uint8_t *row, const int8_t *x, const int32_t *x_block_sums,
-                             int64_t blocks, int32_t *block_sums);
+/// The number of instruction-set levels and the name of each ("scalar", "avx2", "avx512vnni"), whether or
+/// not this CPU runs it.
+int bitnet_kernels_level_count(void);
+const char *bitnet_kernels_level_name(int level);
 
-/// Like ``bitnet_tq2_0_block_dots`` for TQ1_0 (54-byte blocks of 256 base-3 packed values).
-void bitnet_tq1_0_block_dots(const uint8_t *row, const int8_t *x, const int32_t *x_block_sums,
-                             int64_t blocks, int32_t *block_sums);
+/// Physical cores of this machine (hyper-threads counted once), or 0 when they cannot be told.
+int bitnet_physical_cores(void);
 
-/// Σ (code − 1) · x over one I2_S row of `n` values (a multiple of 128): `packed` points at the row's
-/// first 32-byte block; `x_sum` is Σ x over the row.
-int32_t bitnet_i2_s_dot(const uint8_t *packed, const int8_t *x, int32_t x_sum, int64_t n);
+// MARK: - Thread pool
 
-/// Σ w·x for one row of `n` weights stored as IEEE half (f16), bfloat16 or float32, with float32 x:
-/// the embedding-sized output projection. AVX2 + F16C + FMA when the CPU has them.
+/// Persistent worker threads that split a range of work items between themselves and the caller.
+typedef struct bitnet_pool bitnet_pool;
+
+/// A task body: handles items [begin, end) on pool thread `thread` (0 is the calling thread).
+typedef void (*bitnet_task)(void *context, int64_t begin, int64_t end, int thread);
+
+/// A pool of `threads` threads in all: `threads − 1` workers plus the thread that calls ``bitnet_pool_run``.
+/// Returns NULL when threads cannot be made.
+bitnet_pool *bitnet_pool_create(int threads);
+void bitnet_pool_destroy(bitnet_pool *pool);
+int bitnet_pool_threads(const bitnet_pool *pool);
+
+/// Runs `task` over items [0, count) in chunks of `grain` items, taken in turn by the caller and the workers;
+/// returns when every chunk is done. Calls from several threads take turns; a call from inside a task runs
+/// serially on its thread. A NULL pool runs everything on the calling thread.
+void bitnet_pool_run(bitnet_pool *pool, int64_t count, int64_t grain, bitnet_task task, void *context);
+
+// MARK: - Ternary matmul
+
+/// Packed ternary weight layouts (codes stored as c + 1 ∈ {0, 1, 2}).
+typedef enum {
+    /// llama.cpp TQ2_0: 66-byte blocks of 256 values (64 bytes of 2-bit codes, f16 scale).
+    BITNET_TERNARY_TQ2_0 = 0,
+    /// llama.cpp TQ1_0: 54-byte blocks of 256 values (base-3, five codes a byte; f16 scale).
+    BITNET_TERNARY_TQ1_0 = 1,
+    /// bitnet.cpp I2_S: 32-byte blocks of 128 values, one float scale after the whole tensor.
+    BITNET_TERNARY_I2_S = 2,
+} bitnet_ternary_encoding;
+
+/// A `rows × columns` ternary matrix as stored in the file (read in place).
+typedef struct {
+    int32_t encoding;
+    int64_t rows;
+    int64_t columns;
+    const uint8_t *data;
+} bitnet_ternary_matrix;
+
+/// `output[t · rows + r] = Σ_b d_b · Σ_{i∈b} (c[r, i] − 1) · x[t, i] / x_scales[t]` for `tokens` int8 activation
+/// rows `x` (`tokens × columns`, row-major): the whole matmul, rows split between the pool's threads, each
+/// weight tile read once for every token (a GEMM when `tokens` > 1). Integer accumulation; one float rescale
+/// per row when a row's block scales are equal (BitNet's per-tensor scale), per block otherwise. Every
+/// instruction-set level gives the same floats. `columns` must be a multiple of the encoding's block.
+/// Returns 0, or -1 when memory for the prepared activations cannot be had.
+int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights, const int8_t *x,
+                          const float *x_scales, int64_t tokens, float *output);
+
+// MARK: - Float matmul
+
+/// Element types of float matrices (embeddings, the output projection).
+typedef enum {
+    BITNET_FLOAT_F32 = 0,
+    BITNET_FLOAT_F16 = 1,
+    BITNET_FLOAT_BF16 = 2,
+} bitnet_float_encoding;
+
+/// `output[t · rows + r] = Σ_c W[r, c] · x[t, c]` for a row-major `rows × columns` matrix of `encoding` and
+/// `tokens` float rows `x`; rows split between the pool's threads.
+void bitnet_float_matmul(bitnet_pool *pool, int32_t encoding, const void *weights, int64_t rows, int64_t columns,
+                         const float *x, int64_t tokens, float *output);
+
+/// Σ w·x for one row of `n` weights stored as IEEE half (f16), bfloat16 or float32, with float32 x.
 float bitnet_dot_f16(const uint16_t *w, const float *x, int64_t n);
 float bitnet_dot_bf16(const uint16_t *w, const float *x, int64_t n);
 float bitnet_dot_f32(const float *w, const float *x, int64_t n);

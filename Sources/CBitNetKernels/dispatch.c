@@ -1,0 +1,116 @@
+// Run-time choice of the kernels' instruction set: one binary runs on every CPU of its architecture. The level
+// is found once when the library loads (CPUID through __builtin_cpu_supports), capped by BITNET_KERNELS, and a
+// thread may force a lower one for tests. Each matmul looks its table up once, on the calling thread.
+#define _GNU_SOURCE
+#include "kernels_internal.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "avx512vnni"};
+
+static const bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
+    {{bitnet_tq2_0_tile_scalar, bitnet_tq1_0_tile_scalar, bitnet_i2_s_tile_scalar},
+     {bitnet_dot_f32_scalar, bitnet_dot_f16_scalar, bitnet_dot_bf16_scalar}},
+#ifdef BITNET_X86
+    {{bitnet_tq2_0_tile_avx2, bitnet_tq1_0_tile_avx2, bitnet_i2_s_tile_avx2},
+     {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2}},
+    {{bitnet_tq2_0_tile_vnni, bitnet_tq1_0_tile_vnni, bitnet_i2_s_tile_vnni},
+     {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2}},
+#endif
+};
+
+/// The best level this CPU runs (`cpu_level`), and that capped by BITNET_KERNELS (`default_level`): set before
+/// any thread can call a kernel (a lazy first-use check was a data race between the threads of a forward pass).
+static int default_level = 0;
+static int cpu_level = 0;
+
+/// A level forced on the calling thread (-1: none), so a test forcing one path never changes what other
+/// threads (other tests' forward passes) compute.
+static _Thread_local int forced_level = -1;
+
+static int level_named(const char *name) {
+    for (int level = 0; level < BITNET_LEVEL_COUNT; level++) {
+        const char *a = name, *b = level_names[level];
+        while (*a && *a == *b) { a++; b++; }
+        if (*a == 0 && *b == 0) return level;
+    }
+    return -1;
+}
+
+__attribute__((constructor))
+static void detect_cpu_features(void) {
+#ifdef BITNET_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        cpu_level = BITNET_LEVEL_AVX2;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+            && __builtin_cpu_supports("avx512vnni")) cpu_level = BITNET_LEVEL_AVX512VNNI;
+    }
+#endif
+    default_level = cpu_level;
+    const char *cap = getenv("BITNET_KERNELS");
+    int capped = cap && *cap ? level_named(cap) : -1;
+    if (capped >= 0 && capped < default_level) default_level = capped;
+}
+
+int bitnet_level(void) { return forced_level >= 0 ? forced_level : default_level; }
+
+const bitnet_kernel_table *bitnet_kernels_for_level(int level) { return &tables[level]; }
+
+int bitnet_kernels_force(const char *isa) {
+    if (!isa || !*isa) {
+        forced_level = -1;
+        return 0;
+    }
+    int wanted = level_named(isa);
+    if (wanted < 0 || wanted > cpu_level) return -1;
+    forced_level = wanted;
+    return 0;
+}
+
+const char *bitnet_kernels_isa(void) { return level_names[bitnet_level()]; }
+
+int bitnet_kernels_level_count(void) { return BITNET_LEVEL_COUNT; }
+
+const char *bitnet_kernels_level_name(int level) {
+    return level >= 0 && level < BITNET_LEVEL_COUNT ? level_names[level] : "";
+}
+
+static long read_topology(int cpu, const char *field) {
+    char path[128];
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/%s", cpu, field);
+    FILE *file = fopen(path, "r");
+    if (!file) return -1;
+    long value = -1;
+    if (fscanf(file, "%ld", &value) != 1) value = -1;
+    fclose(file);
+    return value;
+}
+
+int bitnet_physical_cores(void) {
+#ifdef __linux__
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return 0;
+    // Distinct (package, core) pairs among the CPUs this process may run on.
+    long seen[CPU_SETSIZE][2];
+    int cores = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed)) continue;
+        long package = read_topology(cpu, "physical_package_id"), core = read_topology(cpu, "core_id");
+        if (package < 0 || core < 0) return CPU_COUNT(&allowed);
+        int known = 0;
+        for (int i = 0; i < cores && !known; i++) known = seen[i][0] == package && seen[i][1] == core;
+        if (!known) {
+            seen[cores][0] = package;
+            seen[cores][1] = core;
+            cores++;
+        }
+    }
+    return cores;
+#else
+    return 0;
+#endif
+}

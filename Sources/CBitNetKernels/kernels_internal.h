@@ -1,0 +1,71 @@
+// Declarations shared by the kernel files; not part of the public header.
+#ifndef BITNET_KERNELS_INTERNAL_H
+#define BITNET_KERNELS_INTERNAL_H
+
+#include "bitnet_kernels.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define BITNET_X86 1
+#endif
+
+/// Instruction-set levels, each a superset of the one before.
+enum { BITNET_LEVEL_SCALAR = 0, BITNET_LEVEL_AVX2 = 1, BITNET_LEVEL_AVX512VNNI = 2, BITNET_LEVEL_COUNT = 3 };
+
+/// The level the calling thread's kernels use (its forced level, else the process default).
+int bitnet_level(void);
+
+/// Σ c'·x, with c' the stored codes 0, 1, 2 and x int8 (no −Σx correction), for `rows` weight rows (`row_bytes`
+/// apart) × `tokens` activation rows (`x_stride` bytes apart), over blocks [first_block, end_block). Writes
+/// `sums[r * tokens + t]`. `rows` ≤ 4 and `tokens` ≤ 4. Activations are in the order ``bitnet_ternary_prepare``
+/// leaves them.
+typedef void (*bitnet_ternary_tile)(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
+                                    int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums);
+
+/// Σ w·x over one row of `n` stored weights (f32, f16 or bf16) and float x.
+typedef float (*bitnet_float_dot)(const void *w, const float *x, int64_t n);
+
+/// The kernels of one level, chosen once per call in the calling thread so worker threads run what the caller
+/// would (a level forced on the caller's thread applies to the whole matmul).
+typedef struct {
+    bitnet_ternary_tile ternary[3];  // indexed by bitnet_ternary_encoding
+    bitnet_float_dot dot[3];         // indexed by bitnet_float_encoding
+} bitnet_kernel_table;
+
+const bitnet_kernel_table *bitnet_kernels_for_level(int level);
+
+/// Packed layout of one encoding: values and bytes per block, and where the f16 block scale is (-1: one float
+/// scale after the whole tensor, I2_S).
+typedef struct {
+    int64_t block_values;
+    int64_t block_bytes;
+    int64_t prepared_block_bytes;  // activation bytes per block after preparation
+    int64_t scale_offset;
+} bitnet_ternary_layout;
+
+bitnet_ternary_layout bitnet_ternary_layout_of(int32_t encoding);
+
+// Tiles of each level, in the files of their instruction sets.
+void bitnet_tq2_0_tile_scalar(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_tq1_0_tile_scalar(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_i2_s_tile_scalar(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+float bitnet_dot_f32_scalar(const void *, const float *, int64_t);
+float bitnet_dot_f16_scalar(const void *, const float *, int64_t);
+float bitnet_dot_bf16_scalar(const void *, const float *, int64_t);
+float bitnet_half_to_float(uint16_t h);
+
+#ifdef BITNET_X86
+void bitnet_tq2_0_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_tq1_0_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_i2_s_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_tq2_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_tq1_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_i2_s_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+float bitnet_dot_f32_avx2(const void *, const float *, int64_t);
+float bitnet_dot_f16_avx2(const void *, const float *, int64_t);
+float bitnet_dot_bf16_avx2(const void *, const float *, int64_t);
+#endif
+
+#endif

@@ -1,0 +1,255 @@
+// The ternary matmul: activation preparation, the split of rows between threads, the token × row tiling and the
+// float rescale, shared by every instruction set; only the integer tiles differ (scalar here, x86 in
+// ternary_x86.c). Every level computes the same integer sums and rescales them with this file's code, so
+// every level gives the same floats.
+#include "kernels_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bitnet_ternary_layout bitnet_ternary_layout_of(int32_t encoding) {
+    switch (encoding) {
+    case BITNET_TERNARY_TQ1_0: return (bitnet_ternary_layout){256, 54, 320, 52};
+    case BITNET_TERNARY_I2_S: return (bitnet_ternary_layout){128, 32, 128, -1};
+    default: return (bitnet_ternary_layout){256, 66, 256, 64};
+    }
+}
+
+// MARK: - Activations
+
+/// Writes one token's activations in the order the TQ1_0 tiles read them (TQ2_0 and I2_S read x as it is). A TQ1_0
+/// block's 52 code bytes give five codes each (the fifth of the last four is padding); the tiles decode code
+/// j of all 52 bytes at once, so the block's 320 prepared bytes hold, for each j, the 64 values that code j of
+/// bytes 0..63 multiplies: x[32j .. 32j+32), x[160+16j .. +16), x[240+4j .. +4) (j < 4), then zeros.
+static void prepare_tq1_0_token(const int8_t *x, int64_t columns, int8_t *prepared) {
+    for (int64_t block = 0; block < columns / 256; block++) {
+        const int8_t *source = x + block * 256;
+        int8_t *target = prepared + block * 320;
+        memset(target, 0, 320);
+        for (int j = 0; j < 5; j++) {
+            memcpy(target + 64 * j, source + 32 * j, 32);
+            memcpy(target + 64 * j + 32, source + 160 + 16 * j, 16);
+            if (j < 4) memcpy(target + 64 * j + 48, source + 240 + 4 * j, 4);
+        }
+    }
+}
+
+// MARK: - Scalar tiles (the oracle the SIMD tiles are tested against)
+
+void bitnet_tq2_0_tile_scalar(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
+                              int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums) {
+    for (int r = 0; r < rows; r++) {
+        for (int t = 0; t < tokens; t++) {
+            int32_t sum = 0;
+            for (int64_t b = first_block; b < end_block; b++) {
+                const uint8_t *qs = w + r * row_bytes + b * 66;
+                const int8_t *xb = x + t * x_stride + b * 256;
+                // Byte i of half h holds values 128h + 32·lane + i at bits 2·lane.
+                for (int half = 0; half < 2; half++)
+                    for (int i = 0; i < 32; i++)
+                        for (int lane = 0; lane < 4; lane++)
+                            sum += (int32_t)((qs[32 * half + i] >> (2 * lane)) & 3) * xb[128 * half + 32 * lane + i];
+            }
+            sums[r * tokens + t] = sum;
+        }
+    }
+}
+
+/// Code j (0..4) of a TQ1_0 byte: the top base-3 digit of (byte · 3^j mod 256), as ((q · 3) >> 8).
+static inline int32_t tq1_0_code(uint8_t byte, int j) {
+    static const uint8_t powers[5] = {1, 3, 9, 27, 81};
+    uint8_t q = (uint8_t)(byte * powers[j]);
+    return ((uint16_t)q * 3) >> 8;
+}
+
+void bitnet_tq1_0_tile_scalar(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
+                              int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums) {
+    for (int r = 0; r < rows; r++) {
+        for (int t = 0; t < tokens; t++) {
+            int32_t sum = 0;
+            for (int64_t b = first_block; b < end_block; b++) {
+                const uint8_t *block = w + r * row_bytes + b * 54;
+                const int8_t *xb = x + t * x_stride + b * 320;
+                for (int j = 0; j < 5; j++)
+                    for (int i = 0; i < 52; i++) sum += tq1_0_code(block[i], j) * xb[64 * j + i];
+            }
+            sums[r * tokens + t] = sum;
+        }
+    }
+}
+
+void bitnet_i2_s_tile_scalar(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
+                             int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums) {
+    for (int r = 0; r < rows; r++) {
+        for (int t = 0; t < tokens; t++) {
+            int32_t sum = 0;
+            for (int64_t b = first_block; b < end_block; b++) {
+                const uint8_t *bytes = w + r * row_bytes + b * 32;
+                const int8_t *xb = x + t * x_stride + b * 128;
+                // Byte i holds values i, 32 + i, 64 + i, 96 + i at bits 6, 4, 2, 0.
+                for (int i = 0; i < 32; i++)
+                    for (int lane = 0; lane < 4; lane++)
+                        sum += (int32_t)((bytes[i] >> (6 - 2 * lane)) & 3) * xb[32 * lane + i];
+            }
+            sums[r * tokens + t] = sum;
+        }
+    }
+}
+
+// MARK: - Driver
+
+enum { MAX_TILE_ROWS = 4, MAX_TILE_TOKENS = 4, TOKEN_BLOCK = 4 };
+
+typedef struct {
+    const bitnet_ternary_matrix *weights;
+    bitnet_ternary_layout layout;
+    bitnet_ternary_tile tile;
+    int64_t blocks;     // per row
+    int64_t row_bytes;
+    const int8_t *prepared;
+    int64_t prepared_stride;
+    const int32_t *block_sums;  // Σ x per token and block
+    const int32_t *row_sums;    // Σ x per token
+    const float *x_scales;
+    int64_t tokens;
+    float *output;
+    float tensor_scale;  // I2_S
+} matmul_job;
+
+static inline uint16_t block_scale_bits(const matmul_job *job, int64_t row, int64_t block) {
+    const uint8_t *p = job->weights->data + row * job->row_bytes + block * job->layout.block_bytes + job->layout.scale_offset;
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+/// Whether every block of `row` has the same scale bits, as in BitNet's per-tensor scaled weights.
+static int row_scale_is_uniform(const matmul_job *job, int64_t row) {
+    if (job->layout.scale_offset < 0) return 1;
+    uint16_t first = block_scale_bits(job, row, 0);
+    for (int64_t block = 1; block < job->blocks; block++)
+        if (block_scale_bits(job, row, block) != first) return 0;
+    return 1;
+}
+
+static float row_scale(const matmul_job *job, int64_t row) {
+    return job->layout.scale_offset < 0 ? job->tensor_scale : bitnet_half_to_float(block_scale_bits(job, row, 0));
+}
+
+/// One row whose blocks have different scales: integer sums per block, rescaled and added in block order.
+static void row_with_block_scales(const matmul_job *job, int64_t row, int64_t first_token, int tokens) {
+    const uint8_t *w = job->weights->data + row * job->row_bytes;
+    float totals[MAX_TILE_TOKENS] = {0};
+    int32_t sums[MAX_TILE_TOKENS];
+    for (int64_t block = 0; block < job->blocks; block++) {
+        job->tile(w, job->row_bytes, job->prepared + first_token * job->prepared_stride, job->prepared_stride,
+                  block, block + 1, 1, tokens, sums);
+        float d = bitnet_half_to_float(block_scale_bits(job, row, block));
+        for (int t = 0; t < tokens; t++)
+            totals[t] += d * (float)(sums[t] - job->block_sums[(first_token + t) * job->blocks + block]);
+    }
+    for (int t = 0; t < tokens; t++)
+        job->output[(first_token + t) * job->weights->rows + row] = totals[t] / job->x_scales[first_token + t];
+}
+
+static void matmul_rows(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const matmul_job *job = context;
+    const int64_t rows = job->weights->rows;
+    // Decode (one token) walks four rows at once to keep more loads in flight; prompts two rows × four tokens,
+    // so a tile's decoded weights serve four tokens and its activations two rows.
+    const int tile_rows = job->tokens == 1 ? 4 : 2;
+    int uniform[64];
+    float scales[64];
+    for (int64_t chunk = begin; chunk < end; chunk += 64) {
+        int64_t chunk_end = chunk + 64 < end ? chunk + 64 : end;
+        for (int64_t row = chunk; row < chunk_end; row++) {
+            uniform[row - chunk] = row_scale_is_uniform(job, row);
+            scales[row - chunk] = row_scale(job, row);
+        }
+        for (int64_t first_token = 0; first_token < job->tokens; first_token += TOKEN_BLOCK) {
+            int tokens = job->tokens - first_token < TOKEN_BLOCK ? (int)(job->tokens - first_token) : TOKEN_BLOCK;
+            const int8_t *x = job->prepared + first_token * job->prepared_stride;
+            for (int64_t row = chunk; row < chunk_end; row += tile_rows) {
+                int count = chunk_end - row < tile_rows ? (int)(chunk_end - row) : tile_rows;
+                int all_uniform = 1;
+                for (int r = 0; r < count; r++) all_uniform &= uniform[row - chunk + r];
+                if (!all_uniform) {
+                    for (int r = 0; r < count; r++) {
+                        if (uniform[row - chunk + r]) continue;
+                        row_with_block_scales(job, row + r, first_token, tokens);
+                    }
+                }
+                int32_t sums[MAX_TILE_ROWS * MAX_TILE_TOKENS];
+                if (all_uniform) {
+                    job->tile(job->weights->data + row * job->row_bytes, job->row_bytes, x, job->prepared_stride,
+                              0, job->blocks, count, tokens, sums);
+                }
+                for (int r = 0; r < count; r++) {
+                    if (!uniform[row - chunk + r]) continue;
+                    if (!all_uniform) {
+                        job->tile(job->weights->data + (row + r) * job->row_bytes, job->row_bytes, x, job->prepared_stride,
+                                  0, job->blocks, 1, tokens, sums + r * tokens);
+                    }
+                    float d = scales[row - chunk + r];
+                    for (int t = 0; t < tokens; t++) {
+                        int64_t token = first_token + t;
+                        job->output[token * rows + row + r] =
+                            d * (float)(sums[r * tokens + t] - job->row_sums[token]) / job->x_scales[token];
+                    }
+                }
+            }
+        }
+    }
+}
+
+int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights, const int8_t *x,
+                          const float *x_scales, int64_t tokens, float *output) {
+    if (tokens <= 0 || weights->rows <= 0) return 0;
+    bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
+    int64_t blocks = weights->columns / layout.block_values;
+    matmul_job job = {
+        .weights = weights,
+        .layout = layout,
+        .tile = bitnet_kernels_for_level(bitnet_level())->ternary[weights->encoding],
+        .blocks = blocks,
+        .row_bytes = blocks * layout.block_bytes,
+        .prepared_stride = blocks * layout.prepared_block_bytes,
+        .x_scales = x_scales,
+        .tokens = tokens,
+        .output = output,
+    };
+    if (layout.scale_offset < 0) memcpy(&job.tensor_scale, weights->data + weights->rows * job.row_bytes, sizeof(float));
+
+    // TQ2_0 and I2_S tiles read the activations as they are; TQ1_0's are reordered.
+    int reorder = weights->encoding == BITNET_TERNARY_TQ1_0;
+    size_t prepared_bytes = reorder ? (size_t)(tokens * job.prepared_stride) : 0;
+    size_t sum_bytes = (size_t)(tokens * (blocks + 1)) * sizeof(int32_t);
+    uint8_t *workspace = malloc(prepared_bytes + sum_bytes);
+    if (!workspace) return -1;
+    int32_t *block_sums = (int32_t *)workspace;
+    int32_t *row_sums = block_sums + tokens * blocks;
+    int8_t *prepared = (int8_t *)(row_sums + tokens);
+    for (int64_t t = 0; t < tokens; t++) {
+        const int8_t *row = x + t * weights->columns;
+        int32_t total = 0;
+        for (int64_t block = 0; block < blocks; block++) {
+            int32_t sum = 0;
+            for (int64_t i = 0; i < layout.block_values; i++) sum += row[block * layout.block_values + i];
+            block_sums[t * blocks + block] = sum;
+            total += sum;
+        }
+        row_sums[t] = total;
+        if (reorder) prepare_tq1_0_token(row, weights->columns, prepared + t * job.prepared_stride);
+    }
+    job.prepared = reorder ? prepared : x;
+    job.block_sums = block_sums;
+    job.row_sums = row_sums;
+
+    // Chunks of rows small enough to balance the threads, large enough that a chunk's weights fill the tiles.
+    int threads = bitnet_pool_threads(pool);
+    int64_t grain = weights->rows / (threads * 8);
+    if (grain < 16) grain = 16;
+    grain = (grain + 3) & ~(int64_t)3;
+    bitnet_pool_run(pool, weights->rows, grain, matmul_rows, &job);
+    free(workspace);
+    return 0;
+}
