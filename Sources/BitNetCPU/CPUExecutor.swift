@@ -1,6 +1,7 @@
 import BitNetEngine
 import BitNetModels
 import BitNetQuantization
+import CBitNetKernels
 import Foundation
 
 /// One forward pass on the CPU: runs the graph's ops in order over the activation buffers of the cache.
@@ -72,10 +73,16 @@ struct CPUExecution {
             rmsNorm(input, scale, epsilon: epsilon, into: output)
 
         case .quantize(let input, let output, let site, let layer):
-            let values = Array(values(input))
-            model.backend.observer?(site, layer, values, width(input))
-            // Sizes are consistent by construction.
-            cache.quantized[output.index] = try! AbsmaxQuantizer.quantize(values, rows: values.count / width(input), columns: width(input))
+            let width = width(input), rows = values(input).count / width
+            if let observer = model.backend.observer {
+                observer(site, layer, Array(values(input)), width)
+            }
+            var scales = [Float](repeating: 0, count: rows)
+            let codes = [Int8](unsafeUninitializedCapacity: rows * width) { codes, initialized in
+                bitnet_quantize_rows(pool.pointer, cache.activation(input.index), Int64(rows), Int64(width), codes.baseAddress!, &scales)
+                initialized = rows * width
+            }
+            cache.quantized[output.index] = QuantizedActivations(rows: rows, columns: width, values: codes, scales: scales)
 
         case .bitLinear(let input, let weight, let output):
             guard case .ternary(let linear) = model.weights[weight.index], let activations = cache.quantized[input.index] else {
@@ -141,17 +148,8 @@ struct CPUExecution {
 
     /// `x · rsqrt(mean(x²) + ε) · w` per row, in float32 as transformers' RMSNorm.
     private func rmsNorm(_ input: ActivationID, _ weight: [Float], epsilon: Float, into output: ActivationID) {
-        let values = values(input)
-        let width = weight.count
-        withBuffer(output) { out in
-            for row in 0..<values.count / width {
-                let base = row * width
-                var sum: Float = 0
-                for index in base..<base + width { sum += values[index] * values[index] }
-                let scale = 1 / (sum / Float(width) + epsilon).squareRoot()
-                for index in 0..<width { out[base + index] = weight[index] * (values[base + index] * scale) }
-            }
-        }
+        let rows = values(input).count / weight.count
+        bitnet_rms_norm(pool.pointer, cache.activation(input.index), weight, epsilon, Int64(rows), Int64(weight.count), cache.activation(output.index))
     }
 
     /// Rotary position embedding of `heads` heads per row, at each token's position.
@@ -186,45 +184,25 @@ struct CPUExecution {
 
     /// Causal grouped-query attention of each token over its own sequence's cache slot.
     private func attend(_ op: AttentionOp) {
-        let dimension = op.headDimension
-        let group = op.heads / op.keyValueHeads
-        let scale = 1 / Float(dimension).squareRoot()
-        let queryWidth = width(op.query), width = cache.width
-        let q = cache.activation(op.query.index), output = cache.activation(op.output.index)
+        let queryWidth = width(op.query)
         for (slot, tokens) in sequences {
-            let visibleEnd = batch.positions[tokens.last!] + 1  // a sequence's positions rise through the batch
-            cache.withSlot(layer: op.layer, slot: slot, positions: visibleEnd) { k, v in
-                pool.runEvenly(tokens.count * op.heads) { range in
-                    var scores = [Float](repeating: 0, count: visibleEnd)
-                    for item in range {
-                        let (tokenIndex, head) = item.quotientAndRemainder(dividingBy: op.heads)
-                        let index = tokens[tokenIndex]
-                        let query = q + index * queryWidth + head * dimension
-                        let kvOffset = (head / group) * dimension
-                        let visible = batch.positions[index] + 1
-                        var maximum = -Float.infinity
-                        for position in 0..<visible {
-                            let key = k + position * width + kvOffset
-                            var dot: Float = 0
-                            for d in 0..<dimension { dot += query[d] * key[d] }
-                            scores[position] = dot * scale
-                            maximum = max(maximum, scores[position])
-                        }
-                        var total: Float = 0
-                        for position in 0..<visible {
-                            scores[position] = expf(scores[position] - maximum)
-                            total += scores[position]
-                        }
-                        let result = output + index * queryWidth + head * dimension
-                        for d in 0..<dimension { result[d] = 0 }
-                        for position in 0..<visible {
-                            let weight = scores[position] / total
-                            let value = v + position * width + kvOffset
-                            for d in 0..<dimension { result[d] += weight * value[d] }
-                        }
+            let rows = tokens.map(Int64.init), positions = tokens.map { Int64(batch.positions[$0]) }
+            let status = cache.withStoredSlot(layer: op.layer, slot: slot) { keys, values in
+                rows.withUnsafeBufferPointer { rows in
+                    positions.withUnsafeBufferPointer { positions in
+                        var arguments = bitnet_attention_args(
+                            cache_type: Int32(cache.type == .f16 ? BITNET_CACHE_F16.rawValue : BITNET_CACHE_F32.rawValue),
+                            keys: keys, values: values, cache_width: Int64(cache.width),
+                            queries: cache.activation(op.query.index), output: cache.activation(op.output.index), row_stride: Int64(queryWidth),
+                            rows: rows.baseAddress!, positions: positions.baseAddress!, tokens: Int64(tokens.count),
+                            heads: Int32(op.heads), key_value_heads: Int32(op.keyValueHeads), head_dimension: Int32(op.headDimension),
+                            scale: 1 / Float(op.headDimension).squareRoot())
+                        return bitnet_attention(pool.pointer, &arguments)
                     }
                 }
             }
+            // The only failure is memory for one context's scores.
+            precondition(status == 0, "out of memory for attention scores")
         }
     }
 

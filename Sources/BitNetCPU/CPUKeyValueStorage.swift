@@ -79,18 +79,19 @@ final class CPUKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         }
     }
 
-    /// Calls `body` with the keys and values of the first `positions` positions of `slot` in `layer`, as floats.
-    func withSlot<R>(layer: Int, slot: Int, positions: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Float>) -> R) -> R {
-        let range = slot * capacity * width..<(slot * capacity + positions) * width
+    /// Calls `body` with the stored keys and values of `slot` in `layer` (f32 or f16 as ``type``, `width` per
+    /// position), read in place.
+    func withStoredSlot<R>(layer: Int, slot: Int, _ body: (UnsafeRawPointer, UnsafeRawPointer) -> R) -> R {
+        let start = slot * capacity * width
         switch type {
         case .f32:
-            return keys[layer].withUnsafeBufferPointer { k in
-                values[layer].withUnsafeBufferPointer { v in body(k.baseAddress! + range.lowerBound, v.baseAddress! + range.lowerBound) }
+            return keys[layer].withUnsafeBytes { k in
+                values[layer].withUnsafeBytes { v in body(k.baseAddress! + start * 4, v.baseAddress! + start * 4) }
             }
         case .f16:
-            let k = halfKeys[layer][range].map(floatFromHalfBits)
-            let v = halfValues[layer][range].map(floatFromHalfBits)
-            return k.withUnsafeBufferPointer { k in v.withUnsafeBufferPointer { v in body(k.baseAddress!, v.baseAddress!) } }
+            return halfKeys[layer].withUnsafeBytes { k in
+                halfValues[layer].withUnsafeBytes { v in body(k.baseAddress! + start * 2, v.baseAddress! + start * 2) }
+            }
         }
     }
 }

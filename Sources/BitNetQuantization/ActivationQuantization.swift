@@ -6,6 +6,14 @@ public struct QuantizedActivations: Sendable, Equatable {
     public var values: [Int8]
     /// Per-row multiplier `a` that took floats to int8 (`q = round(x · a)`).
     public var scales: [Float]
+
+    public init(rows: Int, columns: Int, values: [Int8], scales: [Float]) {
+        precondition(values.count == rows * columns && scales.count == rows, "\(rows)×\(columns) activations")
+        self.rows = rows
+        self.columns = columns
+        self.values = values
+        self.scales = scales
+    }
 }
 
 /// BitNet b1.58 activation quantization ("absmax" per token), bit-exact with transformers' `ActQuant`.

@@ -1,6 +1,6 @@
 // x86 integer tiles of the ternary matmul: AVX2 (vpmaddubsw) and its twin in AVX-512 VNNI (vpdpbusd). Both
 // compute Σ c'·x with c' ∈ {0, 1, 2} the stored codes (unsigned) and x int8 (signed); the driver subtracts Σ x.
-// A tile covers up to 4 rows × 4 tokens so the codes decoded from one load of weights serve every token of the
+// A tile covers up to 2 rows × 4 tokens so the codes decoded from one load of weights serve every token of the
 // tile, and each activation load serves every row.
 #include "kernels_internal.h"
 
@@ -12,11 +12,11 @@
 #define TARGET_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 /// Generates the exported tile from a body specialized for constant (rows, tokens): the shapes the driver uses
-/// (4 × 1 for decode, 2 × 4 and 1 × 4 for prompts) run unrolled; any other is run one row × one token at a time.
+/// (2 × 1 for decode, 2 × 4 and 1 × 4 for prompts) run unrolled; any other is run one row × one token at a time.
 #define TILE_DISPATCH(name, target, body)                                            \
     target void name(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride, int64_t b0,         \
                      int64_t b1, int rows, int tokens, int32_t *sums) {                                           \
-        if (rows == 4 && tokens == 1) body(w, row_bytes, x, x_stride, b0, b1, 4, 1, sums);                        \
+        if (rows == 2 && tokens == 1) body(w, row_bytes, x, x_stride, b0, b1, 2, 1, sums);                        \
         else if (rows == 2 && tokens == 4) body(w, row_bytes, x, x_stride, b0, b1, 2, 4, sums);                   \
         else if (rows == 1 && tokens == 4) body(w, row_bytes, x, x_stride, b0, b1, 1, 4, sums);                   \
         else                                                                                                      \
@@ -145,8 +145,9 @@ TARGET_VNNI static ALWAYS_INLINE __m512i code_pair_vnni(__m512i q, int low_shift
 
 TARGET_VNNI static ALWAYS_INLINE void tq2_0_vnni(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs,
                                                  int64_t b0, int64_t b1, const int R, const int T, int32_t *sums) {
-    __m512i acc[4][4];
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_si512();
+    // Two accumulators per row and token: vpdpbusd's latency would otherwise bound a decode (one token) tile.
+    __m512i acc[4][4], acc2[4][4];
+    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = acc2[r][t] = _mm512_setzero_si512();
     for (int64_t b = b0; b < b1; b++) {
         for (int half = 0; half < 2; half++) {
             __m512i c01[4], c23[4];
@@ -158,18 +159,21 @@ TARGET_VNNI static ALWAYS_INLINE void tq2_0_vnni(const uint8_t *w, int64_t row_b
             for (int t = 0; t < T; t++) {
                 const int8_t *xh = x + t * xs + b * 256 + 128 * half;
                 __m512i x01 = _mm512_loadu_si512(xh), x23 = _mm512_loadu_si512(xh + 64);
-                for (int r = 0; r < R; r++)
-                    acc[r][t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][t], c01[r], x01), c23[r], x23);
+                for (int r = 0; r < R; r++) {
+                    acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c01[r], x01);
+                    acc2[r][t] = _mm512_dpbusd_epi32(acc2[r][t], c23[r], x23);
+                }
             }
         }
     }
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = _mm512_reduce_add_epi32(acc[r][t]);
+    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[r][t], acc2[r][t]));
 }
 
 TARGET_VNNI static ALWAYS_INLINE void i2_s_vnni(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs,
                                                 int64_t b0, int64_t b1, const int R, const int T, int32_t *sums) {
-    __m512i acc[4][4];
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_si512();
+    // Two accumulators per row and token: vpdpbusd's latency would otherwise bound a decode (one token) tile.
+    __m512i acc[4][4], acc2[4][4];
+    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = acc2[r][t] = _mm512_setzero_si512();
     for (int64_t b = b0; b < b1; b++) {
         __m512i c01[4], c23[4];
         for (int r = 0; r < R; r++) {
@@ -180,24 +184,28 @@ TARGET_VNNI static ALWAYS_INLINE void i2_s_vnni(const uint8_t *w, int64_t row_by
         for (int t = 0; t < T; t++) {
             const int8_t *xb = x + t * xs + b * 128;
             __m512i x01 = _mm512_loadu_si512(xb), x23 = _mm512_loadu_si512(xb + 64);
-            for (int r = 0; r < R; r++)
-                acc[r][t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][t], c01[r], x01), c23[r], x23);
+            for (int r = 0; r < R; r++) {
+                acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c01[r], x01);
+                acc2[r][t] = _mm512_dpbusd_epi32(acc2[r][t], c23[r], x23);
+            }
         }
     }
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = _mm512_reduce_add_epi32(acc[r][t]);
+    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[r][t], acc2[r][t]));
 }
 
+/// ``top_trit_avx2`` with AVX-512's unsigned byte compares into masks (one op fewer, measured 5 % faster on TQ1_0).
 TARGET_VNNI static ALWAYS_INLINE __m512i top_trit_vnni(__m512i v) {
     const __m512i one = _mm512_set1_epi8(1);
-    return _mm512_add_epi8(_mm512_min_epu8(_mm512_subs_epu8(v, _mm512_set1_epi8(85)), one),
-                           _mm512_min_epu8(_mm512_subs_epu8(v, _mm512_set1_epi8((char)170)), one));
+    __m512i c = _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(v, _mm512_set1_epi8(86)), one);
+    return _mm512_mask_add_epi8(c, _mm512_cmpge_epu8_mask(v, _mm512_set1_epi8((char)171)), c, one);
 }
 
 TARGET_VNNI static ALWAYS_INLINE void tq1_0_vnni(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs,
                                                  int64_t b0, int64_t b1, const int R, const int T, int32_t *sums) {
     const __mmask64 code_bytes = (1ULL << 52) - 1;
-    __m512i acc[4][4];
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_si512();
+    // Two accumulators per row and token: vpdpbusd's latency would otherwise bound a decode (one token) tile.
+    __m512i acc[4][4], acc2[4][4];
+    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = acc2[r][t] = _mm512_setzero_si512();
     for (int64_t b = b0; b < b1; b++) {
         __m512i v[4];
         for (int r = 0; r < R; r++) v[r] = _mm512_maskz_loadu_epi8(code_bytes, w + r * row_bytes + b * 54);
@@ -209,11 +217,14 @@ TARGET_VNNI static ALWAYS_INLINE void tq1_0_vnni(const uint8_t *w, int64_t row_b
             }
             for (int t = 0; t < T; t++) {
                 __m512i xj = _mm512_loadu_si512(x + t * xs + b * 320 + 64 * j);
-                for (int r = 0; r < R; r++) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c[r], xj);
+                for (int r = 0; r < R; r++) {
+                    if (j % 2) acc2[r][t] = _mm512_dpbusd_epi32(acc2[r][t], c[r], xj);
+                    else acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c[r], xj);
+                }
             }
         }
     }
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = _mm512_reduce_add_epi32(acc[r][t]);
+    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[r][t], acc2[r][t]));
 }
 
 TILE_DISPATCH(bitnet_tq2_0_tile_vnni, TARGET_VNNI, tq2_0_vnni)

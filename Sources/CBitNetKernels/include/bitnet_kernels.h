@@ -96,6 +96,45 @@ float bitnet_dot_f16(const uint16_t *w, const float *x, int64_t n);
 float bitnet_dot_bf16(const uint16_t *w, const float *x, int64_t n);
 float bitnet_dot_f32(const float *w, const float *x, int64_t n);
 
+// MARK: - The rest of the forward pass
+
+/// Per-row absmax int8 quantization, bit-exact with transformers' `ActQuant` (and `AbsmaxQuantizer` in Swift):
+/// `a = (1 / max(max|x|, 1e-5)) · 127` in two float roundings, `q = clamp(rint(x · a), −128, 127)`, NaN → 0.
+/// Rows split between the pool's threads.
+void bitnet_quantize_rows(bitnet_pool *pool, const float *x, int64_t rows, int64_t columns, int8_t *q, float *scales);
+
+/// `output = weight · (x · 1/sqrt(mean(x²) + ε))` per row in float32, summed in order as transformers' RMSNorm.
+void bitnet_rms_norm(bitnet_pool *pool, const float *x, const float *weight, float epsilon, int64_t rows,
+                     int64_t columns, float *output);
+
+/// KV cache element types.
+typedef enum { BITNET_CACHE_F32 = 0, BITNET_CACHE_F16 = 1 } bitnet_cache_type;
+
+/// Causal grouped-query attention of one sequence's new tokens over its cache slot.
+typedef struct {
+    int32_t cache_type;
+    /// The slot's first position; `cache_width` elements per position (all key/value heads).
+    const void *keys;
+    const void *values;
+    int64_t cache_width;
+    /// Each token's query row and output row (`heads × head_dimension` floats, `row_stride` apart).
+    const float *queries;
+    float *output;
+    int64_t row_stride;
+    /// The batch row of each of the sequence's `tokens` tokens, and its position (it sees positions 0…position).
+    const int64_t *rows;
+    const int64_t *positions;
+    int64_t tokens;
+    int32_t heads;
+    int32_t key_value_heads;
+    int32_t head_dimension;
+    float scale;
+} bitnet_attention_args;
+
+/// Softmax(q·kᵀ · scale) · v for every token and head of `args`, items split between the pool's threads. Returns
+/// 0, or -1 when memory for the scores cannot be had.
+int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args);
+
 #ifdef __cplusplus
 }
 #endif

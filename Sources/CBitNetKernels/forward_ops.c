@@ -1,0 +1,187 @@
+// The forward pass's other ops in C: int8 quantization of activations, RMSNorm and attention over the KV cache,
+// each split between the pool's threads. Numerics follow transformers' float32 order.
+#include "kernels_internal.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#ifdef BITNET_X86
+#include <immintrin.h>
+#endif
+
+// MARK: - Quantization
+
+typedef struct {
+    const float *x;
+    int64_t columns;
+    int8_t *q;
+    float *scales;
+} quantize_job;
+
+static inline int8_t int8_code(float scaled) {
+    float rounded = rintf(scaled);  // ties to even, the default rounding mode
+    if (rounded >= 127) return 127;
+    if (rounded <= -128) return -128;
+    return rounded != rounded ? 0 : (int8_t)rounded;
+}
+
+static void quantize_task(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const quantize_job *job = context;
+    for (int64_t row = begin; row < end; row++) {
+        const float *x = job->x + row * job->columns;
+        float maximum = 0;
+        for (int64_t i = 0; i < job->columns; i++) {
+            float magnitude = fabsf(x[i]);
+            if (!(magnitude <= maximum)) maximum = magnitude;  // NaN propagates, as torch.max does
+        }
+        const float epsilon = 1e-5f;
+        // Swift's max(maximum, ε) (NaN stays NaN), then PyTorch's 127 / t as reciprocal(t) · 127.
+        float clamped = epsilon >= maximum ? epsilon : maximum;
+        float scale = (1.0f / clamped) * 127.0f;
+        job->scales[row] = scale;
+        int8_t *q = job->q + row * job->columns;
+        for (int64_t i = 0; i < job->columns; i++) q[i] = int8_code(x[i] * scale);
+    }
+}
+
+void bitnet_quantize_rows(bitnet_pool *pool, const float *x, int64_t rows, int64_t columns, int8_t *q, float *scales) {
+    quantize_job job = {x, columns, q, scales};
+    bitnet_pool_run(pool, rows, 1, quantize_task, &job);
+}
+
+// MARK: - RMSNorm
+
+typedef struct {
+    const float *x, *weight;
+    float epsilon;
+    int64_t columns;
+    float *output;
+} norm_job;
+
+static void norm_task(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const norm_job *job = context;
+    for (int64_t row = begin; row < end; row++) {
+        const float *x = job->x + row * job->columns;
+        float *out = job->output + row * job->columns;
+        float sum = 0;
+        for (int64_t i = 0; i < job->columns; i++) sum += x[i] * x[i];
+        float scale = 1.0f / sqrtf(sum / (float)job->columns + job->epsilon);
+        for (int64_t i = 0; i < job->columns; i++) out[i] = job->weight[i] * (x[i] * scale);
+    }
+}
+
+void bitnet_rms_norm(bitnet_pool *pool, const float *x, const float *weight, float epsilon, int64_t rows,
+                     int64_t columns, float *output) {
+    norm_job job = {x, weight, epsilon, columns, output};
+    bitnet_pool_run(pool, rows, 1, norm_task, &job);
+}
+
+// MARK: - Attention
+
+/// out += weight · v for `n` cached values (f32 or f16).
+typedef void (*accumulate_fn)(float *out, float weight, const void *v, int64_t n);
+
+static void accumulate_f32_scalar(float *out, float weight, const void *v, int64_t n) {
+    const float *values = v;
+    for (int64_t i = 0; i < n; i++) out[i] += weight * values[i];
+}
+
+static void accumulate_f16_scalar(float *out, float weight, const void *v, int64_t n) {
+    const uint16_t *values = v;
+    for (int64_t i = 0; i < n; i++) out[i] += weight * bitnet_half_to_float(values[i]);
+}
+
+#ifdef BITNET_X86
+__attribute__((target("avx2,fma")))
+static void accumulate_f32_avx2(float *out, float weight, const void *v, int64_t n) {
+    const float *values = v;
+    __m256 w = _mm256_set1_ps(weight);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_fmadd_ps(w, _mm256_loadu_ps(values + i), _mm256_loadu_ps(out + i)));
+    for (; i < n; i++) out[i] += weight * values[i];
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void accumulate_f16_avx2(float *out, float weight, const void *v, int64_t n) {
+    const uint16_t *values = v;
+    __m256 w = _mm256_set1_ps(weight);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 value = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(values + i)));
+        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(w, value, _mm256_loadu_ps(out + i)));
+    }
+    for (; i < n; i++) out[i] += weight * bitnet_half_to_float(values[i]);
+}
+#endif
+
+typedef struct {
+    const bitnet_attention_args *args;
+    bitnet_float_dot dot;
+    accumulate_fn accumulate;
+    size_t element_bytes;
+    _Atomic int failed;
+} attention_job;
+
+static void attention_task(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    attention_job *job = context;
+    const bitnet_attention_args *a = job->args;
+    int64_t most_visible = 0;
+    for (int64_t item = begin; item < end; item++) {
+        int64_t visible = a->positions[item / a->heads] + 1;
+        if (visible > most_visible) most_visible = visible;
+    }
+    float *scores = malloc((size_t)most_visible * sizeof(float));
+    if (!scores) {
+        atomic_store(&job->failed, 1);
+        return;
+    }
+    const int64_t dimension = a->head_dimension, group = a->heads / a->key_value_heads;
+    for (int64_t item = begin; item < end; item++) {
+        int64_t token = item / a->heads, head = item % a->heads;
+        int64_t visible = a->positions[token] + 1;
+        const float *query = a->queries + a->rows[token] * a->row_stride + head * dimension;
+        size_t kv_offset = (size_t)((head / group) * dimension);
+        float maximum = -INFINITY;
+        for (int64_t position = 0; position < visible; position++) {
+            const uint8_t *key = (const uint8_t *)a->keys + ((size_t)position * a->cache_width + kv_offset) * job->element_bytes;
+            scores[position] = job->dot(key, query, dimension) * a->scale;
+            if (scores[position] > maximum) maximum = scores[position];
+        }
+        float total = 0;
+        for (int64_t position = 0; position < visible; position++) {
+            scores[position] = expf(scores[position] - maximum);
+            total += scores[position];
+        }
+        float *result = a->output + a->rows[token] * a->row_stride + head * dimension;
+        for (int64_t d = 0; d < dimension; d++) result[d] = 0;
+        for (int64_t position = 0; position < visible; position++) {
+            const uint8_t *value = (const uint8_t *)a->values + ((size_t)position * a->cache_width + kv_offset) * job->element_bytes;
+            job->accumulate(result, scores[position] / total, value, dimension);
+        }
+    }
+    free(scores);
+}
+
+int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
+    int level = bitnet_level();
+    const bitnet_kernel_table *table = bitnet_kernels_for_level(level);
+    int half = args->cache_type == BITNET_CACHE_F16;
+    attention_job job = {
+        .args = args,
+        .dot = table->dot[half ? BITNET_FLOAT_F16 : BITNET_FLOAT_F32],
+        .accumulate = half ? accumulate_f16_scalar : accumulate_f32_scalar,
+        .element_bytes = half ? 2 : 4,
+    };
+#ifdef BITNET_X86
+    if (level >= BITNET_LEVEL_AVX2) job.accumulate = half ? accumulate_f16_avx2 : accumulate_f32_avx2;
+#endif
+    int64_t items = args->tokens * args->heads;
+    int threads = bitnet_pool_threads(pool);
+    int64_t grain = items / (threads * 4);
+    bitnet_pool_run(pool, items, grain < 1 ? 1 : grain, attention_task, &job);
+    return atomic_load(&job.failed) ? -1 : 0;
+}
