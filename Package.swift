@@ -55,6 +55,11 @@ let package = Package(
             path: "Benchmarks/QuantizationBenchmark"
         ),
         .executableTarget(
+            name: "KernelBenchmark",
+            dependencies: ["CBitNetKernels"],
+            path: "Benchmarks/KernelBenchmark"
+        ),
+        .executableTarget(
             name: "InferenceBenchmark",
             dependencies: ["BitNetInference", "BitNetFormats", "BitNetQuantization"],
             path: "Benchmarks/InferenceBenchmark"

@@ -1,0 +1,123 @@
+// The ternary matmul kernels alone, per instruction set: GEMV (decode, one token) and GEMM (a prompt of 128
+// tokens) at the shapes of BitNet 2B-4T and 1bitLLM-large, in GB/s of weights and GOPS (2 ops per weight ×
+// token). Weights are random codes with one scale (as BitNet's), spread over more matrices than the caches
+// hold, so GEMV reads memory as a decode step does. A plain pass over the same bytes is the baseline.
+//
+//   swift run -c release KernelBenchmark [threads] [--json]
+import CBitNetKernels
+import Foundation
+
+let arguments = CommandLine.arguments.dropFirst()
+let threads = arguments.compactMap { Int($0) }.first ?? Int(max(1, bitnet_physical_cores()))
+let json = arguments.contains("--json")
+
+struct Shape { var name: String; var rows: Int; var columns: Int }
+let shapes = [
+    Shape(name: "2B-4T ffn_up", rows: 6912, columns: 2560),
+    Shape(name: "2B-4T ffn_down", rows: 2560, columns: 6912),
+    Shape(name: "1bitLLM-large ffn_up", rows: 4096, columns: 1536),
+]
+let encodings: [(String, bitnet_ternary_encoding, Int, Int)] = [  // name, encoding, values and bytes per block
+    ("tq2_0", BITNET_TERNARY_TQ2_0, 256, 66), ("tq1_0", BITNET_TERNARY_TQ1_0, 256, 54), ("i2_s", BITNET_TERNARY_I2_S, 128, 32),
+]
+/// Bytes of weights cycled through, well beyond the last-level caches of a desktop or a server slice.
+let workingSet = 512 << 20
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+let pool = bitnet_pool_create(Int32(threads))
+var results: [[String: Any]] = []
+var generator = SystemRandomNumberGenerator()
+
+// Baseline: one pass over the working set, summed by the pool's threads.
+let baselineBytes = [UInt64](unsafeUninitializedCapacity: workingSet / 8) { buffer, count in
+    for index in 0..<buffer.count { buffer[index] = UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15 }
+    count = buffer.count
+}
+/// Seconds of one pass summing `words` on the pool's threads. Not main-actor code: the task runs on workers.
+nonisolated func timeReadPass(_ words: UnsafeBufferPointer<UInt64>, pool: OpaquePointer?, threads: Int) -> Double {
+    let start = now()
+    var context = words
+    withUnsafeMutablePointer(to: &context) { context in
+        bitnet_pool_run(pool, Int64(words.count), Int64(words.count / threads / 4 + 1), { context, begin, end, _ in
+            let words = context!.assumingMemoryBound(to: UnsafeBufferPointer<UInt64>.self).pointee
+            var sum: UInt64 = 0
+            for index in Int(begin)..<Int(end) { sum &+= words[index] }
+            if sum == 42 { print("") }  // keeps the loop
+        }, context)
+    }
+    return now() - start
+}
+let bestBaseline = baselineBytes.withUnsafeBufferPointer { words in (0..<3).map { _ in timeReadPass(words, pool: pool, threads: threads) }.min()! }
+let baselineGBps = Double(workingSet) / bestBaseline / 1e9
+if !json {
+    print("threads \(threads); baseline: one pass over \(workingSet >> 20) MiB = \(String(format: "%.2f", baselineGBps)) GB/s")
+    print("| shape | type | isa | GEMV GB/s | GEMV % of baseline | GEMV GOPS | GEMM (128 tokens) GOPS |")
+    print("|---|---|---|---:|---:|---:|---:|")
+}
+
+for shape in shapes {
+    for (name, encoding, blockValues, blockBytes) in encodings {
+        let matrixBytes = shape.rows * shape.columns / blockValues * blockBytes + (encoding == BITNET_TERNARY_I2_S ? 32 : 0)
+        let count = max(2, workingSet / matrixBytes)
+        var bytes = [UInt8](repeating: 0, count: matrixBytes * count)
+        bytes.withUnsafeMutableBytes { raw in
+            var state = UInt64.random(in: 1...UInt64.max, using: &generator)
+            for offset in stride(from: 0, to: raw.count - 7, by: 8) {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17
+                raw.storeBytes(of: state, toByteOffset: offset, as: UInt64.self)
+            }
+        }
+        // One f16 scale (0.1) in every block, or the I2_S tensor scale: BitNet's per-tensor scale.
+        for matrix in 0..<count {
+            let base = matrix * matrixBytes
+            if encoding == BITNET_TERNARY_I2_S {
+                withUnsafeBytes(of: Float(0.1)) { for (offset, byte) in $0.enumerated() { bytes[base + matrixBytes - 32 + offset] = byte } }
+            } else {
+                for block in 0..<(shape.rows * shape.columns / blockValues) {
+                    bytes[base + block * blockBytes + blockBytes - 2] = 0x66
+                    bytes[base + block * blockBytes + blockBytes - 1] = 0x2E
+                }
+            }
+        }
+        for level in 0..<bitnet_kernels_level_count() {
+            let isa = String(cString: bitnet_kernels_level_name(level))
+            guard bitnet_kernels_force(isa) == 0 else { continue }
+            defer { bitnet_kernels_force(nil) }
+            var timings: [Int: Double] = [:]
+            for tokens in [1, 128] {
+                if isa == "scalar" && tokens > 1 { continue }  // minutes, and says nothing new
+                let x = (0..<tokens * shape.columns).map { _ in Int8.random(in: -128...127, using: &generator) }
+                let scales = [Float](repeating: 1, count: tokens)
+                var output = [Float](repeating: 0, count: tokens * shape.rows)
+                let passes = tokens == 1 ? count * 3 : 6
+                var best = Double.infinity
+                bytes.withUnsafeBufferPointer { bytes in
+                    for pass in 0..<passes {
+                        var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(shape.rows), columns: Int64(shape.columns),
+                                                           data: bytes.baseAddress! + (pass % count) * matrixBytes)
+                        let start = now()
+                        _ = bitnet_ternary_matmul(pool, &matrix, x, scales, Int64(tokens), &output)
+                        if pass >= count || tokens > 1 { best = min(best, now() - start) }  // the first round warms the pages
+                    }
+                }
+                timings[tokens] = best
+            }
+            let operations = 2.0 * Double(shape.rows * shape.columns)
+            let gemvGBps = Double(matrixBytes) / timings[1]! / 1e9
+            let gemvGOPS = operations / timings[1]! / 1e9
+            let gemmGOPS = timings[128].map { operations * 128 / $0 / 1e9 }
+            results.append(["shape": shape.name, "type": name, "isa": isa, "threads": threads, "gemv_gbps": gemvGBps,
+                            "gemv_gops": gemvGOPS, "gemm128_gops": gemmGOPS ?? NSNull(), "baseline_gbps": baselineGBps])
+            if !json {
+                print("| \(shape.name) | \(name) | \(isa) | \(String(format: "%.2f", gemvGBps)) | \(String(format: "%.0f %%", 100 * gemvGBps / baselineGBps)) | "
+                      + "\(String(format: "%.1f", gemvGOPS)) | \(gemmGOPS.map { String(format: "%.0f", $0) } ?? "–") |")
+            }
+        }
+    }
+}
+if json {
+    let data = try JSONSerialization.data(withJSONObject: ["results": results], options: [.prettyPrinted, .sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+bitnet_pool_destroy(pool)
