@@ -36,23 +36,17 @@ static void prepare_tq1_0_token(const int8_t *x, int64_t columns, int8_t *prepar
 
 // MARK: - Scalar tiles (the oracle the SIMD tiles are tested against)
 
-void bitnet_tq2_0_tile_scalar(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
-                              int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums) {
-    for (int r = 0; r < rows; r++) {
-        for (int t = 0; t < tokens; t++) {
-            int32_t sum = 0;
-            for (int64_t b = first_block; b < end_block; b++) {
-                const uint8_t *qs = w + r * row_bytes + b * 66;
-                const int8_t *xb = x + t * x_stride + b * 256;
-                // Byte i of half h holds values 128h + 32·lane + i at bits 2·lane.
-                for (int half = 0; half < 2; half++)
-                    for (int i = 0; i < 32; i++)
-                        for (int lane = 0; lane < 4; lane++)
-                            sum += (int32_t)((qs[32 * half + i] >> (2 * lane)) & 3) * xb[128 * half + 32 * lane + i];
-            }
-            sums[r * tokens + t] = sum;
-        }
-    }
+/// Σ c'·x over one block of `encoding` and its (prepared) activations.
+typedef int32_t (*scalar_block_dot)(const uint8_t *block, const int8_t *x);
+
+static int32_t tq2_0_block_scalar(const uint8_t *qs, const int8_t *x) {
+    int32_t sum = 0;
+    // Byte i of half h holds values 128h + 32·lane + i at bits 2·lane.
+    for (int half = 0; half < 2; half++)
+        for (int i = 0; i < 32; i++)
+            for (int lane = 0; lane < 4; lane++)
+                sum += (int32_t)((qs[32 * half + i] >> (2 * lane)) & 3) * x[128 * half + 32 * lane + i];
+    return sum;
 }
 
 /// Code j (0..4) of a TQ1_0 byte: the top base-3 digit of (byte · 3^j mod 256), as ((q · 3) >> 8).
@@ -62,38 +56,48 @@ static inline int32_t tq1_0_code(uint8_t byte, int j) {
     return ((uint16_t)q * 3) >> 8;
 }
 
-void bitnet_tq1_0_tile_scalar(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
-                              int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums) {
+static int32_t tq1_0_block_scalar(const uint8_t *block, const int8_t *x) {
+    int32_t sum = 0;
+    for (int j = 0; j < 5; j++)
+        for (int i = 0; i < 52; i++) sum += tq1_0_code(block[i], j) * x[64 * j + i];
+    return sum;
+}
+
+static int32_t i2_s_block_scalar(const uint8_t *bytes, const int8_t *x) {
+    int32_t sum = 0;
+    // Byte i holds values i, 32 + i, 64 + i, 96 + i at bits 6, 4, 2, 0.
+    for (int i = 0; i < 32; i++)
+        for (int lane = 0; lane < 4; lane++) sum += (int32_t)((bytes[i] >> (6 - 2 * lane)) & 3) * x[32 * lane + i];
+    return sum;
+}
+
+/// The tile of every encoding: its block dot over rows × tokens × blocks.
+static void scalar_tile(int32_t encoding, scalar_block_dot dot, const uint8_t *w, int64_t row_bytes, const int8_t *x,
+                        int64_t x_stride, int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums) {
+    bitnet_ternary_layout layout = bitnet_ternary_layout_of(encoding);
     for (int r = 0; r < rows; r++) {
         for (int t = 0; t < tokens; t++) {
             int32_t sum = 0;
-            for (int64_t b = first_block; b < end_block; b++) {
-                const uint8_t *block = w + r * row_bytes + b * 54;
-                const int8_t *xb = x + t * x_stride + b * 320;
-                for (int j = 0; j < 5; j++)
-                    for (int i = 0; i < 52; i++) sum += tq1_0_code(block[i], j) * xb[64 * j + i];
-            }
+            for (int64_t b = first_block; b < end_block; b++)
+                sum += dot(w + r * row_bytes + b * layout.block_bytes, x + t * x_stride + b * layout.prepared_block_bytes);
             sums[r * tokens + t] = sum;
         }
     }
 }
 
+void bitnet_tq2_0_tile_scalar(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
+                              int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums) {
+    scalar_tile(BITNET_TERNARY_TQ2_0, tq2_0_block_scalar, w, row_bytes, x, x_stride, first_block, end_block, rows, tokens, sums);
+}
+
+void bitnet_tq1_0_tile_scalar(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
+                              int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums) {
+    scalar_tile(BITNET_TERNARY_TQ1_0, tq1_0_block_scalar, w, row_bytes, x, x_stride, first_block, end_block, rows, tokens, sums);
+}
+
 void bitnet_i2_s_tile_scalar(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
                              int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums) {
-    for (int r = 0; r < rows; r++) {
-        for (int t = 0; t < tokens; t++) {
-            int32_t sum = 0;
-            for (int64_t b = first_block; b < end_block; b++) {
-                const uint8_t *bytes = w + r * row_bytes + b * 32;
-                const int8_t *xb = x + t * x_stride + b * 128;
-                // Byte i holds values i, 32 + i, 64 + i, 96 + i at bits 6, 4, 2, 0.
-                for (int i = 0; i < 32; i++)
-                    for (int lane = 0; lane < 4; lane++)
-                        sum += (int32_t)((bytes[i] >> (6 - 2 * lane)) & 3) * xb[32 * lane + i];
-            }
-            sums[r * tokens + t] = sum;
-        }
-    }
+    scalar_tile(BITNET_TERNARY_I2_S, i2_s_block_scalar, w, row_bytes, x, x_stride, first_block, end_block, rows, tokens, sums);
 }
 
 // MARK: - Driver
