@@ -1,8 +1,14 @@
-// End-to-end CPU inference speed and memory on a synthetic model of a real shape (random ternary TQ2_0
-// weights, f16 embeddings), next to a baseline measured in the same run: one pass over the weight bytes,
-// the memory-bandwidth floor of a decode step. Uses the public API only.
+// End-to-end CPU inference speed and memory on a synthetic model of a real shape (random ternary weights, f16
+// embeddings), next to a baseline measured in the same run: one pass over the weight bytes, the
+// memory-bandwidth floor of a decode step. Uses the public API only.
 //
 //   swift run -c release InferenceBenchmark [2b4t|small] [prompt tokens] [generated tokens] [threads]
+//       [--arch bitnet-b1.58|bitnet] [--type tq2_0|tq1_0|i2_s] [--write-only]
+//
+// The file is written once to the temporary directory and reused; `--write-only` prints its path and stops
+// (Benchmarks/compare.py uses it to give llama.cpp and swift-bitnet the same file). Files of the `bitnet`
+// architecture (1bitLLM's, which llama.cpp loads) carry a byte-level BPE vocabulary of the shape's size with
+// no merges, enough for llama-bench, which feeds random token ids.
 import BitNetFormats
 import BitNetInference
 import BitNetQuantization
@@ -12,7 +18,21 @@ struct Shape {
     var hidden, intermediate, layers, heads, kvHeads, vocabulary: Int
 }
 
-let arguments = CommandLine.arguments
+var arguments = CommandLine.arguments
+/// Removes `--name value` from the arguments and returns the value.
+@MainActor func option(_ name: String) -> String? {
+    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
+    defer { arguments.removeSubrange(index...index + 1) }
+    return arguments[index + 1]
+}
+let architecture = option("--arch").map { BitNetArchitecture(rawValue: $0) } ?? .bitnetB158
+let weightType = option("--type").map { GGMLType(name: $0) } ?? .tq2_0
+let writeOnly = arguments.contains("--write-only")
+arguments.removeAll { $0 == "--write-only" }
+guard let architecture, [.bitnetB158, .bitnet1bitLLM].contains(architecture), let weightType, [.tq2_0, .tq1_0, .i2_s].contains(weightType) else {
+    print("--arch must be bitnet-b1.58 or bitnet, --type tq2_0, tq1_0 or i2_s")
+    exit(2)
+}
 let presets = [
     "2b4t": Shape(hidden: 2560, intermediate: 6912, layers: 30, heads: 20, kvHeads: 5, vocabulary: 128_256),
     "small": Shape(hidden: 1024, intermediate: 2816, layers: 8, heads: 16, kvHeads: 4, vocabulary: 32_000),
@@ -38,33 +58,46 @@ func memory(_ field: String) -> Int {
 func mebibytes(_ bytes: Int) -> String { String(format: "%.0f MiB", Double(bytes) / 1_048_576) }
 
 // 1. A synthetic GGUF of this shape, written once and reused.
-let path = FileManager.default.temporaryDirectory.appendingPathComponent("swift-bitnet-bench-\(presetName).gguf").path
+let variant = (architecture == .bitnetB158 ? "" : "-\(architecture.rawValue)") + (weightType == .tq2_0 ? "" : "-\(weightType.name)")
+let path = FileManager.default.temporaryDirectory.appendingPathComponent("swift-bitnet-bench-\(presetName)\(variant).gguf").path
 if !FileManager.default.fileExists(atPath: path) {
     let start = now()
     FileHandle.standardError.write(Data("writing \(path)…\n".utf8))
     let headDimension = shape.hidden / shape.heads
     let configuration = ModelConfiguration(
-        architecture: .bitnetB158, vocabularySize: shape.vocabulary, hiddenSize: shape.hidden, intermediateSize: shape.intermediate,
+        architecture: architecture, vocabularySize: shape.vocabulary, hiddenSize: shape.hidden, intermediateSize: shape.intermediate,
         layerCount: shape.layers, headCount: shape.heads, keyValueHeadCount: shape.kvHeads, headDimension: headDimension,
         rmsNormEpsilon: 1e-5, ropeTheta: 500_000, rotaryLayout: .halves, contextLength: 4096)
     var metadata = GGUFMetadata()
     for (key, value) in configuration.ggufMetadata { metadata[key] = value }
     metadata["general.name"] = .string("synthetic \(presetName)")
+    // GPT-2's 256 byte characters, then numbered tokens up to the vocabulary size.
+    let byteCharacters = (0..<256).map { byte -> String in
+        let printable = { (b: Int) in (33...126).contains(b) || (161...172).contains(b) || (174...255).contains(b) }
+        let shifted = printable(byte) ? byte : 256 + (0..<byte).filter { !printable($0) }.count
+        return String(UnicodeScalar(UInt32(shifted))!)
+    }
+    metadata["tokenizer.ggml.model"] = .string("gpt2")
+    metadata["tokenizer.ggml.pre"] = .string("llama-bpe")
+    metadata["tokenizer.ggml.tokens"] = .array(.string(byteCharacters + (256..<shape.vocabulary).map { "<t\($0)>" }))
+    metadata["tokenizer.ggml.merges"] = .array(.string([]))
+    metadata["tokenizer.ggml.bos_token_id"] = .uint32(UInt32(shape.vocabulary - 2))
+    metadata["tokenizer.ggml.eos_token_id"] = .uint32(UInt32(shape.vocabulary - 1))
     var tensors: [(name: String, type: GGMLType, shape: [Int])] = [("token_embd.weight", .f16, [shape.hidden, shape.vocabulary])]
     for layer in 0..<shape.layers {
         let p = "blk.\(layer)."
         tensors += [
             (p + "attn_norm.weight", .f32, [shape.hidden]),
-            (p + "attn_q.weight", .tq2_0, [shape.hidden, shape.hidden]),
-            (p + "attn_k.weight", .tq2_0, [shape.hidden, shape.kvHeads * headDimension]),
-            (p + "attn_v.weight", .tq2_0, [shape.hidden, shape.kvHeads * headDimension]),
+            (p + "attn_q.weight",  weightType, [shape.hidden, shape.hidden]),
+            (p + "attn_k.weight",  weightType, [shape.hidden, shape.kvHeads * headDimension]),
+            (p + "attn_v.weight",  weightType, [shape.hidden, shape.kvHeads * headDimension]),
             (p + "attn_sub_norm.weight", .f32, [shape.hidden]),
-            (p + "attn_output.weight", .tq2_0, [shape.hidden, shape.hidden]),
+            (p + "attn_output.weight",  weightType, [shape.hidden, shape.hidden]),
             (p + "ffn_norm.weight", .f32, [shape.hidden]),
-            (p + "ffn_gate.weight", .tq2_0, [shape.hidden, shape.intermediate]),
-            (p + "ffn_up.weight", .tq2_0, [shape.hidden, shape.intermediate]),
+            (p + "ffn_gate.weight",  weightType, [shape.hidden, shape.intermediate]),
+            (p + "ffn_up.weight",  weightType, [shape.hidden, shape.intermediate]),
             (p + "ffn_sub_norm.weight", .f32, [shape.intermediate]),
-            (p + "ffn_down.weight", .tq2_0, [shape.intermediate, shape.hidden]),
+            (p + "ffn_down.weight",  weightType, [shape.intermediate, shape.hidden]),
         ]
     }
     tensors.append(("output_norm.weight", .f32, [shape.hidden]))
@@ -81,11 +114,19 @@ if !FileManager.default.fileExists(atPath: path) {
         default:
             let codes = (0..<count).map { _ in Int8(Int(generator.next() % 3) - 1) }
             let ternary = try TernaryTensor(rows: tensor.shape[1], columns: tensor.shape[0], codes: codes, scale: 0.02)
-            try writer.write(try TQ2_0.pack(ternary))
+            switch weightType {
+            case .tq1_0: try writer.write(try TQ1_0.pack(ternary))
+            case .i2_s: try writer.write(try I2S.pack(ternary))
+            default: try writer.write(try TQ2_0.pack(ternary))
+            }
         }
     }
     try writer.finish()
     FileHandle.standardError.write(Data(String(format: "written in %.1f s\n", now() - start).utf8))
+}
+if writeOnly {
+    print(path)
+    exit(0)
 }
 let fileSize = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
 
@@ -115,16 +156,16 @@ let peakResidentBytes = memory("VmHWM")  // before the baseline maps the file a 
 let file = try GGUFFile(path: path)
 let baselineStart = now()
 var checksum: UInt64 = 0
-for tensor in file.tensors where tensor.type == .tq2_0 {
+for tensor in file.tensors where tensor.type == weightType {
     file.withTensorData(tensor) { bytes in
         bytes.withMemoryRebound(to: UInt64.self) { words in for word in words { checksum &+= word } }
     }
 }
-let ternaryBytes = file.tensors.filter { $0.type == .tq2_0 }.reduce(0) { $0 + $1.byteCount }
+let ternaryBytes = file.tensors.filter { $0.type == weightType }.reduce(0) { $0 + $1.byteCount }
 let baselineSeconds = now() - baselineStart
 
 print("""
-swift-bitnet inference benchmark: \(presetName) shape (hidden \(shape.hidden), ffn \(shape.intermediate), \(shape.layers) layers, vocab \(shape.vocabulary)), TQ2_0, backend \(model.backend.name)
+swift-bitnet inference benchmark: \(presetName) shape (hidden \(shape.hidden), ffn \(shape.intermediate), \(shape.layers) layers, vocab \(shape.vocabulary)), \(architecture.rawValue), \(weightType.name), backend \(model.backend.name)
 file \(mebibytes(fileSize)); weights mapped \(mebibytes(mapped)), copied \(mebibytes(owned)); KV cache \(mebibytes(session.cacheBytes)); loaded in \(String(format: "%.2f", loadSeconds)) s
 
 | measurement | value |

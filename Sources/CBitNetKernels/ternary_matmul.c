@@ -9,7 +9,7 @@
 
 bitnet_ternary_layout bitnet_ternary_layout_of(int32_t encoding) {
     switch (encoding) {
-    case BITNET_TERNARY_TQ1_0: return (bitnet_ternary_layout){256, 54, 320, 52};
+    case BITNET_TERNARY_TQ1_0: return (bitnet_ternary_layout){256, 54, 640, 52};
     case BITNET_TERNARY_I2_S: return (bitnet_ternary_layout){128, 32, 128, -1};
     default: return (bitnet_ternary_layout){256, 66, 256, 64};
     }
@@ -17,20 +17,31 @@ bitnet_ternary_layout bitnet_ternary_layout_of(int32_t encoding) {
 
 // MARK: - Activations
 
-/// Writes one token's activations in the order the TQ1_0 tiles read them (TQ2_0 and I2_S read x as it is). A TQ1_0
-/// block's 52 code bytes give five codes each (the fifth of the last four is padding); the tiles decode code
-/// j of all 52 bytes at once, so the block's 320 prepared bytes hold, for each j, the 64 values that code j of
-/// bytes 0..63 multiplies: x[32j .. 32j+32), x[160+16j .. +16), x[240+4j .. +4) (j < 4), then zeros.
-static void prepare_tq1_0_token(const int8_t *x, int64_t columns, int8_t *prepared) {
+/// Writes one token's activations in the form the TQ1_0 tiles read them (TQ2_0 and I2_S read x as it is).
+///
+/// A TQ1_0 block's 52 code bytes give five codes each (the fifth of the last four is padding): code j of byte v
+/// is d_j = ⌊3·(3^j·v mod 256) / 256⌋, which is F_{j+1} − 3·F_j with F_k = ⌊3^k·v / 256⌋ (F_0 = 0). So
+/// Σ_j d_j·x_j = Σ_{k=1..5} F_k·(x_{k−1} − 3·x_k), with x_j the activation code j of the byte multiplies (x_5 = 0):
+/// the tiles compute each F_k with one 16-bit multiply-high instead of extracting digits, against
+/// y_k = x_{k−1} − 3·x_k, stored here as int16. A block's 640 prepared bytes hold, for k = 1..5, y_k at the even
+/// bytes 0, 2, …, 62, then at the odd bytes 1, 3, …, 63 (32 values each); code j of byte i meets
+/// x[32j + i] (i < 32), x[160 + 16j + i − 32] (i < 48), x[240 + 4j + i − 48] (i < 52, j < 4), else nothing.
+static void prepare_tq1_0_token(const int8_t *x, int64_t columns, int16_t *prepared) {
     for (int64_t block = 0; block < columns / 256; block++) {
         const int8_t *source = x + block * 256;
-        int8_t *target = prepared + block * 320;
-        memset(target, 0, 320);
+        int16_t met[6][64] = {{0}};  // met[j][i]: the activation code j of byte i multiplies; met[5] = 0
         for (int j = 0; j < 5; j++) {
-            memcpy(target + 64 * j, source + 32 * j, 32);
-            memcpy(target + 64 * j + 32, source + 160 + 16 * j, 16);
-            if (j < 4) memcpy(target + 64 * j + 48, source + 240 + 4 * j, 4);
+            for (int i = 0; i < 32; i++) met[j][i] = source[32 * j + i];
+            for (int i = 0; i < 16; i++) met[j][32 + i] = source[160 + 16 * j + i];
+            if (j < 4) for (int i = 0; i < 4; i++) met[j][48 + i] = source[240 + 4 * j + i];
         }
+        int16_t *target = prepared + block * 320;
+        for (int k = 1; k <= 5; k++)
+            for (int parity = 0; parity < 2; parity++)
+                for (int i = 0; i < 32; i++) {
+                    int byte = 2 * i + parity;
+                    target[(k - 1) * 64 + parity * 32 + i] = (int16_t)(met[k - 1][byte] - 3 * met[k][byte]);
+                }
     }
 }
 
@@ -49,17 +60,13 @@ static int32_t tq2_0_block_scalar(const uint8_t *qs, const int8_t *x) {
     return sum;
 }
 
-/// Code j (0..4) of a TQ1_0 byte: the top base-3 digit of (byte · 3^j mod 256), as ((q · 3) >> 8).
-static inline int32_t tq1_0_code(uint8_t byte, int j) {
-    static const uint8_t powers[5] = {1, 3, 9, 27, 81};
-    uint8_t q = (uint8_t)(byte * powers[j]);
-    return ((uint16_t)q * 3) >> 8;
-}
-
+/// Σ_k F_k·y_k over the 52 code bytes, F_k = ⌊3^k·v / 256⌋ (see ``prepare_tq1_0_token``).
 static int32_t tq1_0_block_scalar(const uint8_t *block, const int8_t *x) {
+    static const int32_t powers[6] = {1, 3, 9, 27, 81, 243};
+    const int16_t *y = (const int16_t *)x;
     int32_t sum = 0;
-    for (int j = 0; j < 5; j++)
-        for (int i = 0; i < 52; i++) sum += tq1_0_code(block[i], j) * x[64 * j + i];
+    for (int k = 1; k <= 5; k++)
+        for (int i = 0; i < 52; i++) sum += ((block[i] * powers[k]) >> 8) * y[(k - 1) * 64 + (i % 2) * 32 + i / 2];
     return sum;
 }
 
@@ -248,7 +255,7 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
             total += sum;
         }
         row_sums[t] = total;
-        if (reorder) prepare_tq1_0_token(row, weights->columns, prepared + t * job.prepared_stride);
+        if (reorder) prepare_tq1_0_token(row, weights->columns, (int16_t *)(prepared + t * job.prepared_stride));
     }
     job.prepared = reorder ? prepared : x;
     job.block_sums = block_sums;
