@@ -116,7 +116,7 @@ def main():
     parser.add_argument("-r", type=int, default=3, help="repetitions inside each engine's run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="benchmark-results", help="directory for compare.md, compare.json, compare.svg")
+    parser.add_argument("--out", default=os.path.join(ROOT, "Benchmarks", "results"), help="directory for compare.md, compare.json, compare.svg")
     args = parser.parse_args()
     if not args.llama_cpp and not args.bitnet_cpp:
         parser.error("give --llama-cpp and/or --bitnet-cpp (build directories with llama-bench)")

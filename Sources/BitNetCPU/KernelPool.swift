@@ -2,8 +2,8 @@ import CBitNetKernels
 import Foundation
 
 /// The CPU backend's persistent threads (the C kernels' `bitnet_pool`): made once with the backend, woken for
-/// each op, never created per op. The C ops split their work over it; the Swift paths left (Q8_0/Q6_K rows, the
-/// fake-quantized float BitLinear of calibration) use ``run(_:grain:_:)``.
+/// each op, never created per op. The C ops split their work over it; the Swift paths left (the fake-quantized
+/// float BitLinear of calibration) use ``run(_:grain:_:)``.
 final class KernelPool: @unchecked Sendable {
     /// Owned; `bitnet_pool_run` serializes callers, so sharing the pointer between threads is safe.
     let pointer: OpaquePointer?

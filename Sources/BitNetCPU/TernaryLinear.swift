@@ -178,39 +178,22 @@ struct FloatMatrix: Sendable {
         bytes.withUnsafeBytes { decodeRow(row, $0.baseAddress!, into: output) }
     }
 
-    /// The C kernels' name for this element type, or nil for the block types decoded here (Q8_0, Q6_K).
-    private var kernelEncoding: bitnet_float_encoding? {
+    /// The C kernels' name for this element type.
+    private var kernelEncoding: bitnet_float_encoding {
         switch element {
         case .f32: BITNET_FLOAT_F32
         case .f16: BITNET_FLOAT_F16
         case .bf16: BITNET_FLOAT_BF16
-        default: nil
+        case .q8_0: BITNET_FLOAT_Q8_0
+        case .q6_K: BITNET_FLOAT_Q6_K
+        default: preconditionFailure("\(element) is not a float encoding")
         }
     }
 
-    /// `output[t, r] = Σ_c input[t, c] · W[r, c]` for `tokens` input rows.
+    /// `output[t, r] = Σ_c input[t, c] · W[r, c]` for `tokens` input rows; the C kernels read the rows in place.
     func multiply(_ input: UnsafePointer<Float>, tokens: Int, into output: UnsafeMutablePointer<Float>, pool: KernelPool) {
-        if let encoding = kernelEncoding {
-            // Rows are read in place by the C kernels.
-            bytes.withUnsafeBytes { raw in
-                bitnet_float_matmul(pool.pointer, Int32(encoding.rawValue), raw.baseAddress!, Int64(rows), Int64(columns), input, Int64(tokens), output)
-            }
-            return
-        }
         bytes.withUnsafeBytes { raw in
-            pool.run(rows, grain: 64) { rowRange in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: columns) { weights in
-                    for row in rowRange {
-                        decodeRow(row, raw.baseAddress!, into: weights.baseAddress!)
-                        for token in 0..<tokens {
-                            let x = input + token * columns
-                            var sum: Float = 0
-                            for index in 0..<columns { sum += x[index] * weights[index] }
-                            output[token * rows + row] = sum
-                        }
-                    }
-                }
-            }
+            bitnet_float_matmul(pool.pointer, Int32(kernelEncoding.rawValue), raw.baseAddress!, Int64(rows), Int64(columns), input, Int64(tokens), output)
         }
     }
 }

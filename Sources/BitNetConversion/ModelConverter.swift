@@ -32,7 +32,8 @@ public struct ConversionError: Error, CustomStringConvertible, Sendable {
 public struct ConversionOptions: Sendable {
     /// The type of BitLinear weights: tq2_0, tq1_0 or i2_s.
     public var weightType: GGMLType = .tq2_0
-    /// The type of the embeddings and output projection: f16 (default), bf16, f32 or q8_0.
+    /// The type of the embeddings and output projection: f16 (default), bf16, f32, q8_0 or q6_K (llama.cpp's
+    /// choice for a tied output: 6.6 bits a weight, a third of f16's bytes read per decoded token).
     public var embeddingType: GGMLType = .f16
     /// The type for BitLinear weights whose rows do not fit ``weightType``; nil makes them an error.
     public var fallbackType: GGMLType?
@@ -52,8 +53,8 @@ public struct ConversionOptions: Sendable {
         guard Self.ternaryTypes.contains(weightType) else {
             throw ConversionError(.invalidOption, "--type must be tq2_0, tq1_0 or i2_s, not \(weightType)")
         }
-        guard (Self.floatTypes + [.q8_0]).contains(embeddingType) else {
-            throw ConversionError(.invalidOption, "--embed-type must be f16, bf16, f32 or q8_0, not \(embeddingType)")
+        guard (Self.floatTypes + [.q8_0, .q6_K]).contains(embeddingType) else {
+            throw ConversionError(.invalidOption, "--embed-type must be f16, bf16, f32, q8_0 or q6_k, not \(embeddingType)")
         }
         if let fallbackType, !(Self.ternaryTypes + Self.floatTypes).contains(fallbackType) {
             throw ConversionError(.invalidOption, "--fallback must be tq2_0, tq1_0, i2_s, f16, bf16 or f32, not \(fallbackType)")
@@ -172,8 +173,8 @@ public final class ModelConverter: Sendable {
         if !source.tiesOutputToEmbedding {
             plan.append(try floatTensor(.output, type: options.embeddingType, kind: .embedding))
         }
-        if options.embeddingType == .q8_0, c.hiddenSize % 32 != 0 {
-            throw ConversionError(.unfitRowLength, "--embed-type q8_0 needs a hidden size that is a multiple of 32, not \(c.hiddenSize)")
+        if c.hiddenSize % options.embeddingType.rowMultiple != 0 {
+            throw ConversionError(.unfitRowLength, "--embed-type \(options.embeddingType) needs a hidden size that is a multiple of \(options.embeddingType.rowMultiple), not \(c.hiddenSize)")
         }
         return plan
     }
@@ -309,6 +310,7 @@ public final class ModelConverter: Sendable {
         case .f16: return values.map { Float16($0).bitPattern }.withUnsafeBytes(Array.init)
         case .bf16: return values.map { BFloat16($0).bitPattern }.withUnsafeBytes(Array.init)
         case .q8_0: return try Q8_0.quantize(values, rowLength: rowLength)
+        case .q6_K: return try Q6_K.quantize(values, rowLength: rowLength)
         default: throw ConversionError(.invalidOption, "cannot encode floats as \(type)")
         }
     }

@@ -1,5 +1,6 @@
-// Float matrices: the embedding-sized output projection in F32, F16 or BF16, read in place. Scalar rows and AVX2
-// (+ FMA, F16C) rows chosen at run time like the ternary tiles.
+// Float matrices: the embedding-sized output projection in F32, F16, BF16, Q8_0 or Q6_K, read in place and
+// multiplied with float activations (each weight decoded to the float its type defines, as the Swift decoders
+// and gguf-py do). Scalar rows and AVX2 (+ FMA, F16C) rows chosen at run time like the ternary tiles.
 #include "kernels_internal.h"
 
 #ifdef BITNET_X86
@@ -43,6 +44,38 @@ float bitnet_dot_f32_scalar(const void *weights, const float *x, int64_t n) {
     return sum;
 }
 
+/// Q8_0 blocks of 32: f16 d, 32 int8 q; value = d · q.
+float bitnet_dot_q8_0_scalar(const void *weights, const float *x, int64_t n) {
+    const uint8_t *block = weights;
+    float sum = 0;
+    for (int64_t b = 0; b < n / 32; b++, block += 34) {
+        float d = bitnet_half_to_float((uint16_t)(block[0] | block[1] << 8));
+        for (int i = 0; i < 32; i++) sum += (d * (float)(int8_t)block[2 + i]) * x[32 * b + i];
+    }
+    return sum;
+}
+
+/// The 6-bit value l (0..63) of Q6_K entry `index` (0..255) of a block: ql holds the low 4 bits, qh the high 2.
+static inline int q6_k_level(const uint8_t *block, int index) {
+    int half = index / 128, i = index % 128, lane = i / 32, l = i % 32;
+    const uint8_t *ql = block + 64 * half, *qh = block + 128 + 32 * half;
+    int low = (lane % 2 ? ql[l + 32] : ql[l]) >> (lane / 2 * 4) & 0xF;
+    return low | ((qh[l] >> (2 * lane)) & 3) << 4;
+}
+
+/// Q6_K blocks of 256 (210 bytes): ql[128], qh[64], int8 scales[16] (one per 16 values), f16 d;
+/// value = (d · scale) · (l − 32).
+float bitnet_dot_q6_k_scalar(const void *weights, const float *x, int64_t n) {
+    const uint8_t *block = weights;
+    float sum = 0;
+    for (int64_t b = 0; b < n / 256; b++, block += 210) {
+        float d = bitnet_half_to_float((uint16_t)(block[208] | block[209] << 8));
+        const int8_t *scales = (const int8_t *)(block + 192);
+        for (int i = 0; i < 256; i++) sum += (d * (float)scales[i / 16]) * (float)(q6_k_level(block, i) - 32) * x[256 * b + i];
+    }
+    return sum;
+}
+
 // MARK: - AVX2
 
 #ifdef BITNET_X86
@@ -82,6 +115,59 @@ float bitnet_dot_bf16_avx2(const void *weights, const float *x, int64_t n) {
     return sum;
 }
 
+/// acc + Σ (scale · q[i]) · x[i] over 16 int8 q.
+__attribute__((target("avx2,fma")))
+static inline __m256 scaled_int8_fma_avx2(__m128i q, float scale, const float *x, __m256 acc) {
+    __m256 s = _mm256_set1_ps(scale);
+    __m256 low = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+    __m256 high = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8))));
+    return _mm256_fmadd_ps(high, _mm256_loadu_ps(x + 8), _mm256_fmadd_ps(low, _mm256_loadu_ps(x), acc));
+}
+
+__attribute__((target("avx2,fma")))
+float bitnet_dot_q8_0_avx2(const void *weights, const float *x, int64_t n) {
+    const uint8_t *block = weights;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++, block += 34) {
+        float d = bitnet_half_to_float((uint16_t)(block[0] | block[1] << 8));
+        acc = scaled_int8_fma_avx2(_mm_loadu_si128((const __m128i *)(block + 2)), d, x + 32 * b, acc);
+        acc = scaled_int8_fma_avx2(_mm_loadu_si128((const __m128i *)(block + 18)), d, x + 32 * b + 16, acc);
+    }
+    return sum_lanes_ps_avx2(acc);
+}
+
+/// Q6_K: per half block, ql[0..32), ql[32..64) and qh[0..32) give four vectors of 32 levels (values l, 32 + l,
+/// 64 + l, 96 + l of the half), each two groups of 16 with their own scale.
+__attribute__((target("avx2,fma")))
+float bitnet_dot_q6_k_avx2(const void *weights, const float *x, int64_t n) {
+    const uint8_t *block = weights;
+    const __m256i low_nibbles = _mm256_set1_epi8(0x0F), high_pair = _mm256_set1_epi8(0x30), offset = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 256; b++, block += 210) {
+        float d = bitnet_half_to_float((uint16_t)(block[208] | block[209] << 8));
+        const int8_t *scales = (const int8_t *)(block + 192);
+        for (int half = 0; half < 2; half++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(block + 64 * half));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(block + 64 * half + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(block + 128 + 32 * half));
+            __m256i levels[4] = {
+                _mm256_or_si256(_mm256_and_si256(ql0, low_nibbles), _mm256_and_si256(_mm256_slli_epi16(qh, 4), high_pair)),
+                _mm256_or_si256(_mm256_and_si256(ql1, low_nibbles), _mm256_and_si256(_mm256_slli_epi16(qh, 2), high_pair)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low_nibbles), _mm256_and_si256(qh, high_pair)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_nibbles), _mm256_and_si256(_mm256_srli_epi16(qh, 2), high_pair)),
+            };
+            for (int lane = 0; lane < 4; lane++) {
+                __m256i q = _mm256_sub_epi8(levels[lane], offset);
+                const float *xl = x + 256 * b + 128 * half + 32 * lane;
+                int group = 8 * half + 2 * lane;
+                acc = scaled_int8_fma_avx2(_mm256_castsi256_si128(q), d * (float)scales[group], xl, acc);
+                acc = scaled_int8_fma_avx2(_mm256_extracti128_si256(q, 1), d * (float)scales[group + 1], xl + 16, acc);
+            }
+        }
+    }
+    return sum_lanes_ps_avx2(acc);
+}
+
 __attribute__((target("avx2,fma")))
 float bitnet_dot_f32_avx2(const void *weights, const float *x, int64_t n) {
     const float *w = weights;
@@ -96,7 +182,15 @@ float bitnet_dot_f32_avx2(const void *weights, const float *x, int64_t n) {
 
 // MARK: - Entry points
 
-static const size_t element_bytes[3] = {4, 2, 2};
+/// Bytes of one row of `columns` values of `encoding`.
+static size_t row_bytes_of(int32_t encoding, int64_t columns) {
+    switch (encoding) {
+    case BITNET_FLOAT_F32: return 4 * (size_t)columns;
+    case BITNET_FLOAT_Q8_0: return (size_t)columns / 32 * 34;
+    case BITNET_FLOAT_Q6_K: return (size_t)columns / 256 * 210;
+    default: return 2 * (size_t)columns;
+    }
+}
 
 float bitnet_dot_f16(const uint16_t *w, const float *x, int64_t n) {
     return bitnet_kernels_for_level(bitnet_level())->dot[BITNET_FLOAT_F16](w, x, n);
@@ -136,7 +230,7 @@ void bitnet_float_matmul(bitnet_pool *pool, int32_t encoding, const void *weight
     float_job job = {
         .dot = bitnet_kernels_for_level(bitnet_level())->dot[encoding],
         .weights = weights,
-        .row_bytes = element_bytes[encoding] * (size_t)columns,
+        .row_bytes = row_bytes_of(encoding, columns),
         .rows = rows, .columns = columns, .tokens = tokens,
         .x = x, .output = output,
     };

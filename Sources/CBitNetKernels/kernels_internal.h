@@ -31,7 +31,7 @@ typedef float (*bitnet_float_dot)(const void *w, const float *x, int64_t n);
 /// would (a level forced on the caller's thread applies to the whole matmul).
 typedef struct {
     bitnet_ternary_tile ternary[3];  // indexed by bitnet_ternary_encoding
-    bitnet_float_dot dot[3];         // indexed by bitnet_float_encoding
+    bitnet_float_dot dot[5];         // indexed by bitnet_float_encoding
 } bitnet_kernel_table;
 
 const bitnet_kernel_table *bitnet_kernels_for_level(int level);
@@ -54,6 +54,8 @@ void bitnet_i2_s_tile_scalar(const uint8_t *, int64_t, const int8_t *, int64_t, 
 float bitnet_dot_f32_scalar(const void *, const float *, int64_t);
 float bitnet_dot_f16_scalar(const void *, const float *, int64_t);
 float bitnet_dot_bf16_scalar(const void *, const float *, int64_t);
+float bitnet_dot_q8_0_scalar(const void *, const float *, int64_t);
+float bitnet_dot_q6_k_scalar(const void *, const float *, int64_t);
 float bitnet_half_to_float(uint16_t h);
 
 #ifdef BITNET_X86
@@ -66,6 +68,8 @@ void bitnet_i2_s_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, in
 float bitnet_dot_f32_avx2(const void *, const float *, int64_t);
 float bitnet_dot_f16_avx2(const void *, const float *, int64_t);
 float bitnet_dot_bf16_avx2(const void *, const float *, int64_t);
+float bitnet_dot_q8_0_avx2(const void *, const float *, int64_t);
+float bitnet_dot_q6_k_avx2(const void *, const float *, int64_t);
 #endif
 
 #endif

@@ -13,7 +13,7 @@ struct Quantize: AsyncParsableCommand {
 
     @Option(name: .shortAndLong, help: "The GGUF file to write.") var output: String
     @Option(name: .customLong("type"), help: "BitLinear weight type: tq2_0, tq1_0 or i2_s.") var weightType = "tq2_0"
-    @Option(name: .customLong("embed-type"), help: "Embedding and output type: f16, bf16, f32 or q8_0.") var embeddingType = "f16"
+    @Option(name: .customLong("embed-type"), help: "Embedding and output type: f16, bf16, f32, q8_0 or q6_k.") var embeddingType = "f16"
     @Option(help: "Type for BitLinear weights whose rows do not fit --type (tq2_0, tq1_0, i2_s, f16, bf16, f32).") var fallback: String?
     @Option(help: "Write the calibration report as JSON here.") var report: String?
     @Option(help: "Measure perplexity and activation ranges on this text, float QAT forward against the packed model.") var calibration: String?

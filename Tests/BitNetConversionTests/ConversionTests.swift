@@ -39,6 +39,20 @@ import Testing
         reference.expectAgreement(try session.evaluate(reference.tokens, allPositions: true), within: .of("\(model)-\(type.name).gguf"), "\(model) as \(type)")
     }
 
+    /// `--embed-type q6_k`: the tied embedding stored as llama.cpp's Q6_K (the quantizer is byte-identical to
+    /// llama.cpp's) and read in place by the output projection; logits stay near transformers' float ones.
+    @Test func q6_KEmbeddingsConvertAndRun() throws {
+        let scratch = TemporaryDirectory()
+        let output = scratch.path + "/q6.gguf"
+        let options = ConversionOptions(weightType: .tq2_0, embeddingType: .q6_K, threads: 2)
+        _ = try ModelConverter(input: Fixtures.path("models/bitnet-gqa-tied-bf16"), options: options).convert(to: output)
+        let file = try GGUFFile(path: output)
+        #expect(file.tensors.first { $0.name == "token_embd.weight" }?.type == .q6_K)
+        let reference = try ReferenceLogits("bitnet-gqa-tied-bf16")
+        let session = try InferenceSession(model: BitNetModel(path: output, threads: 2), contextLength: 32)
+        reference.expectAgreement(try session.evaluate(reference.tokens, allPositions: true), within: .of("bitnet-gqa-tied-bf16-q6_k-embeddings.gguf"), "q6_K embeddings")
+    }
+
     @Test func gguFPyReadsWhatWeConvert() throws {
         // generate_conversions.py read these outputs with gguf-py; ours must still produce the same bytes.
         let expected = try Fixtures.json("converted/expected.json").objectValue!

@@ -182,6 +182,33 @@ import Testing
         }
     }
 
+    /// Q8_0 and Q6_K output projections read in place: every level against the double-precision sum over the
+    /// rows our (gguf-py- and llama.cpp-identical) decoders give, several rows and tokens, on a pool.
+    @Test(arguments: [(BITNET_FLOAT_Q8_0, 32), (BITNET_FLOAT_Q8_0, 2560), (BITNET_FLOAT_Q6_K, 256), (BITNET_FLOAT_Q6_K, 2560)])
+    func blockFloatMatmulsMatchDecodedRows(encoding: bitnet_float_encoding, columns: Int) throws {
+        let rows = 5, tokens = 3
+        var generator = SeededGenerator(seed: UInt64(columns) + UInt64(encoding.rawValue))
+        let values = (0..<rows * columns).map { _ in Float.random(in: -1...1, using: &generator) * Float.random(in: 0...2, using: &generator) }
+        let x = (0..<tokens * columns).map { _ in Float.random(in: -1...1, using: &generator) }
+        let bytes = encoding == BITNET_FLOAT_Q8_0 ? try Q8_0.quantize(values, rowLength: columns) : try Q6_K.quantize(values, rowLength: columns)
+        let decoded = encoding == BITNET_FLOAT_Q8_0 ? try Q8_0.dequantize(bytes) : try Q6_K.dequantize(bytes)
+        let pool = bitnet_pool_create(2)
+        defer { bitnet_pool_destroy(pool) }
+        for path in Self.paths {
+            #expect(bitnet_kernels_force(path) == 0)
+            defer { bitnet_kernels_force(nil) }
+            var output = [Float](repeating: .nan, count: tokens * rows)
+            bytes.withUnsafeBytes { bitnet_float_matmul(pool, Int32(encoding.rawValue), $0.baseAddress!, Int64(rows), Int64(columns), x, Int64(tokens), &output) }
+            for t in 0..<tokens {
+                for r in 0..<rows {
+                    let terms = (0..<columns).map { Double(decoded[r * columns + $0]) * Double(x[t * columns + $0]) }
+                    let magnitude = terms.reduce(0) { $0 + abs($1) } + 1e-9
+                    #expect(abs(Double(output[t * rows + r]) - terms.reduce(0, +)) / magnitude < 1e-5, "\(path) row \(r) token \(t)")
+                }
+            }
+        }
+    }
+
     @Test func dispatchNamesAnInstructionSet() {
         let isa = String(cString: bitnet_kernels_isa())
         #expect(Self.paths.contains(isa) && Self.paths.first == "scalar")

@@ -3,7 +3,8 @@ import BitNetQuantization
 import TestSupport
 import Testing
 
-/// TQ1_0, TQ2_0 and Q8_0 against gguf-py's `quants.quantize`; I2_S against the independent numpy packer.
+/// TQ1_0, TQ2_0 and Q8_0 against gguf-py's `quants.quantize`; Q6_K against llama.cpp's own quantizer; I2_S against
+/// the independent numpy packer.
 @Suite struct PackingTests {
     let fixtures: FixtureTensors
     let cases: [(name: String, type: String, shape: [Int])]
@@ -63,6 +64,21 @@ import Testing
         var values = [Float](repeating: 0, count: 3 * 256)
         try bytes.withUnsafeBytes { source in try values.withUnsafeMutableBufferPointer { try Q6_K.dequantize(source, into: $0) } }
         #expect(values == (try fixtures.floats("q6_k.dequantized")))
+    }
+
+    @Test func q6_KQuantizesLikeLlamaCpp() throws {
+        let reference = try FixtureTensors("quantization/q6_k-llama.cpp.safetensors")
+        let input = try reference.floats("input"), expected = try reference.bytes("blocks")
+        let ours = try Q6_K.quantize(input, rowLength: 256)
+        let differing = (0..<expected.count / 210).filter { ours[$0 * 210..<($0 + 1) * 210] != expected[$0 * 210..<($0 + 1) * 210] }
+        #expect(differing.isEmpty, "blocks \(differing) differ from llama.cpp's quantize_row_q6_K_ref")
+        // And it decodes close to its input: 6 bits against the largest of each 16 values.
+        let decoded = try Q6_K.dequantize(ours)
+        for block in 0..<input.count / 256 {
+            let row = Array(input[block * 256..<(block + 1) * 256]), back = Array(decoded[block * 256..<(block + 1) * 256])
+            let largest = row.map(\.magnitude).max()!
+            #expect(zip(row, back).allSatisfy { ($0 - $1).magnitude <= largest / 31 * 1.01 + 1e-12 }, "block \(block)")
+        }
     }
 
     @Test func i2_sMatchesIndependentPacker() throws {

@@ -38,6 +38,7 @@ public struct ParityTolerance: Sendable {
         case "bitnet-chat-tiny-tq2_0.gguf": ParityTolerance(maximum: 0.012, median: 1e-4, topOneAgreement: 20)
         case "llama-ternary-packed-tq2_0.gguf": ParityTolerance(maximum: 0.01, median: 0.008, topOneAgreement: 20)
         case "bitnet-gqa-tied-bf16-q8_0-embeddings.gguf": ParityTolerance(maximum: 0.08, median: 0.06, topOneAgreement: 18)
+        case "bitnet-gqa-tied-bf16-q6_k-embeddings.gguf": ParityTolerance(maximum: 0.11, median: 0.07, topOneAgreement: 18)
         case "bitnet-gqa-wide-bf16-f16-cache": ParityTolerance(maximum: 0.03, median: 0.025, topOneAgreement: 19)
         default: .exact
         }

@@ -84,10 +84,13 @@ typedef enum {
     BITNET_FLOAT_F32 = 0,
     BITNET_FLOAT_F16 = 1,
     BITNET_FLOAT_BF16 = 2,
+    BITNET_FLOAT_Q8_0 = 3,  ///< llama.cpp Q8_0: blocks of 32 (f16 d, 32 int8), value d · q
+    BITNET_FLOAT_Q6_K = 4,  ///< llama.cpp Q6_K: blocks of 256 (210 bytes), value (d · scale) · (l − 32)
 } bitnet_float_encoding;
 
 /// `output[t · rows + r] = Σ_c W[r, c] · x[t, c]` for a row-major `rows × columns` matrix of `encoding` and
-/// `tokens` float rows `x`; rows split between the pool's threads.
+/// `tokens` float rows `x`; rows split between the pool's threads. `columns` must be a multiple of the
+/// encoding's block (32 for Q8_0, 256 for Q6_K).
 void bitnet_float_matmul(bitnet_pool *pool, int32_t encoding, const void *weights, int64_t rows, int64_t columns,
                          const float *x, int64_t tokens, float *output);
 
