@@ -67,39 +67,42 @@ def bench_peer(directory, path, args):
 
 
 def svg_chart(rows, title):
-    """A grouped bar chart: one group per (file, test), a bar per engine, tokens/s on a linear axis."""
+    """One panel per test (prompt, decode), each on its own linear tokens/s axis: a group of bars per file,
+    a bar per engine, the value above each bar."""
     engines = sorted({engine for row in rows for engine in row["engines"]}, key=lambda e: (e != "swift-bitnet", e))
     colors = {"swift-bitnet": "#e4572e", "llama.cpp": "#4c78a8", "bitnet.cpp": "#72b7b2"}
-    groups = [(row["file"], test, row["engines"]) for row in rows for test in row["tests"]]
-    bar, gap, left, top, height = 22, 26, 70, 50, 260
-    width = left + len(groups) * (len(engines) * bar + gap) + 150
-    peak = max(value for _, test, results in groups for engine in results for t, value in results[engine].items() if t == test)
-    scale = height / (peak * 1.1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + height + 70}" font-family="sans-serif" font-size="11">',
-             f'<text x="{left}" y="20" font-size="14">{title}</text>']
-    for step in range(6):
-        value = peak * 1.1 * step / 5
-        y = top + height - value * scale
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 150}" y2="{y:.1f}" stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.0f}</text>')
-    parts.append(f'<text x="14" y="{top + height / 2}" transform="rotate(-90 14 {top + height / 2})" text-anchor="middle">tokens/s</text>')
-    x = left + gap / 2
-    for file, test, results in groups:
-        for index, engine in enumerate(engines):
-            value = results.get(engine, {}).get(test)
-            if value is None:
-                continue
-            y = top + height - value * scale
-            parts.append(f'<rect x="{x + index * bar:.1f}" y="{y:.1f}" width="{bar - 2}" height="{value * scale:.1f}" fill="{colors.get(engine, "#999")}"/>')
-            parts.append(f'<text x="{x + index * bar + bar / 2 - 1:.1f}" y="{y - 3:.1f}" text-anchor="middle" font-size="9">{value:.1f}</text>')
-        center = x + len(engines) * bar / 2
-        parts.append(f'<text x="{center:.1f}" y="{top + height + 16}" text-anchor="middle">{test}</text>')
-        parts.append(f'<text x="{center:.1f}" y="{top + height + 30}" text-anchor="middle">{file}</text>')
-        x += len(engines) * bar + gap
+    tests = rows[0]["tests"]
+    bar, gap, top, height, axis = 30, 56, 60, 240, 46
+    panel = len(rows) * (len(engines) * bar + gap)
+    width = len(tests) * (panel + axis + 20) + 20
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + height + 60}" font-family="sans-serif" font-size="11">',
+             f'<text x="20" y="20" font-size="14">{title}</text>']
     for index, engine in enumerate(engines):
-        y = top + 10 + index * 18
-        parts.append(f'<rect x="{width - 140}" y="{y - 10}" width="12" height="12" fill="{colors.get(engine, "#999")}"/>')
-        parts.append(f'<text x="{width - 122}" y="{y}">{engine}</text>')
+        parts.append(f'<rect x="{20 + index * 130}" y="32" width="12" height="12" fill="{colors.get(engine, "#999")}"/>')
+        parts.append(f'<text x="{38 + index * 130}" y="42">{engine}</text>')
+    for panel_index, test in enumerate(tests):
+        left = 20 + axis + panel_index * (panel + axis + 20)
+        peak = max([results[test] for row in rows for results in row["engines"].values() if test in results] or [1])
+        scale = height / (peak * 1.15)
+        for step in range(5):
+            value = peak * 1.15 * step / 4
+            y = top + height - value * scale
+            parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + panel}" y2="{y:.1f}" stroke="#ddd"/>')
+            parts.append(f'<text x="{left - 5}" y="{y + 4:.1f}" text-anchor="end">{value:.0f}</text>')
+        parts.append(f'<text x="{left + panel / 2}" y="{top - 4}" text-anchor="middle" font-weight="bold">{test} (tokens/s)</text>')
+        x = left + gap / 2
+        for row in rows:
+            for index, engine in enumerate(engines):
+                value = row["engines"].get(engine, {}).get(test)
+                if value is None:
+                    continue
+                y = top + height - value * scale
+                parts.append(f'<rect x="{x + index * bar:.1f}" y="{y:.1f}" width="{bar - 3}" height="{value * scale:.1f}" fill="{colors.get(engine, "#999")}"/>')
+                parts.append(f'<text x="{x + index * bar + (bar - 3) / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle" font-size="9">{value:.1f}</text>')
+            center = x + len(engines) * bar / 2
+            for line, text in enumerate(row["file"].rsplit(" ", 2)[0].split(" + ")):
+                parts.append(f'<text x="{center:.1f}" y="{top + height + 16 + 13 * line}" text-anchor="middle">{text}</text>')
+            x += len(engines) * bar + gap
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -152,7 +155,8 @@ def main():
     for path in files:
         engines = {engine: {test: statistics.median(values) for test, values in tests.items()}
                    for engine, tests in samples[path].items()}
-        rows.append({"file": f"{file_type(path).upper()} {os.path.getsize(path) / 2**30:.2f} GiB", "path": path,
+        output = " + Q6_K output" if "q6_k" in os.path.basename(path).lower() else ""
+        rows.append({"file": f"{file_type(path).upper()}{output} {os.path.getsize(path) / 2**30:.2f} GiB", "path": path,
                      "tests": [f"pp{args.p}", f"tg{args.n}"], "engines": engines, "samples": samples[path]})
 
     lines = [f"| file | engine | pp{args.p} tokens/s | tg{args.n} tokens/s | swift-bitnet ÷ engine (pp / tg) |",
@@ -165,14 +169,14 @@ def main():
             values = [f"{results[test]:.2f}" if test in results else "–" for test in row["tests"]]
             lines.append(f"| {row['file']} | {engine} | {values[0]} | {values[1]} | {ratio} |")
     table = "\n".join(lines)
-    title = f"2 engines, same file: medians of {args.rounds} rounds, {args.threads} threads"
+    title = f"swift-bitnet beside its peers on the same files: medians of {args.rounds} rounds, {args.threads} threads"
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "compare.md"), "w") as handle:
         handle.write(table + "\n")
     with open(os.path.join(args.out, "compare.json"), "w") as handle:
         json.dump({"threads": args.threads, "rounds": args.rounds, "rows": rows}, handle, indent=1)
     with open(os.path.join(args.out, "compare.svg"), "w") as handle:
-        handle.write(svg_chart(rows, title.replace("2 engines", "swift-bitnet beside its peers")))
+        handle.write(svg_chart(rows, title))
     print(table)
     print(f"\nwritten: {args.out}/compare.md, compare.json, compare.svg", file=sys.stderr)
 

@@ -3,7 +3,7 @@
 // memory-bandwidth floor of a decode step. Uses the public API only.
 //
 //   swift run -c release InferenceBenchmark [2b4t|small] [prompt tokens] [generated tokens] [threads]
-//       [--arch bitnet-b1.58|bitnet] [--type tq2_0|tq1_0|i2_s] [--write-only]
+//       [--arch bitnet-b1.58|bitnet] [--type tq2_0|tq1_0|i2_s] [--embed-type f16|q6_k] [--write-only]
 //
 // The file is written once to the temporary directory and reused; `--write-only` prints its path and stops
 // (Benchmarks/compare.py uses it to give llama.cpp and swift-bitnet the same file). Files of the `bitnet`
@@ -27,10 +27,12 @@ var arguments = CommandLine.arguments
 }
 let architecture = option("--arch").map { BitNetArchitecture(rawValue: $0) } ?? .bitnetB158
 let weightType = option("--type").map { GGMLType(name: $0) } ?? .tq2_0
+let embeddingType = option("--embed-type").map { GGMLType(name: $0) } ?? .f16
 let writeOnly = arguments.contains("--write-only")
 arguments.removeAll { $0 == "--write-only" }
-guard let architecture, [.bitnetB158, .bitnet1bitLLM].contains(architecture), let weightType, [.tq2_0, .tq1_0, .i2_s].contains(weightType) else {
-    print("--arch must be bitnet-b1.58 or bitnet, --type tq2_0, tq1_0 or i2_s")
+guard let architecture, [.bitnetB158, .bitnet1bitLLM].contains(architecture), let weightType, [.tq2_0, .tq1_0, .i2_s].contains(weightType),
+      let embeddingType, [.f16, .q6_K].contains(embeddingType) else {
+    print("--arch must be bitnet-b1.58 or bitnet, --type tq2_0, tq1_0 or i2_s, --embed-type f16 or q6_k")
     exit(2)
 }
 let presets = [
@@ -59,6 +61,7 @@ func mebibytes(_ bytes: Int) -> String { String(format: "%.0f MiB", Double(bytes
 
 // 1. A synthetic GGUF of this shape, written once and reused.
 let variant = (architecture == .bitnetB158 ? "" : "-\(architecture.rawValue)") + (weightType == .tq2_0 ? "" : "-\(weightType.name)")
+    + (embeddingType == .f16 ? "" : "-\(embeddingType.name.lowercased())-embed")
 let path = FileManager.default.temporaryDirectory.appendingPathComponent("swift-bitnet-bench-\(presetName)\(variant).gguf").path
 if !FileManager.default.fileExists(atPath: path) {
     let start = now()
@@ -83,7 +86,7 @@ if !FileManager.default.fileExists(atPath: path) {
     metadata["tokenizer.ggml.merges"] = .array(.string([]))
     metadata["tokenizer.ggml.bos_token_id"] = .uint32(UInt32(shape.vocabulary - 2))
     metadata["tokenizer.ggml.eos_token_id"] = .uint32(UInt32(shape.vocabulary - 1))
-    var tensors: [(name: String, type: GGMLType, shape: [Int])] = [("token_embd.weight", .f16, [shape.hidden, shape.vocabulary])]
+    var tensors: [(name: String, type: GGMLType, shape: [Int])] = [("token_embd.weight", embeddingType, [shape.hidden, shape.vocabulary])]
     for layer in 0..<shape.layers {
         let p = "blk.\(layer)."
         tensors += [
@@ -109,6 +112,13 @@ if !FileManager.default.fileExists(atPath: path) {
         case .f16:
             let row = (0..<tensor.shape[0]).flatMap { _ in withUnsafeBytes(of: Float16(Float.random(in: -0.05...0.05, using: &generator)).bitPattern, Array.init) }
             for _ in 0..<tensor.shape[1] { try writer.write(row) }
+        case .q6_K:
+            // Every row distinct, so the quantizer's work is real; 64 rows at a time.
+            for first in stride(from: 0, to: tensor.shape[1], by: 64) {
+                let rows = min(64, tensor.shape[1] - first)
+                let values = (0..<rows * tensor.shape[0]).map { _ in Float.random(in: -0.05...0.05, using: &generator) }
+                try writer.write(try Q6_K.quantize(values, rowLength: tensor.shape[0]))
+            }
         case .f32:
             try writer.write([Float](repeating: 1, count: count).withUnsafeBytes(Array.init))
         default:
