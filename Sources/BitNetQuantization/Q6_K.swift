@@ -14,38 +14,38 @@ public enum Q6_K: BlockFormat {
     /// against the largest, then each value rounded against its final scale. Byte-identical to llama.cpp's
     /// (tested on blocks its own build wrote); the sums are kept in the reference's order.
     public static func quantizeBlock(_ values: UnsafePointer<Float>, into block: UnsafeMutableRawPointer) {
-        var levels = [Int8](repeating: 0, count: 256)
-        var scales = [Float](repeating: 0, count: 16)
-        var maxScale: Float = 0, maxAbsScale: Float = 0
-        for group in 0..<16 {
-            let scale = levels.withUnsafeMutableBufferPointer { searchScale(values + 16 * group, levels: $0.baseAddress! + 16 * group) }
-            scales[group] = scale
-            if scale.magnitude > maxAbsScale { maxAbsScale = scale.magnitude; maxScale = scale }
-        }
-        let bytes = block.bindMemory(to: UInt8.self, capacity: bytesPerBlock)
-        guard maxAbsScale >= groupMaxEpsilon else {
-            bytes.initialize(repeating: 0, count: bytesPerBlock)
-            return
-        }
-        let inverseScale = -128 / maxScale
-        HalfBits.store(1 / inverseScale, block, offset: 208)
-        let d = HalfBits.load(block, offset: 208)
-        let blockScales = (block + 192).assumingMemoryBound(to: Int8.self)
-        for group in 0..<16 {
-            blockScales[group] = Int8(min(127, nearestInt(inverseScale * scales[group])))
-            let groupScale = d * Float(blockScales[group])
-            if groupScale == 0 { continue }
-            for index in 16 * group..<16 * group + 16 {
-                levels[index] = Int8(max(-32, min(31, nearestInt(values[index] / groupScale))) + 32)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256) { buffer in
+            let levels = buffer.baseAddress!
+            var scales = [Float](repeating: 0, count: 16)
+            var maxScale: Float = 0, maxAbsScale: Float = 0
+            for group in 0..<16 {
+                scales[group] = searchScale(values + 16 * group, levels: levels + 16 * group)
+                if scales[group].magnitude > maxAbsScale { maxAbsScale = scales[group].magnitude; maxScale = scales[group] }
             }
-        }
-        for half in 0..<2 {
-            let ql = bytes + 64 * half, qh = bytes + 128 + 32 * half
-            let l = levels[(128 * half)...].map { UInt8(bitPattern: $0) }
-            for i in 0..<32 {
-                ql[i] = l[i] & 0xF | (l[i + 64] & 0xF) << 4
-                ql[i + 32] = l[i + 32] & 0xF | (l[i + 96] & 0xF) << 4
-                qh[i] = l[i] >> 4 | (l[i + 32] >> 4) << 2 | (l[i + 64] >> 4) << 4 | (l[i + 96] >> 4) << 6
+            let bytes = block.bindMemory(to: UInt8.self, capacity: bytesPerBlock)
+            guard maxAbsScale >= groupMaxEpsilon else {
+                bytes.initialize(repeating: 0, count: bytesPerBlock)
+                return
+            }
+            let inverseScale = -128 / maxScale
+            HalfBits.store(1 / inverseScale, block, offset: 208)
+            let d = HalfBits.load(block, offset: 208)
+            let blockScales = (block + 192).assumingMemoryBound(to: Int8.self)
+            for group in 0..<16 {
+                blockScales[group] = Int8(min(127, nearestInt(inverseScale * scales[group])))
+                let groupScale = d * Float(blockScales[group])
+                if groupScale == 0 { continue }
+                for index in 16 * group..<16 * group + 16 {
+                    levels[index] = UInt8(max(-32, min(31, nearestInt(values[index] / groupScale))) + 32)
+                }
+            }
+            for half in 0..<2 {
+                let ql = bytes + 64 * half, qh = bytes + 128 + 32 * half, l = levels + 128 * half
+                for i in 0..<32 {
+                    ql[i] = l[i] & 0xF | (l[i + 64] & 0xF) << 4
+                    ql[i + 32] = l[i + 32] & 0xF | (l[i + 96] & 0xF) << 4
+                    qh[i] = l[i] >> 4 | (l[i + 32] >> 4) << 2 | (l[i + 64] >> 4) << 4 | (l[i + 96] >> 4) << 6
+                }
             }
         }
     }
@@ -61,7 +61,7 @@ public enum Q6_K: BlockFormat {
 
     /// ggml's `make_qx_quants(16, 32, x, L, rmse_type = 1, NULL)`: levels in 0..<64 written to `levels`, the
     /// scale returned.
-    static func searchScale(_ x: UnsafePointer<Float>, levels: UnsafeMutablePointer<Int8>) -> Float {
+    static func searchScale(_ x: UnsafePointer<Float>, levels: UnsafeMutablePointer<UInt8>) -> Float {
         let n = 16, levelMax = 32
         var maximum: Float = 0, absoluteMaximum: Float = 0
         for i in 0..<n where x[i].magnitude > absoluteMaximum { absoluteMaximum = x[i].magnitude; maximum = x[i] }
@@ -80,7 +80,7 @@ public enum Q6_K: BlockFormat {
             return (lx, l2)
         }
         var inverse = -Float(levelMax) / maximum
-        for i in 0..<n { levels[i] = Int8(level(i, inverse) + levelMax) }
+        for i in 0..<n { levels[i] = UInt8(level(i, inverse) + levelMax) }
         var (sumLX, sumL2) = sums(inverse)
         var scale = sumL2 != 0 ? sumLX / sumL2 : 0
         var best = scale * sumLX
@@ -88,7 +88,7 @@ public enum Q6_K: BlockFormat {
             inverse = -(Float(levelMax) + 0.1 * Float(step)) / maximum
             (sumLX, sumL2) = sums(inverse)
             if sumL2 > 0, sumLX * sumLX > best * sumL2 {
-                for i in 0..<n { levels[i] = Int8(level(i, inverse) + levelMax) }
+                for i in 0..<n { levels[i] = UInt8(level(i, inverse) + levelMax) }
                 scale = sumLX / sumL2
                 best = scale * sumLX
             }

@@ -21,6 +21,9 @@ static inline float bf16_to_float(uint16_t b) {
     return v.f;
 }
 
+/// The little-endian f16 block scale at `p`, as a float.
+static inline float half_at(const uint8_t *p) { return bitnet_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
+
 // MARK: - Scalar
 
 float bitnet_dot_f16_scalar(const void *weights, const float *x, int64_t n) {
@@ -49,7 +52,7 @@ float bitnet_dot_q8_0_scalar(const void *weights, const float *x, int64_t n) {
     const uint8_t *block = weights;
     float sum = 0;
     for (int64_t b = 0; b < n / 32; b++, block += 34) {
-        float d = bitnet_half_to_float((uint16_t)(block[0] | block[1] << 8));
+        float d = half_at(block);
         for (int i = 0; i < 32; i++) sum += (d * (float)(int8_t)block[2 + i]) * x[32 * b + i];
     }
     return sum;
@@ -69,7 +72,7 @@ float bitnet_dot_q6_k_scalar(const void *weights, const float *x, int64_t n) {
     const uint8_t *block = weights;
     float sum = 0;
     for (int64_t b = 0; b < n / 256; b++, block += 210) {
-        float d = bitnet_half_to_float((uint16_t)(block[208] | block[209] << 8));
+        float d = half_at(block + 208);
         const int8_t *scales = (const int8_t *)(block + 192);
         for (int i = 0; i < 256; i++) sum += (d * (float)scales[i / 16]) * (float)(q6_k_level(block, i) - 32) * x[256 * b + i];
     }
@@ -129,7 +132,7 @@ float bitnet_dot_q8_0_avx2(const void *weights, const float *x, int64_t n) {
     const uint8_t *block = weights;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 32; b++, block += 34) {
-        float d = bitnet_half_to_float((uint16_t)(block[0] | block[1] << 8));
+        float d = half_at(block);
         acc = scaled_int8_fma_avx2(_mm_loadu_si128((const __m128i *)(block + 2)), d, x + 32 * b, acc);
         acc = scaled_int8_fma_avx2(_mm_loadu_si128((const __m128i *)(block + 18)), d, x + 32 * b + 16, acc);
     }
@@ -144,7 +147,7 @@ float bitnet_dot_q6_k_avx2(const void *weights, const float *x, int64_t n) {
     const __m256i low_nibbles = _mm256_set1_epi8(0x0F), high_pair = _mm256_set1_epi8(0x30), offset = _mm256_set1_epi8(32);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 256; b++, block += 210) {
-        float d = bitnet_half_to_float((uint16_t)(block[208] | block[209] << 8));
+        float d = half_at(block + 208);
         const int8_t *scales = (const int8_t *)(block + 192);
         for (int half = 0; half < 2; half++) {
             __m256i ql0 = _mm256_loadu_si256((const __m256i *)(block + 64 * half));
