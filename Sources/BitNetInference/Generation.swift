@@ -78,11 +78,9 @@ public struct TextGeneration: AsyncSequence {
     public struct Iterator: AsyncIteratorProtocol {
         let generation: TextGeneration
         private var sampler: Sampler
-        private var decoder: StreamingDecoder
+        private var text: StopStringFilter
         private var logits: [Float]?
         private var summary: GenerationSummary
-        private var text = ""
-        private var emitted = 0
         private var done = false
         /// Set when the last token ended the generation: the next call reports the summary.
         private var finishing: StopReason?
@@ -90,7 +88,7 @@ public struct TextGeneration: AsyncSequence {
         init(generation: TextGeneration) {
             self.generation = generation
             sampler = Sampler(generation.parameters.sampling)
-            decoder = StreamingDecoder(tokenizer: generation.tokenizer)
+            text = StopStringFilter(tokenizer: generation.tokenizer, stopStrings: generation.parameters.stopStrings)
             summary = GenerationSummary(promptTokens: generation.prompt.count, generatedTokens: 0, promptSeconds: 0, generationSeconds: 0, stopReason: .maximumTokens)
         }
 
@@ -119,21 +117,7 @@ public struct TextGeneration: AsyncSequence {
             let token = sampler.sample(logits!, history: session.tokens)
             if generation.tokenizer.endOfGeneration.contains(token) { return finish(.endOfSequence) }
             summary.generatedTokens += 1
-            text += decoder.append(token)
-            var piece = String(text.dropFirst(emitted))
-            var stopped = false
-            for stop in generation.parameters.stopStrings where !stop.isEmpty {
-                if let range = text.range(of: stop) {
-                    piece = String(text[..<range.lowerBound].dropFirst(emitted))
-                    stopped = true
-                    break
-                }
-            }
-            // Hold back text that could be the start of a stop string.
-            if !stopped {
-                piece = String(piece.dropLast(Swift.min(heldBack(text, generation.parameters.stopStrings), piece.count)))
-            }
-            emitted += piece.count
+            let (piece, stopped) = text.append(token)
             if stopped {
                 finishing = .stopString
                 return .token(id: token, text: piece)
@@ -149,14 +133,53 @@ public struct TextGeneration: AsyncSequence {
     }
 }
 
-/// Characters at the end of `text` that may be the start of a stop string, and so are not shown yet.
-func heldBack(_ text: String, _ stopStrings: [String]) -> Int {
-    var longest = 0
-    for stop in stopStrings where stop.count > 1 {
-        for length in stride(from: stop.count - 1, to: longest, by: -1) where text.hasSuffix(stop.prefix(length)) {
-            longest = length
-            break
-        }
+/// Turns generated tokens into the text to show: complete UTF-8 characters only, nothing from a stop
+/// string on, and nothing yet of what may be the start of one.
+struct StopStringFilter {
+    private var decoder: StreamingDecoder
+    private let stopStrings: [String]
+    private var text = ""
+    /// Characters of `text` shown so far.
+    private var emitted = 0
+
+    init(tokenizer: any Tokenizer, stopStrings: [String]) {
+        decoder = StreamingDecoder(tokenizer: tokenizer)
+        self.stopStrings = stopStrings.filter { !$0.isEmpty }
     }
-    return longest
+
+    /// Adds a token: the text it lets through, and whether a stop string has now appeared (the text
+    /// before it is the last to show).
+    mutating func append(_ token: Int) -> (piece: String, stopped: Bool) {
+        text += decoder.append(token)
+        for stop in stopStrings {
+            if let range = text.range(of: stop) {
+                let piece = String(text[..<range.lowerBound].dropFirst(emitted))
+                emitted += piece.count
+                return (piece, true)
+            }
+        }
+        var piece = String(text.dropFirst(emitted))
+        piece = String(piece.dropLast(Swift.min(heldBack(), piece.count)))
+        emitted += piece.count
+        return (piece, false)
+    }
+
+    /// What is still held back when the generation ends for another reason than a stop string.
+    mutating func flush() -> String {
+        text += decoder.finish()
+        defer { emitted = text.count }
+        return String(text.dropFirst(emitted))
+    }
+
+    /// Characters at the end of the text that may be the start of a stop string, and so are not shown yet.
+    private func heldBack() -> Int {
+        var longest = 0
+        for stop in stopStrings where stop.count > 1 {
+            for length in stride(from: stop.count - 1, to: longest, by: -1) where text.hasSuffix(stop.prefix(length)) {
+                longest = length
+                break
+            }
+        }
+        return longest
+    }
 }
