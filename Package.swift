@@ -12,11 +12,16 @@ let package = Package(
         .library(name: "BitNetCPU", targets: ["BitNetCPU"]),
         .library(name: "BitNetInference", targets: ["BitNetInference"]),
         .library(name: "BitNetConversion", targets: ["BitNetConversion"]),
+        .library(name: "BitNetServer", targets: ["BitNetServer"]),
         .executable(name: "bitnet", targets: ["bitnet"]),
     ],
     dependencies: [
         // Used by the command-line tool only; the library products depend on nothing but the toolchain.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Used by the server target only: HTTP, and start-up and graceful shutdown.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         // Ternary and int8 math, every packing (TQ1_0, TQ2_0, I2_S, Q8_0, Hugging Face uint8), and the
@@ -38,12 +43,25 @@ let package = Package(
         .target(name: "BitNetInference", dependencies: ["BitNetEngine", "BitNetCPU", "BitNetModels", "BitNetFormats"]),
         // Conversion of checkpoints to GGUF; the calibration report is the only part that runs a model.
         .target(name: "BitNetConversion", dependencies: ["BitNetModels", "BitNetFormats", "BitNetQuantization", "BitNetInference", "BitNetCPU"]),
+        // `bitnet serve`: an OpenAI-compatible HTTP server over the library's continuous batching. The one
+        // library target with package dependencies (Hummingbird 2, swift-service-lifecycle).
+        .target(
+            name: "BitNetServer",
+            dependencies: [
+                "BitNetInference",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "bitnet",
             dependencies: [
                 "BitNetFormats",
                 "BitNetInference",
                 "BitNetConversion",
+                "BitNetServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             // The default model: tiny-bitnet (Models/tiny-bitnet), used when no -m is given.
@@ -116,6 +134,11 @@ let package = Package(
         .testTarget(
             name: "FuzzRegressionTests",
             dependencies: ["FuzzTargets", "BitNetModels", "TestSupport"]
+        ),
+        // The server over real HTTP on a loopback port the OS picks.
+        .testTarget(
+            name: "BitNetServerTests",
+            dependencies: ["BitNetServer", "BitNetInference", "BitNetFormats", "TestSupport"]
         ),
         // The `bitnet` executable run as a user runs it (it is built before the tests).
         .testTarget(
