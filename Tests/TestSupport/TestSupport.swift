@@ -9,6 +9,9 @@ public enum Fixtures {
 
     public static func path(_ relative: String) -> String { directory + "/" + relative }
 
+    /// The root of the repository (scripts, the venv `scripts/bootstrap` makes).
+    public static let repositoryRoot = URL(fileURLWithPath: directory).deletingLastPathComponent().deletingLastPathComponent()
+
     public static func json(_ relative: String) throws -> JSONValue {
         try JSONValue.parse(try Data(contentsOf: URL(fileURLWithPath: path(relative))))
     }
