@@ -27,11 +27,17 @@ typedef void (*bitnet_ternary_tile)(const uint8_t *w, int64_t row_bytes, const i
 /// Σ w·x over one row of `n` stored weights (f32, f16 or bf16) and float x.
 typedef float (*bitnet_float_dot)(const void *w, const float *x, int64_t n);
 
+/// The dots of four activation rows (`x_stride` floats apart) with one weight row, each computed in exactly
+/// the order of the level's single-row dot, so a token's result never depends on the batch it is in; the
+/// weight row is loaded and converted once for the four.
+typedef void (*bitnet_float_dot4)(const void *w, const float *x, int64_t x_stride, int64_t n, float out[4]);
+
 /// The kernels of one level, chosen once per call in the calling thread so worker threads run what the caller
 /// would (a level forced on the caller's thread applies to the whole matmul).
 typedef struct {
     bitnet_ternary_tile ternary[3];  // indexed by bitnet_ternary_encoding
     bitnet_float_dot dot[5];         // indexed by bitnet_float_encoding
+    bitnet_float_dot4 dot4[5];       // the same, four tokens at once; NULL where there is none
 } bitnet_kernel_table;
 
 const bitnet_kernel_table *bitnet_kernels_for_level(int level);
@@ -67,6 +73,7 @@ void bitnet_tq1_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, i
 void bitnet_i2_s_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 float bitnet_dot_f32_avx2(const void *, const float *, int64_t);
 float bitnet_dot_f16_avx2(const void *, const float *, int64_t);
+void bitnet_dot4_f16_avx2(const void *, const float *, int64_t, int64_t, float[4]);
 float bitnet_dot_bf16_avx2(const void *, const float *, int64_t);
 float bitnet_dot_q8_0_avx2(const void *, const float *, int64_t);
 float bitnet_dot_q6_k_avx2(const void *, const float *, int64_t);

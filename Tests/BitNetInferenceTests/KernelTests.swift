@@ -209,6 +209,39 @@ import Testing
         }
     }
 
+    /// A token's logits never depend on the tokens batched with it (the server's guarantee): every float
+    /// encoding at every level, 11 tokens at once (the four-token kernels and the single-token tail) against
+    /// each token alone, bit for bit.
+    @Test(arguments: [(BITNET_FLOAT_F32, 37), (BITNET_FLOAT_F16, 37), (BITNET_FLOAT_F16, 2560), (BITNET_FLOAT_BF16, 40),
+                      (BITNET_FLOAT_Q8_0, 64), (BITNET_FLOAT_Q6_K, 512)])
+    func floatMatmulGivesEachTokenWhatItGetsAlone(encoding: bitnet_float_encoding, columns: Int) throws {
+        let rows = 6, tokens = 11
+        var generator = SeededGenerator(seed: 77 + UInt64(columns))
+        let values = (0..<rows * columns).map { _ in Float.random(in: -1...1, using: &generator) }
+        let x = (0..<tokens * columns).map { _ in Float.random(in: -2...2, using: &generator) }
+        let bytes: [UInt8] = switch encoding {
+        case BITNET_FLOAT_F32: values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+        case BITNET_FLOAT_F16: values.flatMap { withUnsafeBytes(of: Float16($0).bitPattern.littleEndian, Array.init) }
+        case BITNET_FLOAT_BF16: values.flatMap { withUnsafeBytes(of: BFloat16($0).bitPattern.littleEndian, Array.init) }
+        case BITNET_FLOAT_Q8_0: try Q8_0.quantize(values, rowLength: columns)
+        default: try Q6_K.quantize(values, rowLength: columns)
+        }
+        let pool = bitnet_pool_create(2)
+        defer { bitnet_pool_destroy(pool) }
+        for path in Self.paths {
+            #expect(bitnet_kernels_force(path) == 0)
+            defer { bitnet_kernels_force(nil) }
+            var together = [Float](repeating: .nan, count: tokens * rows)
+            bytes.withUnsafeBytes { bitnet_float_matmul(pool, Int32(encoding.rawValue), $0.baseAddress!, Int64(rows), Int64(columns), x, Int64(tokens), &together) }
+            for t in 0..<tokens {
+                var alone = [Float](repeating: .nan, count: rows)
+                let token = Array(x[t * columns..<(t + 1) * columns])
+                bytes.withUnsafeBytes { bitnet_float_matmul(pool, Int32(encoding.rawValue), $0.baseAddress!, Int64(rows), Int64(columns), token, 1, &alone) }
+                #expect(Array(together[t * rows..<(t + 1) * rows]) == alone, "\(path) encoding \(encoding.rawValue) token \(t)")
+            }
+        }
+    }
+
     @Test func dispatchNamesAnInstructionSet() {
         let isa = String(cString: bitnet_kernels_isa())
         #expect(Self.paths.contains(isa) && Self.paths.first == "scalar")
