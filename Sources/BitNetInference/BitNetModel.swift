@@ -100,7 +100,7 @@ public final class BitNetModel: Sendable {
     /// The model's chat format; throws a clear error if its template is unknown (pass an override).
     public func chatTemplate(override: ChatTemplate? = nil) throws -> ChatTemplate {
         if let override { return override }
-        let known = ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")
+        let known = ChatTemplate.knownNames
         guard let source = chatTemplateSource else {
             throw ModelError(.invalidModel, "\(path) has no chat template; choose one with --chat-template (\(known))")
         }

@@ -71,8 +71,7 @@ public final class ChatSession {
         let isStart = session.tokens.isEmpty
         var messages = isStart ? systemPrompt.map { [ChatMessage(role: .system, content: $0)] } ?? [] : []
         messages.append(ChatMessage(role: .user, content: message))
-        let beginning = tokenizer.beginningOfSequence.map { tokenizer.decode([$0]) }
-        let prompt = tokenizer.encode(template.render(messages, beginning: isStart ? beginning : nil, isStart: isStart))
+        let prompt = template.prompt(messages, tokenizer: tokenizer, isStart: isStart)
         guard prompt.count < session.remainingContext else {
             throw InferenceError(.contextOverflow, "the conversation no longer fits the context of \(session.contextLength) tokens")
         }

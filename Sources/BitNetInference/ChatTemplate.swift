@@ -1,3 +1,4 @@
+import BitNetModels
 import Foundation
 
 /// A message of a conversation.
@@ -28,6 +29,16 @@ public enum ChatTemplate: String, Sendable, CaseIterable {
         } else {
             return nil
         }
+    }
+
+    /// The names of the known formats, for messages: "bitnet, llama3".
+    public static var knownNames: String { allCases.map(\.rawValue).joined(separator: ", ") }
+
+    /// The token ids of `messages` rendered for the reply: at the start of a context (`isStart`) with the
+    /// tokenizer's beginning-of-sequence token, else continuing a conversation already in the KV cache.
+    public func prompt(_ messages: [ChatMessage], tokenizer: any Tokenizer, isStart: Bool) -> [Int] {
+        let beginning = tokenizer.beginningOfSequence.map { tokenizer.decode([$0]) }
+        return tokenizer.encode(render(messages, beginning: isStart ? beginning : nil, isStart: isStart))
     }
 
     /// The text that closes a turn. After a reply, it is evaluated into the cache so the next turn follows

@@ -13,6 +13,9 @@ public struct GenerationSummary: Sendable {
     public var promptSeconds: Double
     public var generationSeconds: Double
     public var stopReason: StopReason
+    /// Text held back until the end (what might have begun a stop string, an unfinished UTF-8 character):
+    /// the last of the output, after the last token's text. Empty when a stop string ended it.
+    public var trailingText = ""
 
     public var promptTokensPerSecond: Double { promptSeconds > 0 ? Double(promptTokens) / promptSeconds : 0 }
     public var generationTokensPerSecond: Double { generationSeconds > 0 ? Double(generatedTokens) / generationSeconds : 0 }
@@ -22,7 +25,7 @@ public struct GenerationSummary: Sendable {
 public enum GenerationEvent: Sendable {
     /// A new token and the text it completes (may be empty while a UTF-8 character is unfinished).
     case token(id: Int, text: String)
-    /// The end, with statistics.
+    /// The end, with statistics and the text held back until now (``GenerationSummary/trailingText``).
     case finished(GenerationSummary)
 }
 
@@ -94,11 +97,7 @@ public struct TextGeneration: AsyncSequence {
 
         public mutating func next() async throws -> GenerationEvent? {
             if done { return nil }
-            if let reason = finishing {
-                done = true
-                summary.stopReason = reason
-                return .finished(summary)
-            }
+            if let reason = finishing { return finish(reason) }
             try Task.checkCancellation()
             let session = generation.session
             if logits == nil {
@@ -106,11 +105,6 @@ public struct TextGeneration: AsyncSequence {
                 let start = DispatchTime.now().uptimeNanoseconds
                 logits = try await session.evaluate(generation.prompt).last
                 summary.promptSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            }
-            func finish(_ reason: StopReason) -> GenerationEvent {
-                done = true
-                summary.stopReason = reason
-                return .finished(summary)
             }
             guard summary.generatedTokens < generation.parameters.maximumTokens else { return finish(.maximumTokens) }
             let start = DispatchTime.now().uptimeNanoseconds
@@ -130,52 +124,72 @@ public struct TextGeneration: AsyncSequence {
             summary.generationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             return .token(id: token, text: piece)
         }
+
+        private mutating func finish(_ reason: StopReason) -> GenerationEvent {
+            done = true
+            summary.stopReason = reason
+            if reason != .stopString { summary.trailingText = text.flush() }
+            return .finished(summary)
+        }
     }
 }
 
 /// Turns generated tokens into the text to show: complete UTF-8 characters only, nothing from a stop
 /// string on, and nothing yet of what may be the start of one.
+///
+/// Text is counted in Unicode scalars, not `Character`s: a later token may extend the last character
+/// (a combining accent, the `\n` of `\r\n`, an emoji modifier), and counting characters would lose it.
 struct StopStringFilter {
     private var decoder: StreamingDecoder
-    private let stopStrings: [String]
-    private var text = ""
-    /// Characters of `text` shown so far.
+    private let stops: [[Unicode.Scalar]]
+    private var text: [Unicode.Scalar] = []
+    /// Scalars of `text` shown so far.
     private var emitted = 0
 
     init(tokenizer: any Tokenizer, stopStrings: [String]) {
         decoder = StreamingDecoder(tokenizer: tokenizer)
-        self.stopStrings = stopStrings.filter { !$0.isEmpty }
+        stops = stopStrings.filter { !$0.isEmpty }.map { Array($0.unicodeScalars) }
     }
 
     /// Adds a token: the text it lets through, and whether a stop string has now appeared (the text
     /// before it is the last to show).
     mutating func append(_ token: Int) -> (piece: String, stopped: Bool) {
-        text += decoder.append(token)
-        for stop in stopStrings {
-            if let range = text.range(of: stop) {
-                let piece = String(text[..<range.lowerBound].dropFirst(emitted))
-                emitted += piece.count
-                return (piece, true)
+        let previous = text.count
+        text += decoder.append(token).unicodeScalars
+        // The earliest stop string that ends in the new text (one that ended before was found then).
+        var earliest: Int?
+        for stop in stops where stop.count <= text.count {
+            var start = max(0, previous - stop.count + 1)
+            while start + stop.count <= text.count, start < (earliest ?? .max) {
+                if text[start] == stop[0], text[start..<start + stop.count].elementsEqual(stop) {
+                    earliest = start
+                    break
+                }
+                start += 1
             }
         }
-        var piece = String(text.dropFirst(emitted))
-        piece = String(piece.dropLast(Swift.min(heldBack(), piece.count)))
-        emitted += piece.count
-        return (piece, false)
+        if let earliest { return (take(upTo: earliest), true) }
+        return (take(upTo: text.count - heldBack()), false)
     }
 
     /// What is still held back when the generation ends for another reason than a stop string.
     mutating func flush() -> String {
-        text += decoder.finish()
-        defer { emitted = text.count }
-        return String(text.dropFirst(emitted))
+        text += decoder.finish().unicodeScalars
+        return take(upTo: text.count)
     }
 
-    /// Characters at the end of the text that may be the start of a stop string, and so are not shown yet.
+    private mutating func take(upTo end: Int) -> String {
+        guard end > emitted else { return "" }
+        defer { emitted = end }
+        return String(String.UnicodeScalarView(text[emitted..<end]))
+    }
+
+    /// Scalars at the end of the text that may be the start of a stop string, and so are not shown yet.
     private func heldBack() -> Int {
         var longest = 0
-        for stop in stopStrings where stop.count > 1 {
-            for length in stride(from: stop.count - 1, to: longest, by: -1) where text.hasSuffix(stop.prefix(length)) {
+        for stop in stops where stop.count > 1 {
+            for length in stride(from: min(stop.count - 1, text.count), to: longest, by: -1)
+            where text[(text.count - length)...].elementsEqual(stop[..<length]) {
                 longest = length
                 break
             }

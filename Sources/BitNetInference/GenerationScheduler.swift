@@ -40,8 +40,8 @@ public struct ScheduledToken: Sendable {
 /// What a scheduled generation streams.
 public enum ScheduledEvent: Sendable {
     case token(ScheduledToken)
-    /// The end: statistics, and text held back until now (an unfinished stop string or UTF-8 character).
-    case finished(GenerationSummary, trailingText: String)
+    /// The end: statistics, and the text held back until now (``GenerationSummary/trailingText``).
+    case finished(GenerationSummary)
 }
 
 /// Decodes many generations together, as a server does: **continuous batching**.
@@ -144,6 +144,9 @@ public final class GenerationScheduler: @unchecked Sendable {
         }
         let (events, continuation) = AsyncThrowingStream.makeStream(of: ScheduledEvent.self)
         let sequence = Sequence(request: request, tokenizer: tokenizer, events: continuation)
+        continuation.onTermination = { [weak self] reason in
+            if case .cancelled = reason { self?.cancel(sequence) }
+        }
         try lock.withLock {
             if stopped { throw SchedulerError.stopped }
             let free = slots.lazy.filter { $0 == nil }.count
@@ -151,9 +154,6 @@ public final class GenerationScheduler: @unchecked Sendable {
                 throw SchedulerError.queueFull
             }
             waiting.append(sequence)
-        }
-        continuation.onTermination = { [weak self] reason in
-            if case .cancelled = reason { self?.cancel(sequence) }
         }
         wake.yield()
         return events
@@ -165,7 +165,7 @@ public final class GenerationScheduler: @unchecked Sendable {
     }
 
     /// Decodes until the calling task is cancelled; then every generation not finished ends with
-    /// `CancellationError` and later submissions are refused.
+    /// ``SchedulerError/stopped`` and later submissions are refused.
     public func run() async {
         var wakeup = wakeups.makeAsyncIterator()
         while !Task.isCancelled {
@@ -190,7 +190,7 @@ public final class GenerationScheduler: @unchecked Sendable {
             defer { waiting.removeAll() }
             return waiting + slots.compactMap { $0 }
         }
-        for sequence in unfinished { end(sequence, throwing: CancellationError()) }
+        for sequence in unfinished { end(sequence, throwing: SchedulerError.stopped) }
     }
 
     /// A forward pass planned: its batch, the sequences with a token in it, the sequence of each row of
@@ -273,14 +273,14 @@ public final class GenerationScheduler: @unchecked Sendable {
     private func finish(_ sequence: Sequence, _ reason: StopReason) {
         sequence.summary.stopReason = reason
         sequence.summary.generationSeconds = Double(DispatchTime.now().uptimeNanoseconds - sequence.decodeStart) / 1e9
-        let trailing = reason == .stopString ? "" : sequence.text.flush()
-        sequence.events.yield(.finished(sequence.summary, trailingText: trailing))
+        if reason != .stopString { sequence.summary.trailingText = sequence.text.flush() }
+        sequence.events.yield(.finished(sequence.summary))
         end(sequence, throwing: nil)
     }
 
     /// Closes the stream of `sequence` and frees its slot.
     private func end(_ sequence: Sequence, throwing error: (any Error)?) {
-        sequence.events.finish(throwing: error)
+        // The slot first: a client that sends its next request as soon as this one ends finds it free.
         lock.withLock {
             waiting.removeAll { $0 === sequence }
             if sequence.slot >= 0, slots[sequence.slot] === sequence {
@@ -288,6 +288,7 @@ public final class GenerationScheduler: @unchecked Sendable {
                 try? cache.truncate(slot: sequence.slot, to: 0)  // no pass is running between steps
             }
         }
+        sequence.events.finish(throwing: error)
     }
 
     /// The log-probability of `token` and the `alternatives` most likely tokens, from raw logits.

@@ -40,20 +40,21 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
         APIError(.serviceUnavailable, "the model is still loading", type: "unavailable_error", code: "model_loading", headers: [.retryAfter: "1"])
     }
 
-    /// The error a request gets for what the engine refused.
-    init(engineError error: any Error) {
+    /// The error a request gets for what the engine refused; `param` names the prompt's field.
+    init(engineError error: any Error, param: String? = nil) {
         switch error {
         case let error as APIError: self = error
         case let error as InferenceError where error.code == .contextOverflow:
-            self.init(.badRequest, error.message, param: "messages", code: "context_length_exceeded")
+            self.init(.badRequest, error.message, param: param, code: "context_length_exceeded")
         case let error as InferenceError where error.code == .invalidInput:
-            self.init(.badRequest, error.message, code: "invalid_value")
+            self.init(.badRequest, error.message, param: param, code: "invalid_value")
         case SchedulerError.queueFull:
             self.init(.serviceUnavailable, "\(SchedulerError.queueFull)", type: "unavailable_error", code: "queue_full", headers: [.retryAfter: "1"])
         case SchedulerError.stopped:
             self.init(.serviceUnavailable, "the server is shutting down", type: "unavailable_error", code: "shutting_down")
         case is CancellationError:
-            self.init(.serviceUnavailable, "the request was cancelled (the server is shutting down)", type: "unavailable_error", code: "cancelled")
+            // Nobody reads it: the client has gone (nginx's 499), as /metrics counts it.
+            self.init(HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request"), "the client closed the connection", code: "cancelled")
         default:
             self.init(.internalServerError, "\(error)", type: "server_error")
         }

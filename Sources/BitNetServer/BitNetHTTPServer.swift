@@ -96,10 +96,9 @@ public final class BitNetHTTPServer: Sendable {
         case .chat:
             let messages = try fields.messages()
             guard let template = engine.template else {
-                throw APIError(.badRequest, "the model has no known chat template; start the server with --chat-template (\(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")))", code: "no_chat_template")
+                throw APIError(.badRequest, "the model has no known chat template; start the server with --chat-template (\(ChatTemplate.knownNames))", code: "no_chat_template")
             }
-            let beginning = engine.tokenizer.beginningOfSequence.map { engine.tokenizer.decode([$0]) }
-            prompt = engine.tokenizer.encode(template.render(messages, beginning: beginning, isStart: true))
+            prompt = template.prompt(messages, tokenizer: engine.tokenizer, isStart: true)
         case .text:
             prompt = try fields.prompt(tokenizer: engine.tokenizer)
         }
@@ -109,44 +108,36 @@ public final class BitNetHTTPServer: Sendable {
         do {
             events = try engine.scheduler.submit(GenerationRequest(prompt: prompt, parameters: settings.parameters, logprobs: settings.logprobs))
         } catch {
-            var refusal = APIError(engineError: error)
-            if refusal.code == "context_length_exceeded" { refusal.param = kind == .chat ? "messages" : "prompt" }
-            if refusal.code == "invalid_value", refusal.param == nil, kind == .text { refusal.param = "prompt" }
-            throw refusal
+            throw APIError(engineError: error, param: kind == .chat ? "messages" : "prompt")
         }
         let responder = CompletionResponder(kind: kind, model: engine.name, tokenizer: engine.tokenizer, promptTokens: prompt.count,
                                             logprobs: settings.logprobs != nil)
+        // Hang-ups are noticed by watching the request's side of the connection, which Hummingbird then
+        // closes after the response: say so, so that pooling clients do not reuse it.
+        let headers: HTTPFields = settings.stream
+            ? [.contentType: "text/event-stream", .cacheControl: "no-cache", .connection: "close"]
+            : [.contentType: "application/json", .connection: "close"]
         let requestBody = request.body
         if settings.stream {
-            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { [metrics] writer in
+            return Response(status: .ok, headers: headers, body: ResponseBody { [self] writer in
                 func send(_ value: JSONValue) async throws {
                     try await writer.write(ByteBuffer(string: "data: \(value.serialized())\n\n"))
                 }
                 do {
                     try await requestBody.consumeWithCancellationOnInboundClose { _ in
-                        var timing = TokenTiming(arrival: arrival, metrics: metrics)
-                        var generated = 0, textOffset = 0
                         if kind == .chat { try await send(responder.chunk(text: "", first: true)) }
-                        for try await event in events {
-                            switch event {
-                            case .token(let token):
-                                timing.tokenArrived()
-                                generated += 1
-                                if !token.text.isEmpty || responder.logprobs {
-                                    try await send(responder.chunk(text: token.text, tokens: responder.logprobs ? [token] : [], textOffset: textOffset))
-                                    textOffset += token.text.utf16.count
-                                }
-                            case .finished(let summary, let trailing):
-                                metrics.countTokens(prompt: summary.promptTokens, generated: summary.generatedTokens)
-                                if !trailing.isEmpty { try await send(responder.chunk(text: trailing, textOffset: textOffset)) }
-                                try await send(responder.chunk(text: "", finishReason: summary.stopReason))
-                                if settings.includeUsage { try await send(responder.usageChunk(generated: generated)) }
-                            }
+                        var textOffset = 0
+                        let summary = try await drive(events, arrival: arrival) { token in
+                            guard !token.text.isEmpty || responder.logprobs else { return }
+                            try await send(responder.chunk(text: token.text, tokens: responder.logprobs ? [token] : [], textOffset: textOffset))
+                            textOffset += token.text.utf16.count
                         }
-                        try Task.checkCancellation()
+                        if !summary.trailingText.isEmpty { try await send(responder.chunk(text: summary.trailingText, textOffset: textOffset)) }
+                        try await send(responder.chunk(text: "", finishReason: summary.stopReason))
+                        if settings.includeUsage { try await send(responder.usageChunk(generated: summary.generatedTokens)) }
                     }
                 } catch is CancellationError {
-                    return  // the client has gone, or the server's deadline has passed: nothing more to say
+                    return  // the client has gone, or the shutdown deadline has passed: nothing more to say
                 } catch {
                     // The status line has gone out: report the error as an event, as OpenAI's streams do.
                     try await send(APIError(engineError: error).json)
@@ -155,23 +146,35 @@ public final class BitNetHTTPServer: Sendable {
                 try await writer.finish(nil)
             })
         }
-        let (text, tokens, summary) = try await requestBody.consumeWithCancellationOnInboundClose { [metrics] _ in
-            var timing = TokenTiming(arrival: arrival, metrics: metrics)
+        let (text, tokens, summary) = try await requestBody.consumeWithCancellationOnInboundClose { _ in
             var text = "", tokens: [ScheduledToken] = []
-            for try await event in events {
-                switch event {
-                case .token(let token):
-                    timing.tokenArrived()
-                    text += token.text
-                    if responder.logprobs { tokens.append(token) }
-                case .finished(let summary, let trailing):
-                    metrics.countTokens(prompt: summary.promptTokens, generated: summary.generatedTokens)
-                    return (text + trailing, tokens, summary)
-                }
+            let summary = try await drive(events, arrival: arrival) { token in
+                text += token.text
+                if responder.logprobs { tokens.append(token) }
             }
-            throw CancellationError()  // the stream ended without its summary: the client has gone
+            return (text + summary.trailingText, tokens, summary)
         }
-        return .json(responder.response(text: text, tokens: tokens, summary: summary))
+        var response = Response.json(responder.response(text: text, tokens: tokens, summary: summary))
+        response.headers = headers
+        return response
+    }
+
+    /// Reads a request's events to the end, passing each token on; records its latencies and token counts.
+    /// Throws `CancellationError` when the stream ends without its summary (the client has gone).
+    private func drive(_ events: AsyncThrowingStream<ScheduledEvent, any Error>, arrival: ContinuousClock.Instant,
+                       onToken: (ScheduledToken) async throws -> Void) async throws -> GenerationSummary {
+        var timing = TokenTiming(arrival: arrival, metrics: metrics)
+        for try await event in events {
+            switch event {
+            case .token(let token):
+                timing.tokenArrived()
+                try await onToken(token)
+            case .finished(let summary):
+                metrics.countTokens(prompt: summary.promptTokens, generated: summary.generatedTokens)
+                return summary
+            }
+        }
+        throw CancellationError()
     }
 }
 

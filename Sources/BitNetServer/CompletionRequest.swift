@@ -53,6 +53,8 @@ struct RequestFields {
 
 /// What both endpoints ask of a generation, read from the request.
 struct CompletionSettings {
+    static let maximumStopLength = 256
+
     var parameters: GenerationParameters
     /// Alternatives per token's log-probability; nil when none are asked for.
     var logprobs: Int?
@@ -93,6 +95,10 @@ struct CompletionSettings {
             }
             guard stops.count <= 4 else { throw APIError.invalid("stop", "'stop' takes at most 4 sequences") }
         default: throw APIError.invalid("stop", "'stop' must be a string or an array of strings")
+        }
+        // Each token is checked against every stop string on the one decoding loop: keep that cheap.
+        if let long = stops.first(where: { $0.unicodeScalars.count > Self.maximumStopLength }) {
+            throw APIError.invalid("stop", "'stop' sequences are at most \(Self.maximumStopLength) characters; one has \(long.unicodeScalars.count)")
         }
         parameters = GenerationParameters(maximumTokens: limit ?? contextLength, sampling: sampling, stopStrings: stops)
 
@@ -154,7 +160,7 @@ extension RequestFields {
             let content: String
             switch item["content"] {
             case .string(let text)?: content = text
-            case nil where role == .assistant: content = ""
+            case nil where role == .assistant, .null? where role == .assistant: content = ""  // after tool calls
             case .array(let parts)?:
                 content = try parts.enumerated().map { partIndex, part in
                     guard part["type"]?.stringValue == "text", let text = part["text"]?.stringValue else {

@@ -140,7 +140,7 @@ struct Generate: AsyncParsableCommand {
                     print(text, terminator: "")
                     fflush(nil)
                 case .finished(let summary):
-                    print("")
+                    print(summary.trailingText)
                     fflush(nil)
                     printError(String(format: "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | stop: %@ | backend: %@\n",
                                       summary.promptTokens, summary.promptTokensPerSecond, summary.generatedTokens,
@@ -157,7 +157,7 @@ struct Chat: AsyncParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "A system message.") var system: String?
-    @Option(name: .customLong("chat-template"), help: "Override the model's template: \(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(name: .customLong("chat-template"), help: "Override the model's template: \(ChatTemplate.knownNames).")
     var chatTemplate: String?
     @Option(name: .customShort("n"), help: "Most tokens per reply.") var tokens: Int = 256
     @OptionGroup var sampling: SamplingOptions
@@ -169,7 +169,7 @@ struct Chat: AsyncParsableCommand {
             var override: ChatTemplate?
             if let chatTemplate {
                 guard let known = ChatTemplate(rawValue: chatTemplate) else {
-                    throw InferenceError(.invalidInput, "unknown --chat-template '\(chatTemplate)' (known: \(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")))")
+                    throw InferenceError(.invalidInput, "unknown --chat-template '\(chatTemplate)' (known: \(ChatTemplate.knownNames))")
                 }
                 override = known
             }
@@ -182,10 +182,11 @@ struct Chat: AsyncParsableCommand {
                 guard let line = readLine() else { break }
                 do {
                     for try await event in chat.respond(to: line) {
-                        if case .token(_, let text) = event {
-                            print(text, terminator: "")
-                            fflush(nil)
+                        switch event {
+                        case .token(_, let text): print(text, terminator: "")
+                        case .finished(let summary): print(summary.trailingText, terminator: "")
                         }
+                        fflush(nil)
                     }
                 } catch let error as InferenceError where error.code == .contextOverflow {
                     throw InferenceError(.contextOverflow, "\(error.message) (raise --ctx)")

@@ -22,7 +22,7 @@ struct Serve: AsyncParsableCommand {
     var batchSize = 128
     @Option(name: .customLong("api-key"), help: "Require 'Authorization: Bearer KEY' on /v1/ (default: $BITNET_API_KEY, if set).")
     var apiKey: String?
-    @Option(name: .customLong("chat-template"), help: "Override the model's chat template: \(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(name: .customLong("chat-template"), help: "Override the model's chat template: \(ChatTemplate.knownNames).")
     var chatTemplate: String?
     @Option(help: "The model name /v1/models lists (default: the file's name).") var alias: String?
     @Option(name: .customLong("max-body"), help: "Largest request body in bytes; larger ones get 413.") var maximumBody = 1 << 20
@@ -35,9 +35,9 @@ struct Serve: AsyncParsableCommand {
         guard queue >= 0 else { throw ValidationError("--queue must be ≥ 0") }
         guard batchSize >= parallel else { throw ValidationError("--batch-size must be at least --parallel") }
         guard maximumBody >= 1024 else { throw ValidationError("--max-body must be at least 1024") }
-        guard shutdownTimeout >= 0, shutdownTimeout.isFinite else { throw ValidationError("--shutdown-timeout must be ≥ 0") }
+        guard shutdownTimeout >= 0, shutdownTimeout <= 86400 else { throw ValidationError("--shutdown-timeout must be 0 to 86400 seconds") }
         if let chatTemplate, ChatTemplate(rawValue: chatTemplate) == nil {
-            throw ValidationError("unknown --chat-template '\(chatTemplate)' (known: \(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw ValidationError("unknown --chat-template '\(chatTemplate)' (known: \(ChatTemplate.knownNames))")
         }
     }
 

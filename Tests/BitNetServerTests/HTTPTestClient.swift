@@ -169,7 +169,7 @@ struct HTTPTestClient {
         var index = data.startIndex
         while true {
             guard let lineEnd = data[index...].range(of: Data("\r\n".utf8)),
-                  let size = Int(String(decoding: data[index..<lineEnd.lowerBound], as: UTF8.self).split(separator: ";")[0], radix: 16)
+                  let size = Int(String(decoding: data[index..<lineEnd.lowerBound], as: UTF8.self).split(separator: ";").first ?? "", radix: 16)
             else { throw Failure(description: "bad chunked encoding") }
             if size == 0 { return output }
             let start = lineEnd.upperBound

@@ -35,6 +35,7 @@ import Testing
         Case(body: #"{"messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": true}}"#, status: 400, param: "stream_options"),
         Case(body: #"{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}"#, status: 400, param: "tools"),
         Case(body: #"{"messages": [{"role": "user", "content": "hi"}], "seed": "x"}"#, status: 400, param: "seed"),
+        Case(body: #"{"messages": [{"role": "user", "content": "hi"}], "stop": "\#(String(repeating: "z", count: 257))"}"#, status: 400, param: "stop"),
         // Far longer than the context of 256: refused, never truncated.
         Case(body: #"{"messages": [{"role": "user", "content": "\#(String(repeating: "word ", count: 400))"}]}"#, status: 400, param: "messages", code: "context_length_exceeded"),
     ]
@@ -63,6 +64,10 @@ import Testing
                 if let code = item.code { #expect(error?["code"]?.stringValue == code, "\(item.body.prefix(120)): \(response.text)") }
             }
         }
+        // An assistant turn without content (as clients replay it after tool calls) is accepted.
+        let nullContent = try await server.client.post("/v1/chat/completions", #"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": null}, {"role": "user", "content": "go on"}], "max_tokens": 2}"#)
+        #expect(nullContent.status == 200, "\(nullContent.text)")
+        #expect(nullContent.headers["connection"] == "close")
         let large = try await server.client.post("/v1/completions", #"{"prompt": "\#(String(repeating: "a", count: 10000))"}"#)
         #expect(large.status == 413)
         #expect(large.json?.at("error", "message")?.stringValue?.contains("size limit") == true)
@@ -117,7 +122,7 @@ import Testing
             case 7: return Data("GARBAGE\r\n\r\n".utf8)
             case 8: return HTTPTestClient.request("/v1/completions", body: #"{"prompt": [[1, 2], [3]], "n": 1}"#)
             case 9: return HTTPTestClient.request("/v1/models", method: "DELETE", body: "{}")
-            case 10: return HTTPTestClient.request("/v1/completions", body: #"{"prompt": "x", "max_tokens": 2, "logprobs": 5, "stream": true, "stop": "\#(String(repeating: "z", count: 3000))"}"#)
+            case 10: return HTTPTestClient.request("/v1/completions", body: #"{"prompt": "x", "max_tokens": 2, "logprobs": 5, "stream": true, "stop": "\#(String(repeating: "z", count: 256))"}"#)
             default: return HTTPTestClient.request("/v1/completions", body: good)
             }
         }

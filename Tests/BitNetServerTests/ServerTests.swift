@@ -26,9 +26,7 @@ import Testing
 
     static func chatPrompt(_ messages: [ChatMessage]) throws -> [Int] {
         let model = try BitNetModel(path: TestServer.modelPath, backend: .cpu, threads: 1)
-        let tokenizer = try model.loadTokenizer()
-        let beginning = tokenizer.beginningOfSequence.map { tokenizer.decode([$0]) }
-        return tokenizer.encode(try model.chatTemplate().render(messages, beginning: beginning, isStart: true))
+        return try model.chatTemplate().prompt(messages, tokenizer: try model.loadTokenizer(), isStart: true)
     }
 
     @Test func chatCompletionsWholeAndStreamedMatchTheLibrary() async throws {
@@ -166,7 +164,7 @@ import Testing
     }
 
     @Test func gracefulShutdownLetsRunningRequestsFinish() async throws {
-        let server = try await TestServer.start()
+        let server = try await TestServer.start { $0.shutdownDeadline = .seconds(120) }
         let running = Task { try await server.client.post("/v1/completions", #"{"prompt": "def main(", "max_tokens": 200, "temperature": 0, "stream": true}"#) }
         #expect(try await server.waitForMetric("bitnet_active_sequences", 1))
         try await server.stop()

@@ -30,7 +30,10 @@ final class TestServer: Sendable {
             try BitNetModel(path: modelPath, backend: .cpu, threads: 1)
         }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let task = Task { try await server.run(signals: []) { continuation.yield($0) } }
+        let task = Task {
+            defer { continuation.finish() }  // a server that fails before it listens ends the wait below
+            try await server.run(signals: []) { continuation.yield($0) }
+        }
         guard let port = await ports.first(where: { _ in true }) else { throw HTTPTestClient.Failure(description: "the server did not start") }
         let running = TestServer(server: server, client: HTTPTestClient(port: port), task: task)
         for _ in 0..<500 {
