@@ -192,8 +192,10 @@ struct FloatMatrix: Sendable {
 
     /// `output[t, r] = Σ_c input[t, c] · W[r, c]` for `tokens` input rows; the C kernels read the rows in place.
     func multiply(_ input: UnsafePointer<Float>, tokens: Int, into output: UnsafeMutablePointer<Float>, pool: KernelPool) {
-        bytes.withUnsafeBytes { raw in
+        let status = bytes.withUnsafeBytes { raw in
             bitnet_float_matmul(pool.pointer, Int32(kernelEncoding.rawValue), raw.baseAddress!, Int64(rows), Int64(columns), input, Int64(tokens), output)
         }
+        // The only failure is memory for Q6_K's int8 activations (under 300 bytes per 256 values).
+        precondition(status == 0, "out of memory for the activations of a \(rows)×\(columns) Q6_K matmul")
     }
 }

@@ -1,7 +1,11 @@
 // Float matrices: the embedding-sized output projection in F32, F16, BF16, Q8_0 or Q6_K, read in place and
 // multiplied with float activations (each weight decoded to the float its type defines, as the Swift decoders
-// and gguf-py do). Scalar rows and AVX2 (+ FMA, F16C) rows chosen at run time like the ternary tiles.
+// and gguf-py do) — except Q6_K, multiplied in integers against int8 activations as llama.cpp does. Scalar
+// rows and AVX2 (+ FMA, F16C) rows chosen at run time like the ternary tiles.
 #include "kernels_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
 
 #ifdef BITNET_X86
 #include <immintrin.h>
@@ -67,16 +71,43 @@ static inline int q6_k_level(const uint8_t *block, int index) {
 }
 
 /// Q6_K blocks of 256 (210 bytes): ql[128], qh[64], int8 scales[16] (one per 16 values), f16 d;
-/// value = (d · scale) · (l − 32).
-float bitnet_dot_q6_k_scalar(const void *weights, const float *x, int64_t n) {
-    const uint8_t *block = weights;
+/// value = (d · scale) · (l − 32). Against Q8_K activations: Σ_g scale_g · (Σ l·q − 32 · Σ q) in integers.
+float bitnet_dot_q6_k_scalar(const uint8_t *block, const bitnet_q8_k_block *x, int64_t blocks) {
+#pragma clang fp contract(off)  // one rounding per product and per sum, as every level does
     float sum = 0;
-    for (int64_t b = 0; b < n / 256; b++, block += 210) {
-        float d = half_at(block + 208);
+    for (int64_t b = 0; b < blocks; b++, block += 210, x++) {
         const int8_t *scales = (const int8_t *)(block + 192);
-        for (int i = 0; i < 256; i++) sum += (d * (float)scales[i / 16]) * (float)(q6_k_level(block, i) - 32) * x[256 * b + i];
+        int32_t total = 0;
+        for (int group = 0; group < 16; group++) {
+            int32_t products = 0;
+            for (int i = 16 * group; i < 16 * group + 16; i++) products += q6_k_level(block, i) * x->q[i];
+            total += scales[group] * (products - 32 * x->sums[group]);
+        }
+        sum += half_at(block + 208) * x->d * (float)total;
     }
     return sum;
+}
+
+/// Q8_K activations of `n` values (n a multiple of 256).
+static void quantize_q8_k(const float *x, int64_t n, bitnet_q8_k_block *blocks) {
+    for (int64_t b = 0; b < n / 256; b++) {
+        const float *v = x + 256 * b;
+        bitnet_q8_k_block *block = blocks + b;
+        float amax = 0;
+        for (int i = 0; i < 256; i++) amax = fmaxf(amax, fabsf(v[i]));
+        float inverse = amax > 0 ? 127.0f / amax : 0;
+        block->d = amax / 127.0f;
+        for (int group = 0; group < 16; group++) {
+            int sum = 0;
+            for (int i = 16 * group; i < 16 * group + 16; i++) {
+                int q = (int)nearbyintf(v[i] * inverse);
+                q = q > 127 ? 127 : q < -127 ? -127 : q;
+                block->q[i] = (int8_t)q;
+                sum += q;
+            }
+            block->sums[group] = (int16_t)sum;
+        }
+    }
 }
 
 // MARK: - AVX2
@@ -162,15 +193,16 @@ float bitnet_dot_q8_0_avx2(const void *weights, const float *x, int64_t n) {
 }
 
 /// Q6_K: per half block, ql[0..32), ql[32..64) and qh[0..32) give four vectors of 32 levels (values l, 32 + l,
-/// 64 + l, 96 + l of the half), each two groups of 16 with their own scale.
+/// 64 + l, 96 + l of the half), each two groups of 16 with their own scale. Levels (0…63) × q (±127) pair up in
+/// `vpmaddubsw` without saturating; the group scales join in `vpmaddwd`.
 __attribute__((target("avx2,fma")))
-float bitnet_dot_q6_k_avx2(const void *weights, const float *x, int64_t n) {
-    const uint8_t *block = weights;
-    const __m256i low_nibbles = _mm256_set1_epi8(0x0F), high_pair = _mm256_set1_epi8(0x30), offset = _mm256_set1_epi8(32);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 256; b++, block += 210) {
-        float d = half_at(block + 208);
+float bitnet_dot_q6_k_avx2(const uint8_t *block, const bitnet_q8_k_block *x, int64_t blocks) {
+#pragma clang fp contract(off)  // the per-block multiply-add exactly as the scalar dot rounds it
+    const __m256i low_nibbles = _mm256_set1_epi8(0x0F), high_pair = _mm256_set1_epi8(0x30);
+    float sum = 0;
+    for (int64_t b = 0; b < blocks; b++, block += 210, x++) {
         const int8_t *scales = (const int8_t *)(block + 192);
+        __m256i acc = _mm256_setzero_si256();
         for (int half = 0; half < 2; half++) {
             __m256i ql0 = _mm256_loadu_si256((const __m256i *)(block + 64 * half));
             __m256i ql1 = _mm256_loadu_si256((const __m256i *)(block + 64 * half + 32));
@@ -182,15 +214,21 @@ float bitnet_dot_q6_k_avx2(const void *weights, const float *x, int64_t n) {
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_nibbles), _mm256_and_si256(_mm256_srli_epi16(qh, 2), high_pair)),
             };
             for (int lane = 0; lane < 4; lane++) {
-                __m256i q = _mm256_sub_epi8(levels[lane], offset);
-                const float *xl = x + 256 * b + 128 * half + 32 * lane;
                 int group = 8 * half + 2 * lane;
-                acc = scaled_int8_fma_avx2(_mm256_castsi256_si128(q), d * (float)scales[group], xl, acc);
-                acc = scaled_int8_fma_avx2(_mm256_extracti128_si256(q, 1), d * (float)scales[group + 1], xl + 16, acc);
+                __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 128 * half + 32 * lane));
+                __m256i pairs = _mm256_maddubs_epi16(levels[lane], q);
+                __m256i scale = _mm256_setr_m128i(_mm_set1_epi16(scales[group]), _mm_set1_epi16(scales[group + 1]));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale));
             }
         }
+        __m128i lanes = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        lanes = _mm_add_epi32(lanes, _mm_shuffle_epi32(lanes, 0x4E));
+        lanes = _mm_add_epi32(lanes, _mm_shuffle_epi32(lanes, 0xB1));
+        int32_t total = _mm_cvtsi128_si32(lanes);
+        for (int group = 0; group < 16; group++) total -= 32 * scales[group] * x->sums[group];
+        sum += half_at(block + 208) * x->d * (float)total;
     }
-    return sum_lanes_ps_avx2(acc);
+    return sum;
 }
 
 __attribute__((target("avx2,fma")))
@@ -232,6 +270,8 @@ float bitnet_dot_f32(const float *w, const float *x, int64_t n) {
 typedef struct {
     bitnet_float_dot dot;
     bitnet_float_dot4 dot4;
+    bitnet_q6_k_dot q6_k;
+    const bitnet_q8_k_block *quantized;  // Q6_K: the tokens' activations, columns / 256 blocks each
     const uint8_t *weights;
     size_t row_bytes;
     int64_t rows, columns, tokens;
@@ -248,6 +288,9 @@ static void float_rows(void *context, int64_t begin, int64_t end, int thread) {
             for (size_t offset = 0; offset < job->row_bytes; offset += 64) __builtin_prefetch(job->weights + (row + 2) * job->row_bytes + offset, 0, 3);
         const uint8_t *w = job->weights + row * job->row_bytes;
         int64_t t = 0;
+        if (job->q6_k)
+            for (int64_t blocks = job->columns / 256; t < job->tokens; t++)
+                job->output[t * job->rows + row] = job->q6_k(w, job->quantized + t * blocks, blocks);
         if (job->dot4)
             for (float out[4]; t + 4 <= job->tokens; t += 4) {
                 job->dot4(w, job->x + t * job->columns, job->columns, job->columns, out);
@@ -257,8 +300,8 @@ static void float_rows(void *context, int64_t begin, int64_t end, int thread) {
     }
 }
 
-void bitnet_float_matmul(bitnet_pool *pool, int32_t encoding, const void *weights, int64_t rows, int64_t columns,
-                         const float *x, int64_t tokens, float *output) {
+int bitnet_float_matmul(bitnet_pool *pool, int32_t encoding, const void *weights, int64_t rows, int64_t columns,
+                        const float *x, int64_t tokens, float *output) {
     float_job job = {
         .dot = bitnet_kernels_for_level(bitnet_level())->dot[encoding],
         .dot4 = bitnet_kernels_for_level(bitnet_level())->dot4[encoding],
@@ -267,6 +310,17 @@ void bitnet_float_matmul(bitnet_pool *pool, int32_t encoding, const void *weight
         .rows = rows, .columns = columns, .tokens = tokens,
         .x = x, .output = output,
     };
+    bitnet_q8_k_block *quantized = NULL;
+    if (encoding == BITNET_FLOAT_Q6_K) {
+        // As llama.cpp does: Q6_K against int8 activations (Q8_K), multiplied in integers.
+        quantized = malloc((size_t)tokens * (size_t)(columns / 256) * sizeof(bitnet_q8_k_block));
+        if (!quantized) return -1;
+        for (int64_t t = 0; t < tokens; t++) quantize_q8_k(x + t * columns, columns, quantized + t * (columns / 256));
+        job.q6_k = bitnet_kernels_for_level(bitnet_level())->q6_k;
+        job.quantized = quantized;
+    }
     int64_t grain = rows / (bitnet_pool_threads(pool) * 16);
     bitnet_pool_run(pool, rows, grain < 16 ? 16 : grain, float_rows, &job);
+    free(quantized);
+    return 0;
 }

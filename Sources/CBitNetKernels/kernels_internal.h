@@ -32,12 +32,25 @@ typedef float (*bitnet_float_dot)(const void *w, const float *x, int64_t n);
 /// weight row is loaded and converted once for the four.
 typedef void (*bitnet_float_dot4)(const void *w, const float *x, int64_t x_stride, int64_t n, float out[4]);
 
+/// Activations quantized for an integer dot with Q6_K weights, as llama.cpp's Q8_K: per 256 values a float
+/// scale d = max|x| / 127, q = round(x / d), and the sums of each 16 q (for the −32 offset of Q6_K levels).
+typedef struct {
+    float d;
+    int8_t q[256];
+    int16_t sums[16];
+} bitnet_q8_k_block;
+
+/// Σ w·x over `blocks` Q6_K blocks of one weight row and the same number of Q8_K activation blocks: integer
+/// sums per block, one float multiply-add per block in block order, so every level gives the same float.
+typedef float (*bitnet_q6_k_dot)(const uint8_t *w, const bitnet_q8_k_block *x, int64_t blocks);
+
 /// The kernels of one level, chosen once per call in the calling thread so worker threads run what the caller
 /// would (a level forced on the caller's thread applies to the whole matmul).
 typedef struct {
     bitnet_ternary_tile ternary[3];  // indexed by bitnet_ternary_encoding
     bitnet_float_dot dot[5];         // indexed by bitnet_float_encoding
     bitnet_float_dot4 dot4[5];       // the same, four tokens at once; NULL where there is none
+    bitnet_q6_k_dot q6_k;            // Q6_K, which takes Q8_K activations instead of `dot`
 } bitnet_kernel_table;
 
 const bitnet_kernel_table *bitnet_kernels_for_level(int level);
@@ -61,7 +74,7 @@ float bitnet_dot_f32_scalar(const void *, const float *, int64_t);
 float bitnet_dot_f16_scalar(const void *, const float *, int64_t);
 float bitnet_dot_bf16_scalar(const void *, const float *, int64_t);
 float bitnet_dot_q8_0_scalar(const void *, const float *, int64_t);
-float bitnet_dot_q6_k_scalar(const void *, const float *, int64_t);
+float bitnet_dot_q6_k_scalar(const uint8_t *, const bitnet_q8_k_block *, int64_t);
 float bitnet_half_to_float(uint16_t h);
 
 #ifdef BITNET_X86
@@ -76,7 +89,7 @@ float bitnet_dot_f16_avx2(const void *, const float *, int64_t);
 void bitnet_dot4_f16_avx2(const void *, const float *, int64_t, int64_t, float[4]);
 float bitnet_dot_bf16_avx2(const void *, const float *, int64_t);
 float bitnet_dot_q8_0_avx2(const void *, const float *, int64_t);
-float bitnet_dot_q6_k_avx2(const void *, const float *, int64_t);
+float bitnet_dot_q6_k_avx2(const uint8_t *, const bitnet_q8_k_block *, int64_t);
 #endif
 
 #endif

@@ -183,29 +183,47 @@ import Testing
     }
 
     /// Q8_0 and Q6_K output projections read in place: every level against the double-precision sum over the
-    /// rows our (gguf-py- and llama.cpp-identical) decoders give, several rows and tokens, on a pool.
+    /// rows our (gguf-py- and llama.cpp-identical) decoders give, several rows and tokens, on a pool. Q6_K meets
+    /// activations quantized to int8 per 256 values (llama.cpp's Q8_K): the reference uses those, and since the
+    /// sums are integers, every level gives the same floats.
     @Test(arguments: [(BITNET_FLOAT_Q8_0, 32), (BITNET_FLOAT_Q8_0, 2560), (BITNET_FLOAT_Q6_K, 256), (BITNET_FLOAT_Q6_K, 2560)])
     func blockFloatMatmulsMatchDecodedRows(encoding: bitnet_float_encoding, columns: Int) throws {
         let rows = 5, tokens = 3
         var generator = SeededGenerator(seed: UInt64(columns) + UInt64(encoding.rawValue))
         let values = (0..<rows * columns).map { _ in Float.random(in: -1...1, using: &generator) * Float.random(in: 0...2, using: &generator) }
-        let x = (0..<tokens * columns).map { _ in Float.random(in: -1...1, using: &generator) }
+        let x = (0..<tokens * columns).map { _ in Float.random(in: -1...1, using: &generator) * Float.random(in: 0...3, using: &generator) }
         let bytes = encoding == BITNET_FLOAT_Q8_0 ? try Q8_0.quantize(values, rowLength: columns) : try Q6_K.quantize(values, rowLength: columns)
         let decoded = encoding == BITNET_FLOAT_Q8_0 ? try Q8_0.dequantize(bytes) : try Q6_K.dequantize(bytes)
+        let activations = encoding == BITNET_FLOAT_Q8_0 ? x.map(Double.init) : Self.q8K(x)
         let pool = bitnet_pool_create(2)
         defer { bitnet_pool_destroy(pool) }
+        var outputs: [[Float]] = []
         for path in Self.paths {
             #expect(bitnet_kernels_force(path) == 0)
             defer { bitnet_kernels_force(nil) }
             var output = [Float](repeating: .nan, count: tokens * rows)
-            bytes.withUnsafeBytes { bitnet_float_matmul(pool, Int32(encoding.rawValue), $0.baseAddress!, Int64(rows), Int64(columns), x, Int64(tokens), &output) }
+            let status = bytes.withUnsafeBytes { bitnet_float_matmul(pool, Int32(encoding.rawValue), $0.baseAddress!, Int64(rows), Int64(columns), x, Int64(tokens), &output) }
+            #expect(status == 0)
             for t in 0..<tokens {
                 for r in 0..<rows {
-                    let terms = (0..<columns).map { Double(decoded[r * columns + $0]) * Double(x[t * columns + $0]) }
+                    let terms = (0..<columns).map { Double(decoded[r * columns + $0]) * activations[t * columns + $0] }
                     let magnitude = terms.reduce(0) { $0 + abs($1) } + 1e-9
                     #expect(abs(Double(output[t * rows + r]) - terms.reduce(0, +)) / magnitude < 1e-5, "\(path) row \(r) token \(t)")
                 }
             }
+            outputs.append(output)
+        }
+        if encoding == BITNET_FLOAT_Q6_K { #expect(outputs.allSatisfy { $0 == outputs[0] }, "integer sums: the same floats on every level") }
+    }
+
+    /// Activations as the Q6_K matmul quantizes them, dequantized: per 256 values d = max|x| / 127 and
+    /// q = round-half-even(x · 127 / max|x|), clamped to ±127.
+    static func q8K(_ x: [Float]) -> [Double] {
+        stride(from: 0, to: x.count, by: 256).flatMap { start -> [Double] in
+            let block = x[start..<start + 256]
+            let amax = block.map(abs).max()!
+            let inverse: Float = amax > 0 ? 127 / amax : 0
+            return block.map { Double(amax / 127) * Double(max(-127, min(127, ($0 * inverse).rounded(.toNearestOrEven)))) }
         }
     }
 
@@ -232,11 +250,11 @@ import Testing
             #expect(bitnet_kernels_force(path) == 0)
             defer { bitnet_kernels_force(nil) }
             var together = [Float](repeating: .nan, count: tokens * rows)
-            bytes.withUnsafeBytes { bitnet_float_matmul(pool, Int32(encoding.rawValue), $0.baseAddress!, Int64(rows), Int64(columns), x, Int64(tokens), &together) }
+            #expect(bytes.withUnsafeBytes { bitnet_float_matmul(pool, Int32(encoding.rawValue), $0.baseAddress!, Int64(rows), Int64(columns), x, Int64(tokens), &together) } == 0)
             for t in 0..<tokens {
                 var alone = [Float](repeating: .nan, count: rows)
                 let token = Array(x[t * columns..<(t + 1) * columns])
-                bytes.withUnsafeBytes { bitnet_float_matmul(pool, Int32(encoding.rawValue), $0.baseAddress!, Int64(rows), Int64(columns), token, 1, &alone) }
+                #expect(bytes.withUnsafeBytes { bitnet_float_matmul(pool, Int32(encoding.rawValue), $0.baseAddress!, Int64(rows), Int64(columns), token, 1, &alone) } == 0)
                 #expect(Array(together[t * rows..<(t + 1) * rows]) == alone, "\(path) encoding \(encoding.rawValue) token \(t)")
             }
         }

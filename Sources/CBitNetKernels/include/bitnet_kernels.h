@@ -90,9 +90,10 @@ typedef enum {
 
 /// `output[t · rows + r] = Σ_c W[r, c] · x[t, c]` for a row-major `rows × columns` matrix of `encoding` and
 /// `tokens` float rows `x`; rows split between the pool's threads. `columns` must be a multiple of the
-/// encoding's block (32 for Q8_0, 256 for Q6_K).
-void bitnet_float_matmul(bitnet_pool *pool, int32_t encoding, const void *weights, int64_t rows, int64_t columns,
-                         const float *x, int64_t tokens, float *output);
+/// encoding's block (32 for Q8_0, 256 for Q6_K). Q6_K is multiplied in integers against activations quantized
+/// to int8 per 256 values (llama.cpp's Q8_K). Returns 0, or -1 when there is no memory for those activations.
+int bitnet_float_matmul(bitnet_pool *pool, int32_t encoding, const void *weights, int64_t rows, int64_t columns,
+                        const float *x, int64_t tokens, float *output);
 
 /// Σ w·x for one row of `n` weights stored as IEEE half (f16), bfloat16 or float32, with float32 x.
 float bitnet_dot_f16(const uint16_t *w, const float *x, int64_t n);
