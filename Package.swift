@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "BitNetInference", targets: ["BitNetInference"]),
         .library(name: "BitNetConversion", targets: ["BitNetConversion"]),
         .library(name: "BitNetServer", targets: ["BitNetServer"]),
+        .library(name: "BitNetVulkan", targets: ["BitNetVulkan"]),
         .executable(name: "bitnet", targets: ["bitnet"]),
     ],
     dependencies: [
@@ -39,6 +40,11 @@ let package = Package(
         .target(name: "CBitNetKernels"),
         // The CPU backend: executes the graph's ops with the C kernels.
         .target(name: "BitNetCPU", dependencies: ["BitNetEngine", "BitNetModels", "BitNetQuantization", "CBitNetKernels"]),
+        // The Vulkan loader opened at run time (dlopen), so everything runs where Vulkan is missing; needs only
+        // the headers (libvulkan-dev) to build.
+        .target(name: "CBitNetVulkan", linkerSettings: [.linkedLibrary("dl")]),
+        // The Vulkan side: the devices this machine has and what they offer (the GPU backend builds on it).
+        .target(name: "BitNetVulkan", dependencies: ["CBitNetVulkan"]),
         // The API for apps and servers: models on a chosen backend, sessions, chat, sampling, generation.
         .target(name: "BitNetInference", dependencies: ["BitNetEngine", "BitNetCPU", "BitNetModels", "BitNetFormats"]),
         // Conversion of checkpoints to GGUF; the calibration report is the only part that runs a model.
@@ -62,6 +68,7 @@ let package = Package(
                 "BitNetInference",
                 "BitNetConversion",
                 "BitNetServer",
+                "BitNetVulkan",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             // The default model: tiny-bitnet (Models/tiny-bitnet), used when no -m is given.
@@ -134,6 +141,10 @@ let package = Package(
         .testTarget(
             name: "FuzzRegressionTests",
             dependencies: ["FuzzTargets", "BitNetModels", "TestSupport"]
+        ),
+        .testTarget(
+            name: "BitNetVulkanTests",
+            dependencies: ["BitNetVulkan"]
         ),
         // The server over real HTTP on a loopback port the OS picks.
         .testTarget(

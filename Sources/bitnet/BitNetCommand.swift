@@ -9,7 +9,7 @@ struct BitNet: AsyncParsableCommand {
         commandName: "bitnet",
         abstract: "Convert and run BitNet b1.58 models (ternary weights, int8 activations).",
         version: "0.2.0",
-        subcommands: [Generate.self, Chat.self, Serve.self, Perplexity.self, Logits.self, Bench.self, Quantize.self, Inspect.self]
+        subcommands: [Generate.self, Chat.self, Serve.self, Perplexity.self, Logits.self, Bench.self, Quantize.self, Inspect.self, Devices.self]
     )
 }
 
