@@ -206,10 +206,7 @@ public final class GenerationScheduler: @unchecked Sendable {
     /// one token of every sequence that is generating, then prompt chunks up to the batch size.
     private func planStep() -> Step {
         lock.withLock {
-            for (slot, sequence) in slots.enumerated() where sequence?.isCancelled == true {
-                slots[slot] = nil
-                try? cache.truncate(slot: slot, to: 0)  // the slot exists and no pass is running
-            }
+            for (slot, sequence) in slots.enumerated() where sequence?.isCancelled == true { release(slot: slot) }
             waiting.removeAll { $0.isCancelled }
             for slot in slots.indices where slots[slot] == nil && !waiting.isEmpty {
                 let sequence = waiting.removeFirst()
@@ -283,12 +280,15 @@ public final class GenerationScheduler: @unchecked Sendable {
         // The slot first: a client that sends its next request as soon as this one ends finds it free.
         lock.withLock {
             waiting.removeAll { $0 === sequence }
-            if sequence.slot >= 0, slots[sequence.slot] === sequence {
-                slots[sequence.slot] = nil
-                try? cache.truncate(slot: sequence.slot, to: 0)  // no pass is running between steps
-            }
+            if sequence.slot >= 0, slots[sequence.slot] === sequence { release(slot: sequence.slot) }
         }
         sequence.events.finish(throwing: error)
+    }
+
+    /// Empties `slot` for the next request. Called under the lock, between steps.
+    private func release(slot: Int) {
+        slots[slot] = nil
+        try? cache.truncate(slot: slot, to: 0)  // the slot exists and no pass is running
     }
 
     /// The log-probability of `token` and the `alternatives` most likely tokens, from raw logits.

@@ -4,10 +4,8 @@ import Hummingbird
 /// requests cannot grow the metrics without bound).
 struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: ServerMetrics
-    static var endpoints: Set<String> { ["/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"] }
-
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let endpoint = Self.endpoints.contains(request.uri.path) ? request.uri.path : "other"
+        let endpoint = ServerMetrics.endpoints.contains(request.uri.path) ? request.uri.path : "other"
         do {
             let response = try await next(request, context)
             metrics.countRequest(endpoint: endpoint, status: Int(response.status.code))

@@ -22,15 +22,24 @@ final class ServerMetrics: @unchecked Sendable {
         }
     }
 
+    /// The paths with a label of their own; every other path counts as "other".
+    static let endpoints: Set<String> = ["/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions"]
+
+    private struct RequestKey: Hashable, Comparable {
+        var endpoint: String
+        var status: Int
+        static func < (a: RequestKey, b: RequestKey) -> Bool { (a.endpoint, a.status) < (b.endpoint, b.status) }
+    }
+
     private let lock = NSLock()
-    private var requests: [String: Int] = [:]  // "endpoint status" → count
+    private var requests: [RequestKey: Int] = [:]
     private var promptTokens = 0
     private var generatedTokens = 0
     private var timeToFirstToken = Histogram(bounds: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
     private var tokenLatency = Histogram(bounds: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1])
 
     func countRequest(endpoint: String, status: Int) {
-        lock.withLock { requests["\(endpoint) \(status)", default: 0] += 1 }
+        lock.withLock { requests[RequestKey(endpoint: endpoint, status: status), default: 0] += 1 }
     }
 
     func countTokens(prompt: Int, generated: Int) {
@@ -51,9 +60,8 @@ final class ServerMetrics: @unchecked Sendable {
                 text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
             }
             family("bitnet_requests_total", "counter", "HTTP requests answered, by endpoint and status.")
-            for key in requests.keys.sorted() {
-                let parts = key.split(separator: " ")
-                text += "bitnet_requests_total{endpoint=\"\(parts[0])\",status=\"\(parts[1])\"} \(requests[key]!)\n"
+            for (key, count) in requests.sorted(by: { $0.key < $1.key }) {
+                text += "bitnet_requests_total{endpoint=\"\(key.endpoint)\",status=\"\(key.status)\"} \(count)\n"
             }
             family("bitnet_prompt_tokens_total", "counter", "Prompt tokens of finished generations.")
             text += "bitnet_prompt_tokens_total \(promptTokens)\n"

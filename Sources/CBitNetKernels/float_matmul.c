@@ -88,20 +88,27 @@ float bitnet_dot_q6_k_scalar(const uint8_t *block, const bitnet_q8_k_block *x, i
     return sum;
 }
 
-/// Q8_K activations of `n` values (n a multiple of 256).
+/// Q8_K activations of `n` values (n a multiple of 256). A NaN makes the block's scale NaN, so it reaches the
+/// logits (and the engine's non-finite check) as it does through the float dots.
 static void quantize_q8_k(const float *x, int64_t n, bitnet_q8_k_block *blocks) {
     for (int64_t b = 0; b < n / 256; b++) {
         const float *v = x + 256 * b;
         bitnet_q8_k_block *block = blocks + b;
         float amax = 0;
-        for (int i = 0; i < 256; i++) amax = fmaxf(amax, fabsf(v[i]));
-        float inverse = amax > 0 ? 127.0f / amax : 0;
+        int nan = 0;
+        for (int i = 0; i < 256; i++) {
+            float magnitude = fabsf(v[i]);
+            nan |= magnitude != magnitude;
+            amax = magnitude > amax ? magnitude : amax;
+        }
+        if (nan) amax = NAN;  // fmaxf would drop it
+        float inverse = amax > 0 && isfinite(amax) ? 127.0f / amax : 0;
         block->d = amax / 127.0f;
         for (int group = 0; group < 16; group++) {
             int sum = 0;
             for (int i = 16 * group; i < 16 * group + 16; i++) {
-                int q = (int)nearbyintf(v[i] * inverse);
-                q = q > 127 ? 127 : q < -127 ? -127 : q;
+                float scaled = nearbyintf(v[i] * inverse);
+                int q = scaled != scaled ? 0 : scaled > 127 ? 127 : scaled < -127 ? -127 : (int)scaled;
                 block->q[i] = (int8_t)q;
                 sum += q;
             }
@@ -302,9 +309,10 @@ static void float_rows(void *context, int64_t begin, int64_t end, int thread) {
 
 int bitnet_float_matmul(bitnet_pool *pool, int32_t encoding, const void *weights, int64_t rows, int64_t columns,
                         const float *x, int64_t tokens, float *output) {
+    const bitnet_kernel_table *kernels = bitnet_kernels_for_level(bitnet_level());
     float_job job = {
-        .dot = bitnet_kernels_for_level(bitnet_level())->dot[encoding],
-        .dot4 = bitnet_kernels_for_level(bitnet_level())->dot4[encoding],
+        .dot = kernels->dot[encoding],
+        .dot4 = kernels->dot4[encoding],
         .weights = weights,
         .row_bytes = row_bytes_of(encoding, columns),
         .rows = rows, .columns = columns, .tokens = tokens,
@@ -316,7 +324,7 @@ int bitnet_float_matmul(bitnet_pool *pool, int32_t encoding, const void *weights
         quantized = malloc((size_t)tokens * (size_t)(columns / 256) * sizeof(bitnet_q8_k_block));
         if (!quantized) return -1;
         for (int64_t t = 0; t < tokens; t++) quantize_q8_k(x + t * columns, columns, quantized + t * (columns / 256));
-        job.q6_k = bitnet_kernels_for_level(bitnet_level())->q6_k;
+        job.q6_k = kernels->q6_k;
         job.quantized = quantized;
     }
     int64_t grain = rows / (bitnet_pool_threads(pool) * 16);

@@ -216,6 +216,26 @@ import Testing
         if encoding == BITNET_FLOAT_Q6_K { #expect(outputs.allSatisfy { $0 == outputs[0] }, "integer sums: the same floats on every level") }
     }
 
+    /// A NaN activation reaches the Q6_K matmul's output (so the engine reports non-finite logits), as it does
+    /// through the float dots, on every level; a token without one is unaffected.
+    @Test func aNaNActivationReachesTheQ6_KOutput() throws {
+        let rows = 3, columns = 512
+        var generator = SeededGenerator(seed: 5)
+        let bytes = try Q6_K.quantize((0..<rows * columns).map { _ in Float.random(in: -1...1, using: &generator) }, rowLength: columns)
+        var x = (0..<2 * columns).map { _ in Float.random(in: -1...1, using: &generator) }
+        x[300] = .nan
+        let pool = bitnet_pool_create(2)
+        defer { bitnet_pool_destroy(pool) }
+        for path in Self.paths {
+            #expect(bitnet_kernels_force(path) == 0)
+            defer { bitnet_kernels_force(nil) }
+            var output = [Float](repeating: 0, count: 2 * rows)
+            #expect(bytes.withUnsafeBytes { bitnet_float_matmul(pool, Int32(BITNET_FLOAT_Q6_K.rawValue), $0.baseAddress!, Int64(rows), Int64(columns), x, 2, &output) } == 0)
+            #expect(output[0..<rows].allSatisfy { $0.isNaN }, "\(path): \(output)")
+            #expect(output[rows...].allSatisfy { $0.isFinite }, "\(path): \(output)")
+        }
+    }
+
     /// Activations as the Q6_K matmul quantizes them, dequantized: per 256 values d = max|x| / 127 and
     /// q = round-half-even(x · 127 / max|x|), clamped to ±127.
     static func q8K(_ x: [Float]) -> [Double] {
