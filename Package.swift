@@ -43,10 +43,16 @@ let package = Package(
         // The Vulkan loader opened at run time (dlopen), so everything runs where Vulkan is missing; needs only
         // the headers (libvulkan-dev) to build.
         .target(name: "CBitNetVulkan", linkerSettings: [.linkedLibrary("dl")]),
-        // The Vulkan side: the devices this machine has and what they offer (the GPU backend builds on it).
-        .target(name: "BitNetVulkan", dependencies: ["CBitNetVulkan"]),
+        // Compiles Shaders/*.comp to SPIR-V with glslangValidator during the build (nothing compiled is committed).
+        .plugin(name: "CompileShaders", capability: .buildTool()),
+        // The Vulkan backend: the devices this machine has, and the forward pass recorded for one of them.
+        .target(
+            name: "BitNetVulkan",
+            dependencies: ["CBitNetVulkan", "BitNetEngine", "BitNetModels"],
+            plugins: ["CompileShaders"]
+        ),
         // The API for apps and servers: models on a chosen backend, sessions, chat, sampling, generation.
-        .target(name: "BitNetInference", dependencies: ["BitNetEngine", "BitNetCPU", "BitNetModels", "BitNetFormats"]),
+        .target(name: "BitNetInference", dependencies: ["BitNetEngine", "BitNetCPU", "BitNetVulkan", "BitNetModels", "BitNetFormats"]),
         // Conversion of checkpoints to GGUF; the calibration report is the only part that runs a model.
         .target(name: "BitNetConversion", dependencies: ["BitNetModels", "BitNetFormats", "BitNetQuantization", "BitNetInference", "BitNetCPU"]),
         // `bitnet serve`: an OpenAI-compatible HTTP server over the library's continuous batching. The one
@@ -136,7 +142,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BitNetInferenceTests",
-            dependencies: ["BitNetInference", "BitNetEngine", "BitNetCPU", "BitNetModels", "BitNetFormats", "BitNetQuantization", "CBitNetKernels", "TestSupport"]
+            dependencies: ["BitNetInference", "BitNetEngine", "BitNetCPU", "BitNetVulkan", "BitNetModels", "BitNetFormats", "BitNetQuantization", "CBitNetKernels", "TestSupport"]
         ),
         .testTarget(
             name: "FuzzRegressionTests",
@@ -144,7 +150,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BitNetVulkanTests",
-            dependencies: ["BitNetVulkan"]
+            dependencies: ["BitNetVulkan", "BitNetInference", "BitNetEngine", "BitNetModels", "BitNetFormats", "TestSupport"]
         ),
         // The server over real HTTP on a loopback port the OS picks.
         .testTarget(

@@ -12,9 +12,11 @@ struct TernaryLinear: Sendable {
     /// Input features.
     let columns: Int
     let bytes: TensorBytes
+    let weight: WeightTensor
 
     init(_ weight: WeightTensor) {
         precondition(weight.encoding.isTernary, "\(weight.name) is not ternary")
+        self.weight = weight
         layout = weight.encoding
         rows = weight.rows
         columns = weight.columns
@@ -22,33 +24,7 @@ struct TernaryLinear: Sendable {
     }
 
     /// Values sharing one scale.
-    private var blockLength: Int { layout == .i2_s || layout == .int8Codes ? columns : 256 }
-
-    /// Decodes row `row` into `codes` (`columns` values) and `scales` (one per block).
-    private func decodeRow(_ row: Int, packed: UnsafeRawPointer, codes: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
-        switch layout {
-        case .tq2_0, .tq1_0:
-            let blocks = columns / 256
-            let blockBytes = layout == .tq2_0 ? TQ2_0.bytesPerBlock : TQ1_0.bytesPerBlock
-            for block in 0..<blocks {
-                let source = packed + (row * blocks + block) * blockBytes
-                scales[block] = layout == .tq2_0
-                    ? TQ2_0.unpackBlockUnchecked(source, into: codes + block * 256)
-                    : (try? TQ1_0.unpackBlock(source, into: codes + block * 256)) ?? 0  // TQ1_0 never throws
-            }
-        case .i2_s:
-            let blocks = columns / I2S.valuesPerBlock
-            for block in 0..<blocks {
-                I2S.unpackBlock(packed + (row * blocks + block) * I2S.bytesPerBlock, into: codes + block * I2S.valuesPerBlock)
-            }
-            scales[0] = packed.loadUnaligned(fromByteOffset: rows * columns / 4, as: Float.self)
-        case .int8Codes:
-            (UnsafeMutableRawPointer(codes)).copyMemory(from: packed + row * columns, byteCount: columns)
-            scales[0] = packed.loadUnaligned(fromByteOffset: rows * columns, as: Float.self)
-        default:
-            preconditionFailure("\(layout) is not a ternary layout")
-        }
-    }
+    private var blockLength: Int { weight.ternaryBlockLength }
 
     /// `output[t, o] = Σ_b d_b · (Σ_{i∈b} q[t, i] · w[o, i]) / a[t]` for every token t and output o; with
     /// `.fakeQuantizedFloat`, `Σ_i (q[t, i] / a[t]) · (w[o, i] · d_b)` in float32, as PyTorch's QAT forward.
@@ -67,7 +43,7 @@ struct TernaryLinear: Sendable {
                     withUnsafeTemporaryAllocation(of: Int8.self, capacity: columns) { codes in
                         withUnsafeTemporaryAllocation(of: Float.self, capacity: blocks) { scales in
                             for row in rowRange {
-                                decodeRow(row, packed: packed.baseAddress!, codes: codes.baseAddress!, scales: scales.baseAddress!)
+                                weight.decodeTernaryRow(row, packed: packed.baseAddress!, codes: codes.baseAddress!, scales: scales.baseAddress!)
                                 if arithmetic == .fakeQuantizedFloat {
                                     for token in 0..<tokens {
                                         let x = activations.baseAddress! + token * columns

@@ -23,9 +23,12 @@ public final class BitNetModel: Sendable {
     public static var defaultThreads: Int { CPUBackend.defaultThreads }
 
     /// Loads the model at `path` (a `.gguf` file or a Hugging Face directory) on the chosen backend.
-    public convenience init(path: String, backend choice: BackendChoice = .auto,
-                            threads: Int = BitNetModel.defaultThreads) throws {
-        try self.init(path: path, backend: try choice.makeBackend(threads: threads))
+    /// - Parameters:
+    ///   - device: the Vulkan device's index (``VulkanDevices/list(library:)``), for `.vulkan` and `.auto`.
+    ///   - onFallback: told why, when `.auto` runs on the CPU for want of a usable GPU.
+    public convenience init(path: String, backend choice: BackendChoice = .auto, threads: Int = BitNetModel.defaultThreads,
+                            device: Int? = nil, onFallback: ((String) -> Void)? = nil) throws {
+        try self.init(path: path, backend: try choice.makeBackend(threads: threads, device: device, onFallback: onFallback))
     }
 
     /// Loads the model at `path` on `backend`.

@@ -110,3 +110,36 @@ public struct WeightTensor: Sendable {
         try self.init(name: name, encoding: .f32, rows: 1, columns: vector.count, bytes: .owned(vector.withUnsafeBytes(Array.init)))
     }
 }
+
+extension WeightTensor {
+    /// Values sharing one scale in a ternary tensor: a TQ2_0/TQ1_0 block of 256, or a whole row (I2_S and int8
+    /// codes have one scale for the tensor).
+    public var ternaryBlockLength: Int { encoding == .i2_s || encoding == .int8Codes ? columns : 256 }
+
+    /// Decodes row `row` of a ternary tensor whose bytes are `packed` into `codes` (`columns` values in -1…1) and
+    /// `scales` (one per ``ternaryBlockLength`` values).
+    public func decodeTernaryRow(_ row: Int, packed: UnsafeRawPointer, codes: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
+        switch encoding {
+        case .tq2_0, .tq1_0:
+            let blocks = columns / 256
+            let blockBytes = encoding == .tq2_0 ? TQ2_0.bytesPerBlock : TQ1_0.bytesPerBlock
+            for block in 0..<blocks {
+                let source = packed + (row * blocks + block) * blockBytes
+                scales[block] = encoding == .tq2_0
+                    ? TQ2_0.unpackBlockUnchecked(source, into: codes + block * 256)
+                    : (try? TQ1_0.unpackBlock(source, into: codes + block * 256)) ?? 0  // TQ1_0 never throws
+            }
+        case .i2_s:
+            let blocks = columns / I2S.valuesPerBlock
+            for block in 0..<blocks {
+                I2S.unpackBlock(packed + (row * blocks + block) * I2S.bytesPerBlock, into: codes + block * I2S.valuesPerBlock)
+            }
+            scales[0] = packed.loadUnaligned(fromByteOffset: rows * columns / 4, as: Float.self)
+        case .int8Codes:
+            UnsafeMutableRawPointer(codes).copyMemory(from: packed + row * columns, byteCount: columns)
+            scales[0] = packed.loadUnaligned(fromByteOffset: rows * columns, as: Float.self)
+        default:
+            preconditionFailure("\(encoding) is not a ternary encoding")
+        }
+    }
+}

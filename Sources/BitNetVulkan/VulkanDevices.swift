@@ -35,13 +35,27 @@ public struct VulkanDevice: Sendable, Hashable {
 /// Why Vulkan is not usable here.
 public struct VulkanError: Error, CustomStringConvertible, Sendable {
     public enum Code: String, Sendable {
-        /// No loader (`libvulkan.so.1`), or no instance (no driver).
+        /// No loader (`libvulkan.so.1`), no instance (no driver), no such device, or a device without what the
+        /// backend needs.
         case unavailable
+        /// Device (or host) memory ran out, at load or for a cache.
+        case outOfMemory = "out-of-memory"
+        /// The device was lost (driver reset or hang).
+        case deviceLost = "device-lost"
+        /// The model uses something the Vulkan backend does not implement.
+        case unsupported
+        /// Any other failure of a Vulkan call.
+        case failed
     }
 
     public var code: Code
     public var message: String
     public var description: String { message }
+
+    public init(code: Code, message: String) {
+        self.code = code
+        self.message = message
+    }
 }
 
 /// The Vulkan devices of this machine, found through the loader opened at run time.

@@ -22,6 +22,7 @@ import Testing
         reference.expectAgreement(try session.evaluate(reference.tokens, allPositions: true), within: .of(file), "\(file) batch")
         let decode = try InferenceSession(model: model, contextLength: 32)
         reference.expectAgreement(try reference.tokens.map { try decode.evaluate([$0])[0] }, within: .of(file), "\(file) decode")
+        expectNoValidationMessages(model)
     }
 
     /// Rewrites the TQ2_0 fixture with one change, to check what loading says about it.

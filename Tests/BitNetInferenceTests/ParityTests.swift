@@ -1,6 +1,7 @@
 import BitNetCPU
 import BitNetFormats
 import BitNetInference
+import BitNetVulkan
 import Foundation
 import TestSupport
 import Testing
@@ -9,8 +10,12 @@ import Testing
 /// every backend, both with the whole sequence as one batch and fed one token at a time, each fixture
 /// held to its claim (``ParityTolerance``).
 @Suite struct ParityTests {
-    /// The backends every parity case runs on.
-    static let backends: [BackendChoice] = [.cpu]
+    /// The backends every parity case runs on: Vulkan on the machine's preferred device (lavapipe on CI) under
+    /// the validation layer, whose messages fail the test (``expectNoValidationMessages(_:)``).
+    static let backends: [BackendChoice] = {
+        VulkanValidation.on
+        return [.cpu, .vulkan]
+    }()
 
     static func references() throws -> [ReferenceLogits] { try ReferenceLogits.all() }
 
@@ -28,6 +33,7 @@ import Testing
         let decode = try InferenceSession(model: model, contextLength: 64)
         let stepwise = try reference.tokens.map { try decode.evaluate([$0])[0] }
         reference.expectAgreement(stepwise, within: tolerance, "\(reference.name) one token at a time")
+        expectNoValidationMessages(model)
     }
 
     @Test(arguments: backends)
@@ -38,6 +44,7 @@ import Testing
         let half = try InferenceSession(model: model, contextLength: 64, cacheType: .f16)
         #expect(half.cacheBytes * 2 == full.cacheBytes)
         reference.expectAgreement(try reference.tokens.map { try half.evaluate([$0])[0] }, within: .of("bitnet-gqa-wide-bf16-f16-cache"), "f16 cache")
+        expectNoValidationMessages(model)
     }
 
     /// The tolerances are tight enough to catch real bugs: the same fixture with a broken RoPE or a
@@ -81,4 +88,11 @@ import Testing
             #expect(error > 2 * tolerance.maximum, "a \(bug) bug gives \(error), within twice the tolerance \(tolerance.maximum)")
         }
     }
+}
+
+/// Fails the test if the Vulkan validation layer reported anything for the model's backend (a CPU model passes).
+func expectNoValidationMessages(_ model: BitNetModel, sourceLocation: SourceLocation = #_sourceLocation) {
+    guard let backend = model.backend as? VulkanBackend else { return }
+    let messages = backend.validationMessages
+    #expect(messages.count == 0, "Vulkan validation: \(messages.count) messages, the last: \(messages.last)", sourceLocation: sourceLocation)
 }

@@ -131,3 +131,9 @@ public enum BitNetExecutable {
         return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
     }
 }
+
+/// Turns the Khronos validation layer on for every Vulkan backend this test process opens; evaluate it before
+/// the first one (the backends' `validationMessages` then count what it reports).
+public enum VulkanValidation {
+    public static let on: Void = { setenv("BITNET_VULKAN_VALIDATION", "1", 1) }()
+}

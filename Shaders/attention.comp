@@ -1,0 +1,87 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+// Causal grouped-query attention of one token's head over its slot's cached positions 0…position, one
+// workgroup each, in tiles of WORKGROUP positions with a running maximum (the softmax of the whole row, never
+// held at once, so any context length fits). Each invocation accumulates output dimensions t, t + WORKGROUP, ….
+layout(std430, binding = 0) readonly buffer Queries { float queries[]; };
+layout(std430, binding = 1) readonly buffer Cache { uint cache[]; };
+layout(std430, binding = 2) readonly buffer Batch { int batch[]; };
+layout(std430, binding = 3) writeonly buffer Output { float outputs[]; };
+layout(push_constant) uniform Push {
+    uint queryWidth, cacheWidth, heads, keyValueHeads, headDimension, capacity, valueOffset, half_;
+    float scale;
+    uint positionBase, slotBase;
+} p;
+const uint MAX_DIMENSIONS = 4;  // per invocation: head dimensions up to 4 × WORKGROUP
+shared float query[4 * WORKGROUP];
+shared float weights[WORKGROUP];
+shared float partial[WORKGROUP];
+
+float cached(uint element) {
+    return p.half_ != 0 ? unpackHalf2x16(cache[element >> 1] >> (16 * (element & 1))).x : uintBitsToFloat(cache[element]);
+}
+
+float reduceMax(uint t, float value) {
+    partial[t] = value;
+    barrier();
+    for (uint stride = WORKGROUP / 2; stride > 0; stride /= 2) {
+        if (t < stride) partial[t] = max(partial[t], partial[t + stride]);
+        barrier();
+    }
+    float result = partial[0];
+    barrier();
+    return result;
+}
+
+float reduceSum(uint t, float value) {
+    partial[t] = value;
+    barrier();
+    for (uint stride = WORKGROUP / 2; stride > 0; stride /= 2) {
+        if (t < stride) partial[t] += partial[t + stride];
+        barrier();
+    }
+    float result = partial[0];
+    barrier();
+    return result;
+}
+
+void main() {
+    uint head = gl_WorkGroupID.x, token = gl_WorkGroupID.y, t = gl_LocalInvocationID.x;
+    uint slot = uint(batch[p.slotBase + token]), position = uint(batch[p.positionBase + token]);
+    uint keyValueHead = head / (p.heads / p.keyValueHeads), dims = p.headDimension;
+    for (uint d = t; d < dims; d += WORKGROUP) query[d] = queries[token * p.queryWidth + head * dims + d];
+    barrier();
+    uint slotBase = slot * p.capacity * p.cacheWidth + keyValueHead * dims;
+    float maximum = -1.0 / 0.0, total = 0;
+    float sums[MAX_DIMENSIONS] = float[MAX_DIMENSIONS](0, 0, 0, 0);
+    for (uint start = 0; start <= position; start += WORKGROUP) {
+        uint j = start + t;
+        float score = -1.0 / 0.0;
+        if (j <= position) {
+            score = 0;
+            uint key = slotBase + j * p.cacheWidth;
+            for (uint d = 0; d < dims; d++) score += query[d] * cached(key + d);
+            score *= p.scale;
+        }
+        float newMaximum = max(maximum, reduceMax(t, score));
+        float correction = exp(maximum - newMaximum);
+        float weight = j <= position ? exp(score - newMaximum) : 0;
+        weights[t] = weight;
+        total = total * correction + reduceSum(t, weight);  // reduceSum's barriers publish weights[]
+        uint count = min(WORKGROUP, position + 1 - start);
+        for (uint k = 0; k < MAX_DIMENSIONS; k++) {
+            uint d = t + k * WORKGROUP;
+            if (d >= dims) break;
+            float sum = sums[k] * correction;
+            for (uint i = 0; i < count; i++) sum += weights[i] * cached(p.valueOffset + slotBase + (start + i) * p.cacheWidth + d);
+            sums[k] = sum;
+        }
+        maximum = newMaximum;
+        barrier();
+    }
+    for (uint k = 0; k < MAX_DIMENSIONS; k++) {
+        uint d = t + k * WORKGROUP;
+        if (d < dims) outputs[token * p.queryWidth + head * dims + d] = sums[k] / total;
+    }
+}

@@ -1,0 +1,78 @@
+#version 450
+// variant: bitlinearIntegerDot -DINTEGER_DOT
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+// BitLinear: int8 activations × ternary weights with integer dot products, one rescale per word.
+//
+// Weights are repacked at upload: 16 codes w + 1 ∈ {0, 1, 2} per word, code 4s + j of a word at bit 8j + 2s, so
+// (word >> 2s) & 0x03030303 is four codes as packed bytes that meet activation word 4·(word index) + s; then,
+// from word `scaleOffset`, one float scale per `blockWords` words of a row. Activations are four int8 codes per
+// word, `4 · wordsPerRow` words per token, then one float scale per token at word `activationScaleOffset`.
+// A workgroup computes one row for TILE tokens, reading each weight word once for all of them.
+#ifdef INTEGER_DOT
+#extension GL_EXT_spirv_intrinsics : require
+spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
+int packedSignedDot(uint a, uint b, spirv_literal int format);
+#endif
+layout(std430, binding = 0) readonly buffer Weights { uint weights[]; };
+layout(std430, binding = 1) readonly buffer Activations { uint activations[]; };
+layout(std430, binding = 2) writeonly buffer Output { float outputs[]; };
+layout(push_constant) uniform Push { uint rows, wordsPerRow, blockWords, scaleOffset, activationScaleOffset, tokens; } p;
+const uint TILE = 4;
+const uint MAX_BLOCKS = 128;  // scales per row (TQ rows of up to 32,768 values); the backend checks at load
+shared int blockSums[TILE][MAX_BLOCKS];
+
+int dotWord(uint codes, uint x) {
+#ifdef INTEGER_DOT
+    return packedSignedDot((codes + 0x7F7F7F7Fu) ^ 0x80808080u, x, 0);  // bytes 0, 1, 2 become -1, 0, 1
+#else
+    int sum = 0;
+    for (int j = 0; j < 4; j++) sum += (int((codes >> (8 * j)) & 3) - 1) * bitfieldExtract(int(x), 8 * j, 8);
+    return sum;
+#endif
+}
+
+// Integer sums per scale block, then the CPU backend's float rescale, in its order: a row whose blocks share
+// one scale is d · Σ / a, any other Σ_b d_b · Σ_b added in block order, then / a. So given the same int8
+// activations, both backends give the same floats.
+void main() {
+    uint row = flatGroup(), t = gl_LocalInvocationID.x, first = gl_WorkGroupID.z * TILE;
+    if (row >= p.rows) return;
+    uint blocks = p.wordsPerRow / p.blockWords, activationWords = 4 * p.wordsPerRow;
+    for (uint i = t; i < TILE * blocks; i += WORKGROUP) blockSums[i / blocks][i % blocks] = 0;
+    barrier();
+    int sums[TILE] = int[TILE](0, 0, 0, 0);
+    uint block = 0;
+    for (uint w = t; w < p.wordsPerRow; w += WORKGROUP) {
+        if (w / p.blockWords != block) {
+            for (uint k = 0; k < TILE; k++) if (sums[k] != 0) atomicAdd(blockSums[k][block], sums[k]);
+            sums = int[TILE](0, 0, 0, 0);
+            block = w / p.blockWords;
+        }
+        uint word = weights[row * p.wordsPerRow + w];
+        for (uint k = 0; k < TILE; k++) {
+            uint token = first + k;
+            if (token >= p.tokens) break;
+            uint x = token * activationWords + 4 * w;
+            for (uint s = 0; s < 4; s++) sums[k] += dotWord((word >> (2 * s)) & 0x03030303u, activations[x + s]);
+        }
+    }
+    for (uint k = 0; k < TILE; k++) if (sums[k] != 0) atomicAdd(blockSums[k][block], sums[k]);
+    barrier();
+    if (t < TILE && first + t < p.tokens) {
+        uint token = first + t, scales = p.scaleOffset + row * blocks;
+        bool sameScale = true;
+        int total = 0;
+        for (uint b = 0; b < blocks; b++) {
+            sameScale = sameScale && weights[scales + b] == weights[scales];
+            total += blockSums[t][b];
+        }
+        precise float sum = 0;
+        if (sameScale) {
+            sum = uintBitsToFloat(weights[scales]) * float(total);
+        } else {
+            for (uint b = 0; b < blocks; b++) sum += uintBitsToFloat(weights[scales + b]) * float(blockSums[t][b]);
+        }
+        outputs[token * p.rows + row] = sum / uintBitsToFloat(activations[p.activationScaleOffset + token]);
+    }
+}

@@ -1,0 +1,13 @@
+// Shared by every shader: the workgroup size as specialization constant 0 (the one pipeline layout's), and
+// the index helpers. Each shader is compiled on its own, with this file included.
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WORKGROUP = 64;
+
+/// The element an invocation of a flattened 2-D grid handles (grids wider than 65,535 workgroups wrap into y).
+uint flatIndex() { return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * WORKGROUP; }
+
+/// A row whose workgroup index was split over x and y for the same reason.
+uint flatGroup() { return gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x; }
+
+/// NaN-propagating maximum (GLSL's max leaves NaN undefined; PyTorch's propagates it).
+float maxPropagatingNaN(float a, float b) { return isnan(a) || isnan(b) ? a + b : max(a, b); }

@@ -1,0 +1,62 @@
+import BitNetEngine
+import BitNetModels
+import CBitNetVulkan
+import Foundation
+
+/// The Vulkan backend: the whole forward pass on one Vulkan device, recorded into one command buffer per pass.
+///
+/// Weights are uploaded once at load through a ring of staging buffers (ternary weights repacked into the
+/// layout the BitLinear shader reads); activations, the KV cache and the per-pass inputs live in buffers each
+/// cache allocates once. BitLinear multiplies int8 activations with ternary weights in integers, with the
+/// packed 4×8-bit dot product instruction where the device accelerates it.
+public final class VulkanBackend: Backend, @unchecked Sendable {
+    public let device: VulkanDevice
+    let context: VulkanContext
+    let pipelines: VulkanPipelines
+
+    /// Opens `device` (default: ``preferredDevice(among:)``).
+    /// - Parameters:
+    ///   - validation: run under the Khronos validation layer and count its messages (default: `$BITNET_VULKAN_VALIDATION` = 1).
+    ///   - integerDotProduct: BitLinear with the packed integer dot product (default: where the device accelerates
+    ///     it; `$BITNET_VULKAN_INTEGER_DOT` = 0 or 1 overrides). Needs the device to support it.
+    public init(device: VulkanDevice? = nil, validation: Bool? = nil, integerDotProduct: Bool? = nil) throws {
+        let environment = ProcessInfo.processInfo.environment
+        let library = environment["BITNET_VULKAN_LOADER"].flatMap { $0.isEmpty ? nil : $0 }
+        let devices = try VulkanDevices.list(library: library)
+        guard let chosen = device ?? Self.preferredDevice(among: devices) else {
+            throw VulkanError(code: .unavailable, message: "the Vulkan loader found no device")
+        }
+        guard devices.contains(where: { $0.index == chosen.index }) else {
+            throw VulkanError(code: .unavailable, message: "there is no Vulkan device \(chosen.index) (this machine has \(devices.count))")
+        }
+        let useDot = integerDotProduct ?? environment["BITNET_VULKAN_INTEGER_DOT"].map { $0 == "1" } ?? chosen.integerDotProductAccelerated
+        if useDot && !chosen.integerDotProduct {
+            throw VulkanError(code: .unavailable, message: "\(chosen.name) has no integer dot product (VK_KHR_shader_integer_dot_product)")
+        }
+        self.device = chosen
+        context = try VulkanContext(library: library, deviceIndex: chosen.index, validation: validation ?? (environment["BITNET_VULKAN_VALIDATION"] == "1"),
+                                    integerDotProduct: useDot)
+        pipelines = try VulkanPipelines(context, integerDotProduct: useDot)
+    }
+
+    /// A discrete GPU, then an integrated one, then a virtual one, then any device (a software driver).
+    public static func preferredDevice(among devices: [VulkanDevice]) -> VulkanDevice? {
+        for kind in [VulkanDevice.Kind.discreteGPU, .integratedGPU, .virtualGPU] {
+            if let device = devices.first(where: { $0.kind == kind }) { return device }
+        }
+        return devices.first
+    }
+
+    public var name: String { "vulkan (\(device.name), \(pipelines.integerDotProduct ? "int8 dot product" : "portable int8"))" }
+
+    public func load(_ graph: ForwardGraph) throws -> any BackendModel { try VulkanModel(graph: graph, backend: self) }
+
+    /// Warnings and errors the validation layer reported so far (zero unless validation is on), and the last one.
+    public var validationMessages: (count: Int, last: String) { context.validationMessages }
+
+    /// Bytes of device memory held by this backend's weights, caches and activations.
+    public var deviceMemoryInUse: Int { context.memoryInUse }
+
+    /// Whether uploads run on a transfer-only queue.
+    public var usesTransferQueue: Bool { bitnet_vk_has_transfer_queue(context.pointer) != 0 }
+}

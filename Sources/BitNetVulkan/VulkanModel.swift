@@ -1,0 +1,109 @@
+import BitNetEngine
+import BitNetModels
+import CBitNetVulkan
+import Foundation
+
+/// A model on a Vulkan device: its weights uploaded, its graph checked against what the shaders implement.
+final class VulkanModel: BackendModel, @unchecked Sendable {
+    let graph: ForwardGraph
+    let backend: VulkanBackend
+    let weights: [VulkanWeight]
+    /// Tokens per recorded pass, and logit rows per pass; longer batches run as several passes.
+    let maxTokens: Int
+    let maxOutputs: Int
+
+    init(graph: ForwardGraph, backend: VulkanBackend) throws {
+        self.graph = graph
+        self.backend = backend
+        for op in graph.ops {
+            switch op {
+            case .pool:
+                throw VulkanError(code: .unsupported, message: "pooled embeddings are not implemented on the Vulkan backend (use --backend cpu)")
+            case .attention(let attention):
+                guard attention.headDimension <= 256, attention.headDimension % 2 == 0, attention.keyValueHeads > 0,
+                      attention.heads % attention.keyValueHeads == 0 else {
+                    throw VulkanError(code: .unsupported, message: "attention with \(attention.heads)/\(attention.keyValueHeads) heads of \(attention.headDimension) is not implemented on the Vulkan backend (head dimension: even, at most 256)")
+                }
+            default: break
+            }
+        }
+        maxTokens = 256
+        maxOutputs = max(1, min(maxTokens, (64 << 20) / max(1, graph.configuration.vocabularySize * 4)))
+        backend.context.uploadLock.lock()
+        defer { backend.context.uploadLock.unlock() }
+        weights = try Self.upload(graph, backend.context)
+    }
+
+    /// Each weight in the form its op reads, uploaded through the staging ring; waits for the last copy.
+    private static func upload(_ graph: ForwardGraph, _ context: VulkanContext) throws -> [VulkanWeight] {
+        var weights = [VulkanWeight?](repeating: nil, count: graph.weights.count)
+        func take(_ id: WeightID, _ make: (WeightTensor) throws -> VulkanWeight?) throws {
+            guard weights[id.index] == nil else { return }
+            let tensor = graph[id]
+            guard let weight = try make(tensor) else {
+                throw ModelError(.invalidModel, "tensor '\(tensor.name)' (\(tensor.encoding), \(tensor.rows)×\(tensor.columns)) does not suit the op that reads it")
+            }
+            weights[id.index] = weight
+        }
+        for op in graph.ops {
+            switch op {
+            case .rmsNorm(_, let id, _, _):
+                try take(id) { tensor in
+                    guard tensor.encoding == .f32, tensor.rows == 1 else { return nil }
+                    let buffer = try VulkanBuffer(context, byteCount: tensor.bytes.count)
+                    try tensor.bytes.withUnsafeBytes { try buffer.upload($0) }
+                    return .vector(buffer)
+                }
+            case .bitLinear(_, let id, _):
+                try take(id) { tensor in
+                    guard tensor.encoding.isTernary else { return nil }
+                    let packing = TernaryPacking(tensor)
+                    guard packing.blocksPerRow <= TernaryPacking.maximumBlocksPerRow else {
+                        throw VulkanError(code: .unsupported, message: "tensor '\(tensor.name)': rows of \(tensor.columns) values have more than \(TernaryPacking.maximumBlocksPerRow) scales, more than the BitLinear shader holds")
+                    }
+                    let words = TernaryPacking.pack(tensor)
+                    let buffer = try VulkanBuffer(context, byteCount: words.count * 4)
+                    try words.withUnsafeBytes { try buffer.upload($0) }
+                    return .ternary(buffer, packing)
+                }
+            case .embed(let id, _), .project(_, let id, _):
+                try take(id) { tensor in
+                    guard let code = tensor.encoding.matrixShaderCode else { return nil }
+                    let buffer = try VulkanBuffer(context, byteCount: (tensor.bytes.count + 3) / 4 * 4)
+                    try tensor.bytes.withUnsafeBytes { try buffer.upload($0) }  // read from the file's map while the last chunk copies
+                    return .matrix(buffer, rows: tensor.rows, columns: tensor.columns, encoding: code)
+                }
+            default:
+                break
+            }
+        }
+        try VulkanError.check { bitnet_vk_upload_finish(context.pointer, $0, $1) }
+        return try weights.enumerated().map { index, weight in
+            guard let weight else { throw ModelError(.invalidModel, "tensor '\(graph.weights[index].name)' is read by no op") }
+            return weight
+        }
+    }
+
+    func makeCacheStorage(slots: Int, capacity: Int, type: KeyValueCacheType) throws -> any KeyValueStorage {
+        try VulkanKeyValueStorage(model: self, slots: slots, capacity: capacity, type: type)
+    }
+
+    func forward(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Float] {
+        guard let storage = storage as? VulkanKeyValueStorage, storage.model === self else {
+            throw InferenceError(.invalidInput, "the cache was made for another model or backend")
+        }
+        var logits: [Float] = []
+        logits.reserveCapacity(batch.outputCount * graph.configuration.vocabularySize)
+        var start = 0
+        while start < batch.count {
+            var end = start, outputs = 0
+            while end < batch.count, end - start < maxTokens, outputs < maxOutputs || !batch.wantsLogits[end] {
+                if batch.wantsLogits[end] { outputs += 1 }
+                end += 1
+            }
+            try VulkanPass(storage: storage, batch: batch, range: start..<end).run(appendingLogitsTo: &logits)
+            start = end
+        }
+        return logits
+    }
+}

@@ -1,0 +1,164 @@
+import BitNetEngine
+import BitNetModels
+import CBitNetVulkan
+import Foundation
+
+/// One recorded forward pass over tokens `range` of a batch: the per-pass inputs written to host-visible memory,
+/// every op recorded into the cache's command buffer with a barrier only where an op touches what an earlier
+/// one of the same stretch wrote (or writes what it read), one submission, one fence wait, the logits read back.
+struct VulkanPass {
+    let storage: VulkanKeyValueStorage
+    let batch: ForwardBatch
+    let range: Range<Int>
+    private var model: VulkanModel { storage.model }
+    private var pipelines: VulkanPipelines { model.backend.pipelines }
+    private var context: OpaquePointer { model.backend.context.pointer }
+
+    init(storage: VulkanKeyValueStorage, batch: ForwardBatch, range: Range<Int>) {
+        self.storage = storage
+        self.batch = batch
+        self.range = range
+    }
+
+    private var tokens: Int { range.count }
+    private var outputs: Int { batch.wantsLogits[range].lazy.filter { $0 }.count }
+    /// Where each input array starts in the inputs buffer (in ints).
+    private var tokenBase: UInt32 { 0 }
+    private var positionBase: UInt32 { UInt32(model.maxTokens) }
+    private var slotBase: UInt32 { UInt32(2 * model.maxTokens) }
+    private var outputRowBase: UInt32 { UInt32(3 * model.maxTokens) }
+
+    func run(appendingLogitsTo logits: inout [Float]) throws {
+        writeInputs()
+        try VulkanError.check { bitnet_vk_stream_begin(context, storage.stream, $0, $1) }
+        var hazards = Hazards()
+        for (index, op) in model.graph.ops.enumerated() {
+            record(op, bindings: storage.bindings[index], hazards: &hazards)
+        }
+        try VulkanError.check { bitnet_vk_stream_submit(context, storage.stream, $0, $1) }
+        let vocabulary = model.graph.configuration.vocabularySize
+        let results = storage.activations[model.graph.logits.index].mapped!.assumingMemoryBound(to: Float.self)
+        logits.append(contentsOf: UnsafeBufferPointer(start: results, count: outputs * vocabulary))
+    }
+
+    private func writeInputs() {
+        let ints = storage.inputs.mapped!.assumingMemoryBound(to: Int32.self)
+        var outputRow = 0
+        for (row, index) in range.enumerated() {
+            ints[Int(tokenBase) + row] = Int32(batch.tokens[index])
+            ints[Int(positionBase) + row] = Int32(batch.positions[index])
+            ints[Int(slotBase) + row] = Int32(batch.slots[index])
+            if batch.wantsLogits[index] {
+                ints[Int(outputRowBase) + outputRow] = Int32(row)
+                outputRow += 1
+            }
+        }
+    }
+
+    private func rows(_ buffer: ActivationID) -> Int { model.graph[buffer].rows == .outputs ? outputs : tokens }
+    private func width(_ buffer: ActivationID) -> Int { model.graph[buffer].width }
+
+    /// Which buffers the dispatches since the last barrier read and wrote.
+    private struct Hazards {
+        var read: Set<Int> = []
+        var written: Set<Int> = []
+    }
+
+    private func record(_ op: ForwardOp, bindings: [bitnet_vk_binding], hazards: inout Hazards) {
+        /// Records one dispatch after a barrier if it depends on what the stretch so far wrote or read.
+        func dispatch(_ pipeline: VulkanPipeline, _ binding: bitnet_vk_binding, _ push: [UInt32], groups: (Int, Int, Int),
+                      reads: [ActivationID], writes: [ActivationID], cache: Int? = nil) {
+            let readIDs = Set(reads.map(\.index) + (cache.map { [-1 - $0] } ?? []))
+            let writeIDs = Set(writes.map(\.index) + (cache.map { [-1 - $0] } ?? []))
+            if !readIDs.isDisjoint(with: hazards.written) || !writeIDs.isDisjoint(with: hazards.written.union(hazards.read)) {
+                bitnet_vk_stream_barrier(context, storage.stream)
+                hazards = Hazards()
+            }
+            hazards.read.formUnion(readIDs)
+            hazards.written.formUnion(writeIDs)
+            push.withUnsafeBytes { push in
+                bitnet_vk_stream_dispatch(context, storage.stream, pipeline.pointer, binding, push.baseAddress, UInt32(push.count),
+                                          UInt32(groups.0), UInt32(groups.1), UInt32(groups.2))
+            }
+        }
+        /// Workgroups for `count` rows (or elements over `perGroup`), wrapped into y past 65,535.
+        func grid(_ count: Int, perGroup: Int = 1, z: Int = 1) -> (Int, Int, Int) {
+            let groups = max(1, (count + perGroup - 1) / perGroup)
+            let x = min(groups, 65_535)
+            return (x, (groups + x - 1) / x, z)
+        }
+        let elementwise = pipelines.elementwise
+
+        switch op {
+        case .embed(let table, let output):
+            guard case .matrix(_, _, let columns, let encoding) = model.weights[table.index] else { return }
+            dispatch(pipelines.embed, bindings[0], [UInt32(columns), encoding, UInt32(tokens), tokenBase],
+                     groups: grid(columns * tokens, perGroup: pipelines.embed.workgroupSize), reads: [], writes: [output])
+
+        case .rmsNorm(let input, _, let epsilon, let output):
+            dispatch(pipelines.rmsNorm, bindings[0], [UInt32(width(input)), epsilon.bitPattern], groups: grid(rows(input)), reads: [input], writes: [output])
+
+        case .quantize(let input, let output, _, _):
+            let words = TernaryPacking.paddedColumns(width(input)) / 4
+            dispatch(pipelines.quantize, bindings[0], [UInt32(width(input)), UInt32(words), UInt32(model.maxTokens * words)],
+                     groups: grid(rows(input)), reads: [input], writes: [output])
+
+        case .bitLinear(let input, let weight, let output):
+            guard case .ternary(_, let packing) = model.weights[weight.index] else { return }
+            let tokens = rows(input), tiles = (tokens + 3) / 4
+            dispatch(pipelines.bitLinear, bindings[0],
+                     [UInt32(packing.rows), UInt32(packing.wordsPerRow), UInt32(packing.blockWords), UInt32(packing.scaleOffset),
+                      UInt32(model.maxTokens * packing.wordsPerRow * 4), UInt32(tokens)],
+                     groups: grid(packing.rows, z: tiles), reads: [input], writes: [output])
+
+        case .rope(let buffer, let heads, let rotary):
+            let half = rotary.dimension / 2
+            dispatch(pipelines.rope, bindings[0],
+                     [UInt32(width(buffer)), UInt32(heads), UInt32(half), rotary.layout == .interleaved ? 1 : 0, UInt32(tokens), positionBase],
+                     groups: grid(tokens * heads * half, perGroup: pipelines.rope.workgroupSize), reads: [buffer], writes: [buffer])
+
+        case .attention(let attention):
+            let half: UInt32 = storage.type == .f16 ? 1 : 0
+            let valueOffset = UInt32(storage.slots * storage.capacity * storage.width)
+            let words = storage.type == .f16 ? storage.width / 2 : storage.width
+            dispatch(pipelines.storeKeysAndValues, bindings[0],
+                     [UInt32(storage.width), UInt32(storage.capacity), valueOffset, half, UInt32(tokens), positionBase, slotBase],
+                     groups: grid(tokens * words, perGroup: pipelines.storeKeysAndValues.workgroupSize),
+                     reads: [attention.key, attention.value], writes: [], cache: attention.layer)
+            let scale = 1 / Float(attention.headDimension).squareRoot()
+            dispatch(pipelines.attention, bindings[1],
+                     [UInt32(width(attention.query)), UInt32(storage.width), UInt32(attention.heads), UInt32(attention.keyValueHeads),
+                      UInt32(attention.headDimension), UInt32(storage.capacity), valueOffset, half, scale.bitPattern, positionBase, slotBase],
+                     groups: (attention.heads, tokens, 1), reads: [attention.query], writes: [attention.output], cache: attention.layer)
+
+        case .gatedActivation(let activation, let gate, let up, let output):
+            let count = tokens * width(gate)
+            let code: UInt32 = switch activation {
+            case .squaredReLU: 1
+            case .silu: 2
+            case .gelu: 3
+            }
+            dispatch(elementwise, bindings[0], [UInt32(count), code, 1, 0], groups: grid(count, perGroup: elementwise.workgroupSize),
+                     reads: [gate, up], writes: [output])
+
+        case .add(let input, let accumulator):
+            let count = rows(input) * width(input)
+            dispatch(elementwise, bindings[0], [UInt32(count), 0, 1, 0], groups: grid(count, perGroup: elementwise.workgroupSize),
+                     reads: [input, accumulator], writes: [accumulator])
+
+        case .selectOutputs(let input, let output):
+            let count = outputs * width(input)
+            dispatch(elementwise, bindings[0], [UInt32(count), 4, UInt32(width(input)), outputRowBase],
+                     groups: grid(count, perGroup: elementwise.workgroupSize), reads: [input], writes: [output])
+
+        case .project(let input, let weight, let output):
+            guard case .matrix(_, let rows, let columns, let encoding) = model.weights[weight.index] else { return }
+            let tokens = self.rows(input)
+            dispatch(pipelines.project, bindings[0], [UInt32(rows), UInt32(columns), encoding, UInt32(tokens)],
+                     groups: grid(rows, z: (tokens + 3) / 4), reads: [input], writes: [output])
+
+        case .pool:
+            break  // refused at load
+        }
+    }
+}

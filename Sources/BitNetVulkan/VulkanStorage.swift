@@ -1,0 +1,109 @@
+import BitNetEngine
+import BitNetModels
+import CBitNetVulkan
+import Foundation
+
+/// A KV cache on the device with everything a pass needs, allocated once: one buffer of keys then values per
+/// layer (f32, or f16 two to a word), the activation buffers sized for ``VulkanModel/maxTokens`` tokens, the
+/// rotary cos/sin table, the per-pass inputs (host-visible), the logits (host-visible, read back), and a command
+/// stream with every op's descriptor sets.
+final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
+    let model: VulkanModel
+    let slots: Int
+    let capacity: Int
+    let width: Int
+    let type: KeyValueCacheType
+    let stream: OpaquePointer
+    /// By graph buffer index.
+    let activations: [VulkanBuffer]
+    /// By layer.
+    let layers: [VulkanBuffer]
+    let rotaryTables: [RotaryEmbedding: VulkanBuffer]
+    /// Tokens, positions, slots and the rows whose logits are wanted, ``VulkanModel/maxTokens`` each.
+    let inputs: VulkanBuffer
+    /// The descriptor sets of each op, in graph order (attention has two: store, then attend).
+    private(set) var bindings: [[bitnet_vk_binding]] = []
+    let byteCount: Int
+
+    init(model: VulkanModel, slots: Int, capacity: Int, type: KeyValueCacheType) throws {
+        let graph = model.graph
+        let context = model.backend.context
+        let (layerCount, width) = graph.cacheShape
+        guard type == .f32 || width % 2 == 0 else { throw VulkanError(code: .unsupported, message: "an f16 cache needs an even key width, not \(width)") }
+        self.model = model
+        self.slots = slots
+        self.capacity = capacity
+        self.width = width
+        self.type = type
+
+        let layerBytes = 2 * slots * capacity * width * type.byteWidth
+        layers = try (0..<layerCount).map { _ in try VulkanBuffer(context, byteCount: layerBytes) }
+        byteCount = layerBytes * layerCount
+        activations = try graph.buffers.enumerated().map { index, buffer in
+            let rows = buffer.rows == .outputs ? model.maxOutputs : model.maxTokens
+            let bytes = buffer.element == .int8 ? rows * (TernaryPacking.paddedColumns(buffer.width) + 4) : rows * buffer.width * 4
+            return try VulkanBuffer(context, byteCount: bytes, memory: index == graph.logits.index ? BITNET_VK_MEMORY_HOST : BITNET_VK_MEMORY_DEVICE)
+        }
+        inputs = try VulkanBuffer(context, byteCount: 4 * model.maxTokens * 4, memory: BITNET_VK_MEMORY_HOST)
+        guard activations[graph.logits.index].mapped != nil, inputs.mapped != nil else {
+            throw VulkanError(code: .unavailable, message: "\(model.backend.device.name) offers no host-visible memory for results")
+        }
+        var tables: [RotaryEmbedding: VulkanBuffer] = [:]
+        for case .rope(_, _, let rotary) in graph.ops where tables[rotary] == nil {
+            let frequencies = rotary.inverseFrequencies
+            var table = [Float](repeating: 0, count: capacity * frequencies.count * 2)
+            for position in 0..<capacity {
+                for (pair, frequency) in frequencies.enumerated() {
+                    let angle = Float(position) * frequency  // as the CPU backend computes it
+                    table[2 * (position * frequencies.count + pair)] = cosf(angle)
+                    table[2 * (position * frequencies.count + pair) + 1] = sinf(angle)
+                }
+            }
+            let buffer = try VulkanBuffer(context, byteCount: table.count * 4)
+            try table.withUnsafeBytes { try buffer.upload($0) }
+            tables[rotary] = buffer
+        }
+        try VulkanError.check { bitnet_vk_upload_finish(context.pointer, $0, $1) }
+        rotaryTables = tables
+
+        var stream: OpaquePointer?
+        try VulkanError.check { bitnet_vk_stream_create(context.pointer, UInt32(graph.ops.count * 2 + 1), &stream, $0, $1) }
+        self.stream = stream!
+        bindings = try graph.ops.map { op in try buffers(of: op).map(makeBinding) }
+    }
+
+    deinit { bitnet_vk_stream_destroy(model.backend.context.pointer, stream) }
+
+    private func makeBinding(_ buffers: [VulkanBuffer?]) throws -> bitnet_vk_binding {
+        var binding: bitnet_vk_binding = 0
+        let pointers: [OpaquePointer?] = buffers.map { $0?.pointer }
+        try pointers.withUnsafeBufferPointer { pointers in
+            try VulkanError.check {
+                bitnet_vk_stream_binding(model.backend.context.pointer, stream, pointers.baseAddress, Int32(pointers.count), &binding, $0, $1)
+            }
+        }
+        return binding
+    }
+
+    private func weight(_ id: WeightID) -> VulkanBuffer { model.weights[id.index].buffer }
+    private func activation(_ id: ActivationID) -> VulkanBuffer { activations[id.index] }
+
+    /// The buffers each of an op's dispatches binds, in the order its shader declares them.
+    private func buffers(of op: ForwardOp) -> [[VulkanBuffer?]] {
+        switch op {
+        case .embed(let table, let output): [[weight(table), inputs, activation(output)]]
+        case .rmsNorm(let input, let weight, _, let output): [[activation(input), self.weight(weight), activation(output)]]
+        case .quantize(let input, let output, _, _): [[activation(input), activation(output)]]
+        case .bitLinear(let input, let weight, let output): [[self.weight(weight), activation(input), activation(output)]]
+        case .rope(let buffer, _, let rotary): [[activation(buffer), inputs, rotaryTables[rotary]!]]
+        case .attention(let op):
+            [[activation(op.key), activation(op.value), inputs, layers[op.layer]],
+             [activation(op.query), layers[op.layer], inputs, activation(op.output)]]
+        case .gatedActivation(_, let gate, let up, let output): [[activation(gate), activation(up), activation(output), inputs]]
+        case .add(let input, let accumulator): [[activation(input), activation(accumulator), nil, inputs]]
+        case .selectOutputs(let input, let output): [[activation(input), nil, activation(output), inputs]]
+        case .project(let input, let weight, let output): [[self.weight(weight), activation(input), activation(output)]]
+        case .pool: []
+        }
+    }
+}
