@@ -9,13 +9,15 @@ public enum BackendChoice: String, Sendable, CaseIterable {
     case cpu
     /// The Vulkan backend on a GPU (or a software driver such as lavapipe); an error when there is none.
     case vulkan
-    /// The best backend here: a discrete GPU, then an integrated one, through Vulkan; else the CPU.
+    /// The best backend here: a discrete GPU, then an integrated one, through Vulkan; else the CPU. A machine
+    /// without Vulkan or without a GPU gets the CPU quietly; one whose Vulkan fails gets it with the reason.
     case auto
 
     /// The backend this choice stands for on this machine.
     /// - Parameters:
     ///   - device: the Vulkan device's index (`bitnet devices`); default: the preferred one.
-    ///   - onFallback: told why, when `auto` falls back to the CPU.
+    ///   - onFallback: told why, when `auto` falls back to the CPU because Vulkan failed (not when there is no
+    ///     loader or no GPU, where the CPU is simply the best backend).
     public func makeBackend(threads: Int = CPUBackend.defaultThreads, device: Int? = nil,
                             onFallback: ((String) -> Void)? = nil) throws -> any Backend {
         switch self {
@@ -28,11 +30,10 @@ public enum BackendChoice: String, Sendable, CaseIterable {
                 let devices = try VulkanDevices.list()
                 let candidates = device.map { index in devices.filter { $0.index == index } }
                     ?? devices.filter { $0.kind == .discreteGPU || $0.kind == .integratedGPU }
-                guard let chosen = VulkanBackend.preferredDevice(among: candidates) else {
-                    onFallback?("no GPU found through Vulkan (\(devices.isEmpty ? "no devices" : devices.map(\.name).joined(separator: ", "))); using the CPU")
-                    return CPUBackend(threads: threads)
-                }
+                guard let chosen = VulkanBackend.preferredDevice(among: candidates) else { return CPUBackend(threads: threads) }
                 return try VulkanBackends.shared(device: chosen.index)
+            } catch let error as VulkanError where error.code == .noLoader {
+                return CPUBackend(threads: threads)
             } catch {
                 onFallback?("Vulkan is not usable (\(error)); using the CPU")
                 return CPUBackend(threads: threads)

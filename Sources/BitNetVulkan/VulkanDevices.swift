@@ -35,8 +35,9 @@ public struct VulkanDevice: Sendable, Hashable {
 /// Why Vulkan is not usable here.
 public struct VulkanError: Error, CustomStringConvertible, Sendable {
     public enum Code: String, Sendable {
-        /// No loader (`libvulkan.so.1`), no instance (no driver), no such device, or a device without what the
-        /// backend needs.
+        /// No loader (`libvulkan.so.1`): Vulkan is not installed.
+        case noLoader = "no-loader"
+        /// No instance (no driver), no such device, or a device without what the backend needs.
         case unavailable
         /// Device (or host) memory ran out, at load or for a cache.
         case outOfMemory = "out-of-memory"
@@ -60,7 +61,7 @@ public struct VulkanError: Error, CustomStringConvertible, Sendable {
 
 /// The Vulkan devices of this machine, found through the loader opened at run time.
 public enum VulkanDevices {
-    /// Lists the physical devices; throws ``VulkanError`` when there is no loader or no driver.
+    /// Lists the physical devices; throws ``VulkanError`` (`.noLoader`, `.unavailable`) when there is no loader or no driver.
     /// - Parameter library: the loader to open (default: `$BITNET_VULKAN_LOADER`, else `libvulkan.so.1`).
     public static func list(library: String? = nil) throws -> [VulkanDevice] {
         let library = library ?? ProcessInfo.processInfo.environment["BITNET_VULKAN_LOADER"].flatMap { $0.isEmpty ? nil : $0 }
@@ -68,7 +69,8 @@ public enum VulkanDevices {
         var error = [CChar](repeating: 0, count: 512)
         let count = Int(bitnet_vulkan_list_devices(library, &devices, Int32(devices.count), &error, Int32(error.count)))
         guard count >= 0 else {
-            throw VulkanError(code: .unavailable, message: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw VulkanError(code: count == -2 ? .noLoader : .unavailable,
+                              message: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         return devices.prefix(min(count, devices.count)).enumerated().map { index, device in
             VulkanDevice(

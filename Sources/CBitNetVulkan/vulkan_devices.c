@@ -21,7 +21,7 @@ int bitnet_vulkan_list_devices(const char *library, bitnet_vulkan_device *device
     void *handle = dlopen(library ? library : "libvulkan.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
         set_error(error, error_size, "the Vulkan loader could not be opened (install libvulkan1 and a driver)", dlerror());
-        return -1;
+        return -2;
     }
     PFN_vkGetInstanceProcAddr get = (PFN_vkGetInstanceProcAddr)dlsym(handle, "vkGetInstanceProcAddr");
     PFN_vkCreateInstance create_instance = get ? (PFN_vkCreateInstance)get(NULL, "vkCreateInstance") : NULL;

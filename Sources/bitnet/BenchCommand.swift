@@ -1,6 +1,7 @@
 import ArgumentParser
 import BitNetFormats
 import BitNetInference
+import BitNetVulkan
 import Dispatch
 import Foundation
 
@@ -16,7 +17,8 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customShort("n"), help: "Tokens to generate per decode test (0 = none).") var generate = 64
     @Option(name: .customShort("r"), help: "Repetitions of each test.") var repetitions = 3
     @Option(help: "Threads (default: the physical cores).") var threads: Int?
-    @Option(help: "Backends to test: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")), or all.") var backend = "cpu"
+    @Option(help: "Backends to test: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")), or all (the CPU and, where Vulkan finds a device, Vulkan).") var backend = "cpu"
+    @Option(help: "The Vulkan device, by its index in `bitnet devices`.") var device: Int?
     @Flag(help: "Print {\"results\": [{\"backend\", \"test\", \"tokens_per_second\", \"stddev\", \"gbps\", …}]}.") var json = false
 
     struct Result {
@@ -26,6 +28,10 @@ struct Bench: AsyncParsableCommand {
         /// Bytes of weights read per second at the mean speed.
         var gigabytesPerSecond: Double
         var rooflinePercent: Double?
+        /// Seconds to load the model on the backend (for Vulkan: repacking and uploading the weights).
+        var loadSeconds: Double
+        /// Bytes of device memory the backend holds during the test (Vulkan), else nil.
+        var deviceMemoryBytes: Int?
 
         var mean: Double { samples.reduce(0, +) / Double(samples.count) }
         var standardDeviation: Double {
@@ -47,7 +53,7 @@ struct Bench: AsyncParsableCommand {
             }
             let choices: [BackendChoice]
             if backend == "all" {
-                choices = [.cpu]  // every backend this build has
+                choices = (try? VulkanDevices.list()).map { $0.isEmpty ? [.cpu] : [.cpu, .vulkan] } ?? [.cpu]
             } else if let choice = BackendChoice(rawValue: backend) {
                 choices = [choice]
             } else {
@@ -60,7 +66,11 @@ struct Bench: AsyncParsableCommand {
             var results: [Result] = []
             var header = ""
             for choice in choices {
-                let model = try BitNetModel(path: path, backend: choice, threads: threadCount)
+                let loadStart = Self.now()
+                let model = try BitNetModel(path: path, backend: choice, threads: threadCount, device: device,
+                                            onFallback: { printError("bitnet: \($0)\n") })
+                let loadSeconds = Self.now() - loadStart
+                let vulkan = model.backend as? VulkanBackend
                 let bytesPerToken = Double(model.bytesReadPerToken)
                 let bandwidth = Self.readBandwidth(model, threads: threadCount)
                 header = String(format: "%@: %@, %.1f MiB read per token; read bandwidth here %.2f GB/s with %d thread(s), roofline %.1f tokens/s",
@@ -69,15 +79,18 @@ struct Bench: AsyncParsableCommand {
                 if !json { printError(header + "\n") }
                 for length in lengths where length > 0 {
                     let samples = try (0..<repetitions).map { repetition in try Self.promptSpeed(model, length: length, seed: UInt64(repetition)) }
-                    var result = Result(backend: model.backend.name, test: "pp\(length)", samples: samples, gigabytesPerSecond: 0)
+                    var result = Result(backend: model.backend.name, test: "pp\(length)", samples: samples, gigabytesPerSecond: 0,
+                                        loadSeconds: loadSeconds, deviceMemoryBytes: vulkan?.deviceMemoryInUse)
                     result.gigabytesPerSecond = bytesPerToken * result.mean / Double(length) / 1e9  // weights are read once per batch
                     results.append(result)
                 }
                 if generate > 0 {
                     let samples = try (0..<repetitions).map { _ in try Self.decodeSpeed(model, tokens: generate) }
-                    var result = Result(backend: model.backend.name, test: "tg\(generate)", samples: samples, gigabytesPerSecond: 0)
+                    var result = Result(backend: model.backend.name, test: "tg\(generate)", samples: samples, gigabytesPerSecond: 0,
+                                        loadSeconds: loadSeconds, deviceMemoryBytes: vulkan?.deviceMemoryInUse)
                     result.gigabytesPerSecond = bytesPerToken * result.mean / 1e9
-                    result.rooflinePercent = 100 * result.mean / (bandwidth / bytesPerToken)
+                    // The roofline is this machine's host memory bandwidth: a CPU figure.
+                    result.rooflinePercent = vulkan == nil ? 100 * result.mean / (bandwidth / bytesPerToken) : nil
                     results.append(result)
                 }
             }
@@ -87,15 +100,18 @@ struct Bench: AsyncParsableCommand {
                     return .object([("backend", .string(result.backend)), ("test", .string(result.test)),
                                     ("tokens_per_second", .double(result.mean)), ("stddev", .double(result.standardDeviation)),
                                     ("gbps", .double(result.gigabytesPerSecond)), ("roofline_percent", roofline),
+                                    ("load_seconds", .double(result.loadSeconds)),
+                                    ("device_memory_bytes", result.deviceMemoryBytes.map { .int($0) } ?? .null),
                                     ("samples", .array(result.samples.map { .double($0) }))])
                 }
                 print(JSONValue.object([("results", .array(entries))]).serialized())
             } else {
-                print("| backend | test | tokens/s | GB/s | roofline |")
-                print("|---|---|---:|---:|---:|")
+                print("| backend | test | tokens/s | GB/s | roofline | load | device memory |")
+                print("|---|---|---:|---:|---:|---:|---:|")
                 for result in results {
-                    print(String(format: "| %@ | %@ | %.2f ± %.2f | %.2f | %@ |", result.backend, result.test, result.mean, result.standardDeviation,
-                                 result.gigabytesPerSecond, result.rooflinePercent.map { String(format: "%.0f %%", $0) } ?? "–"))
+                    print(String(format: "| %@ | %@ | %.2f ± %.2f | %.2f | %@ | %.2f s | %@ |", result.backend, result.test, result.mean,
+                                 result.standardDeviation, result.gigabytesPerSecond, result.rooflinePercent.map { String(format: "%.0f %%", $0) } ?? "–",
+                                 result.loadSeconds, result.deviceMemoryBytes.map { String(format: "%.1f MiB", Double($0) / 1_048_576) } ?? "–"))
                 }
             }
         }

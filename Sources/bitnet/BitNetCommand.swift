@@ -49,14 +49,18 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("cache-type"), help: "KV cache element type: f32 or f16.")
     var cacheType: String = "f32"
 
-    @Option(name: .long, help: "Where the model runs: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")) (auto: the best one here).")
+    @Option(name: .long, help: "Where the model runs: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")) (auto: a GPU through Vulkan if there is one, else the CPU).")
     var backend: String = BackendChoice.auto.rawValue
+
+    @Option(name: .long, help: "The Vulkan device to run on, by its index in `bitnet devices` (default: a discrete GPU, then an integrated one).")
+    var device: Int?
 
     func validate() throws {
         if BackendChoice(rawValue: backend) == nil {
             throw ValidationError("--backend must be \(BackendChoice.allCases.map(\.rawValue).joined(separator: " or "))")
         }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let device, device < 0 { throw ValidationError("--device must be a device index from bitnet devices") }
         if let contextLength, contextLength < 1 { throw ValidationError("--ctx must be at least 1") }
         if KeyValueCacheType(rawValue: cacheType) == nil { throw ValidationError("--cache-type must be f32 or f16") }
     }
@@ -74,8 +78,8 @@ struct ModelOptions: ParsableArguments {
         guard let path = model ?? Self.defaultModel else {
             throw InferenceError(.invalidInput, "no model given (-m) and the bundled default model is missing")
         }
-        return try BitNetModel(path: path, backend: BackendChoice(rawValue: backend) ?? .auto,
-                               threads: threads ?? BitNetModel.defaultThreads)
+        return try BitNetModel(path: path, backend: BackendChoice(rawValue: backend) ?? .auto, threads: threads ?? BitNetModel.defaultThreads,
+                               device: device, onFallback: { printError("bitnet: \($0)\n") })
     }
 }
 

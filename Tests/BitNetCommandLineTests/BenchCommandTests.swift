@@ -28,11 +28,28 @@ import Testing
         let table = try BitNetExecutable.run(["bench", "-m", Self.model, "-p", "8", "-n", "2", "-r", "1", "--threads", "1"])
         #expect(table.status == 0, "\(table.stderr)")
         let lines = table.stdout.split(separator: "\n")
-        #expect(lines.first == "| backend | test | tokens/s | GB/s | roofline |" && lines.count == 4)
+        #expect(lines.first == "| backend | test | tokens/s | GB/s | roofline | load | device memory |" && lines.count == 4)
         #expect(table.stderr.contains("read bandwidth here") && table.stderr.contains("roofline"))
         for arguments in [["-p", "x"], ["-r", "0"], ["--backend", "gpu"]] {
             let bad = try BitNetExecutable.run(["bench", "-m", Self.model] + arguments)
             #expect(bad.status == 1 && bad.stderr.hasPrefix("bitnet: error:"), "\(arguments): \(bad.stderr)")
         }
+    }
+
+    /// `--backend all` runs the CPU and Vulkan (lavapipe here) in one run, the Vulkan entries with their load
+    /// (upload) time and device memory.
+    @Test func allBackendsInOneRun() throws {
+        let result = try BitNetExecutable.run(["bench", "-m", Self.model, "-p", "8", "-n", "2", "-r", "1", "--threads", "1", "--backend", "all", "--json"],
+                                              environment: ["BITNET_VULKAN_VALIDATION": "1"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let entries = try #require(try JSONValue.parse(Data(result.stdout.utf8))["results"]?.arrayValue)
+        #expect(entries.map { $0["test"]?.stringValue } == ["pp8", "tg2", "pp8", "tg2"])
+        #expect(entries.prefix(2).allSatisfy { $0["backend"]?.stringValue?.hasPrefix("cpu (") == true && $0["device_memory_bytes"] == .null })
+        for entry in entries.suffix(2) {
+            #expect(entry["backend"]?.stringValue?.hasPrefix("vulkan (") == true)
+            #expect((entry["device_memory_bytes"]?.intValue ?? 0) > 0 && (entry["load_seconds"]?.doubleValue ?? 0) > 0)
+            #expect((entry["tokens_per_second"]?.doubleValue ?? 0) > 0 && entry["roofline_percent"] == .null)
+        }
+        #expect(!result.stderr.contains("Validation"), "\(result.stderr)")
     }
 }

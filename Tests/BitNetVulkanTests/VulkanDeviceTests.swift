@@ -20,7 +20,7 @@ import Testing
             try VulkanDevices.list(library: "/nonexistent/libvulkan.so.1")
         } throws: { error in
             guard let error = error as? VulkanError else { return false }
-            return error.code == .unavailable && error.message.contains("/nonexistent/libvulkan.so.1")
+            return error.code == .noLoader && error.message.contains("/nonexistent/libvulkan.so.1")
         }
     }
 }

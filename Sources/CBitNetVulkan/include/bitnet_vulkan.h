@@ -32,7 +32,8 @@ typedef struct {
 
 /// Opens the loader (`library`, or "libvulkan.so.1" when NULL) once per process and lists the physical
 /// devices of a Vulkan 1.2 instance into `devices` (at most `capacity`). Returns the number found (which may
-/// exceed `capacity`), or -1 with a message in `error` (`error_size` bytes): no loader, no instance.
+/// exceed `capacity`), or, with a message in `error` (`error_size` bytes), -2 when there is no loader and -1 when no
+/// instance can be created (no driver).
 int bitnet_vulkan_list_devices(const char *library, bitnet_vulkan_device *devices, int capacity, char *error, int error_size);
 
 #endif
