@@ -2,7 +2,7 @@
 // session adds BOS, renders the model's template, streams each reply and keeps the conversation in its
 // KV cache for the next turn.
 //
-//   swift run GenerateText Tests/Fixtures/models/bitnet-chat-tiny-tq2_0.gguf "Hello!" [cpu|auto]
+//   swift run GenerateText Tests/Fixtures/models/bitnet-chat-tiny-tq2_0.gguf "Hello!" [cpu|vulkan|auto]
 import BitNetInference
 import Foundation
 
