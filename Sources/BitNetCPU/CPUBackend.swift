@@ -49,34 +49,15 @@ enum CPUWeight: Sendable {
     /// The weights of `graph`, each in the form the ops that use it read; throws when a weight does not
     /// suit its op (a norm that is not one float32 row, a BitLinear weight that is not ternary, …).
     static func forGraph(_ graph: ForwardGraph) throws -> [CPUWeight] {
-        var weights = [CPUWeight?](repeating: nil, count: graph.weights.count)
-        func take(_ id: WeightID, _ make: (WeightTensor) -> CPUWeight?) throws {
-            let tensor = graph[id]
-            guard let weight = make(tensor) else {
-                throw ModelError(.invalidModel, "tensor '\(tensor.name)' (\(tensor.encoding), \(tensor.rows)×\(tensor.columns)) does not suit the op that reads it")
+        try graph.mapWeights { tensor, use in
+            switch use {
+            case .vector:
+                .vector(tensor.bytes.withUnsafeBytes { bytes in
+                    (0..<tensor.columns).map { bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
+                })
+            case .ternary: .ternary(TernaryLinear(tensor))
+            case .matrix: .matrix(FloatMatrix(tensor))
             }
-            weights[id.index] = weight
-        }
-        for op in graph.ops {
-            switch op {
-            case .rmsNorm(_, let id, _, _):
-                try take(id) { tensor in
-                    guard tensor.encoding == .f32, tensor.rows == 1 else { return nil }
-                    return .vector(tensor.bytes.withUnsafeBytes { bytes in
-                        (0..<tensor.columns).map { bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
-                    })
-                }
-            case .bitLinear(_, let id, _):
-                try take(id) { $0.encoding.isTernary ? .ternary(TernaryLinear($0)) : nil }
-            case .embed(let id, _), .project(_, let id, _):
-                try take(id) { $0.encoding.isTernary ? nil : .matrix(FloatMatrix($0)) }
-            default:
-                break
-            }
-        }
-        return try weights.enumerated().map { index, weight in
-            guard let weight else { throw ModelError(.invalidModel, "tensor '\(graph.weights[index].name)' is read by no op") }
-            return weight
         }
     }
 }

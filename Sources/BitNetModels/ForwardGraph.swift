@@ -154,3 +154,46 @@ public struct ForwardGraph: Sendable {
     public subscript(_ weight: WeightID) -> WeightTensor { weights[weight.index] }
     public subscript(_ buffer: ActivationID) -> ActivationBuffer { buffers[buffer.index] }
 }
+
+/// How an op reads a weight, which decides the form a backend keeps it in.
+public enum WeightUse: Sendable {
+    /// A norm's float32 vector (one row).
+    case vector
+    /// A BitLinear projection's ternary matrix.
+    case ternary
+    /// A float matrix (F32, F16, BF16, Q8_0, Q6_K): an embedding table or the output projection.
+    case matrix
+}
+
+extension ForwardGraph {
+    /// Each weight in the form a backend makes of it, by its first use; throws when a weight does not suit
+    /// the op that reads it (a norm that is not one float32 row, a BitLinear weight that is not ternary, …),
+    /// when `make` returns nil, or when no op reads it.
+    public func mapWeights<BackendWeight>(_ make: (WeightTensor, WeightUse) throws -> BackendWeight?) throws -> [BackendWeight] {
+        var mapped = [BackendWeight?](repeating: nil, count: weights.count)
+        for op in ops {
+            let (id, use): (WeightID, WeightUse)
+            switch op {
+            case .rmsNorm(_, let weight, _, _): (id, use) = (weight, .vector)
+            case .bitLinear(_, let weight, _): (id, use) = (weight, .ternary)
+            case .embed(let weight, _), .project(_, let weight, _): (id, use) = (weight, .matrix)
+            default: continue
+            }
+            guard mapped[id.index] == nil else { continue }
+            let tensor = self[id]
+            let suits = switch use {
+            case .vector: tensor.encoding == .f32 && tensor.rows == 1
+            case .ternary: tensor.encoding.isTernary
+            case .matrix: !tensor.encoding.isTernary
+            }
+            guard suits, let weight = try make(tensor, use) else {
+                throw ModelError(.invalidModel, "tensor '\(tensor.name)' (\(tensor.encoding), \(tensor.rows)×\(tensor.columns)) does not suit the op that reads it")
+            }
+            mapped[id.index] = weight
+        }
+        return try mapped.enumerated().map { index, weight in
+            guard let weight else { throw ModelError(.invalidModel, "tensor '\(weights[index].name)' is read by no op") }
+            return weight
+        }
+    }
+}

@@ -36,52 +36,30 @@ final class VulkanModel: BackendModel, @unchecked Sendable {
 
     /// Each weight in the form its op reads, uploaded through the staging ring; waits for the last copy.
     private static func upload(_ graph: ForwardGraph, _ context: VulkanContext) throws -> [VulkanWeight] {
-        var weights = [VulkanWeight?](repeating: nil, count: graph.weights.count)
-        func take(_ id: WeightID, _ make: (WeightTensor) throws -> VulkanWeight?) throws {
-            guard weights[id.index] == nil else { return }
-            let tensor = graph[id]
-            guard let weight = try make(tensor) else {
-                throw ModelError(.invalidModel, "tensor '\(tensor.name)' (\(tensor.encoding), \(tensor.rows)×\(tensor.columns)) does not suit the op that reads it")
-            }
-            weights[id.index] = weight
-        }
-        for op in graph.ops {
-            switch op {
-            case .rmsNorm(_, let id, _, _):
-                try take(id) { tensor in
-                    guard tensor.encoding == .f32, tensor.rows == 1 else { return nil }
-                    let buffer = try VulkanBuffer(context, byteCount: tensor.bytes.count)
-                    try tensor.bytes.withUnsafeBytes { try buffer.upload($0) }
-                    return .vector(buffer)
+        let weights = try graph.mapWeights { tensor, use -> VulkanWeight? in
+            switch use {
+            case .vector:
+                let buffer = try VulkanBuffer(context, byteCount: tensor.bytes.count)
+                try tensor.bytes.withUnsafeBytes { try buffer.upload($0) }
+                return .vector(buffer)
+            case .ternary:
+                let packing = TernaryPacking(tensor)
+                guard packing.blocksPerRow <= TernaryPacking.maximumBlocksPerRow else {
+                    throw VulkanError(code: .unsupported, message: "tensor '\(tensor.name)': rows of \(tensor.columns) values have more than \(TernaryPacking.maximumBlocksPerRow) scales, more than the BitLinear shader holds")
                 }
-            case .bitLinear(_, let id, _):
-                try take(id) { tensor in
-                    guard tensor.encoding.isTernary else { return nil }
-                    let packing = TernaryPacking(tensor)
-                    guard packing.blocksPerRow <= TernaryPacking.maximumBlocksPerRow else {
-                        throw VulkanError(code: .unsupported, message: "tensor '\(tensor.name)': rows of \(tensor.columns) values have more than \(TernaryPacking.maximumBlocksPerRow) scales, more than the BitLinear shader holds")
-                    }
-                    let words = TernaryPacking.pack(tensor)
-                    let buffer = try VulkanBuffer(context, byteCount: words.count * 4)
-                    try words.withUnsafeBytes { try buffer.upload($0) }
-                    return .ternary(buffer, packing)
-                }
-            case .embed(let id, _), .project(_, let id, _):
-                try take(id) { tensor in
-                    guard let code = tensor.encoding.matrixShaderCode else { return nil }
-                    let buffer = try VulkanBuffer(context, byteCount: (tensor.bytes.count + 3) / 4 * 4)
-                    try tensor.bytes.withUnsafeBytes { try buffer.upload($0) }  // read from the file's map while the last chunk copies
-                    return .matrix(buffer, rows: tensor.rows, columns: tensor.columns, encoding: code)
-                }
-            default:
-                break
+                let words = TernaryPacking.pack(tensor)
+                let buffer = try VulkanBuffer(context, byteCount: words.count * 4)
+                try words.withUnsafeBytes { try buffer.upload($0) }
+                return .ternary(buffer, packing)
+            case .matrix:
+                guard let code = tensor.encoding.matrixShaderCode else { return nil }
+                let buffer = try VulkanBuffer(context, byteCount: (tensor.bytes.count + 3) / 4 * 4)
+                try tensor.bytes.withUnsafeBytes { try buffer.upload($0) }  // read from the file's map while the last chunk copies
+                return .matrix(buffer, rows: tensor.rows, columns: tensor.columns, encoding: code)
             }
         }
         try VulkanError.check { bitnet_vk_upload_finish(context.pointer, $0, $1) }
-        return try weights.enumerated().map { index, weight in
-            guard let weight else { throw ModelError(.invalidModel, "tensor '\(graph.weights[index].name)' is read by no op") }
-            return weight
-        }
+        return weights
     }
 
     func makeCacheStorage(slots: Int, capacity: Int, type: KeyValueCacheType) throws -> any KeyValueStorage {
