@@ -21,8 +21,8 @@ extension VulkanError {
 /// A Vulkan device opened for computing: its queues, memory blocks, staging ring and the pipeline layout.
 final class VulkanContext: @unchecked Sendable {
     let pointer: OpaquePointer
-    /// Serializes uploads (the staging ring is one per context).
-    let uploadLock = NSLock()
+    /// Serializes uploads: the staging ring is one per context.
+    private let uploadLock = NSLock()
 
     init(library: String?, deviceIndex: Int, validation: Bool, integerDotProduct: Bool) throws {
         var context: OpaquePointer?
@@ -46,6 +46,16 @@ final class VulkanContext: @unchecked Sendable {
     }
 
     var memoryInUse: Int { Int(bitnet_vk_memory_in_use(pointer)) }
+
+    /// Runs `body`, which uploads with ``VulkanBuffer/upload(_:at:)``, holding the staging ring, then waits for
+    /// its last copy: every upload (weights at load, a cache's tables) goes through here.
+    func uploading<R>(_ body: () throws -> R) throws -> R {
+        uploadLock.lock()
+        defer { uploadLock.unlock() }
+        let result = try body()
+        try VulkanError.check { bitnet_vk_upload_finish(pointer, $0, $1) }
+        return result
+    }
 }
 
 private func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
@@ -72,7 +82,7 @@ final class VulkanBuffer: @unchecked Sendable {
     /// The bytes, when the memory is host-visible.
     var mapped: UnsafeMutableRawPointer? { bitnet_vk_buffer_mapped(pointer) }
 
-    /// Copies `bytes` in at `offset` (staged when the memory is not host-visible; ``VulkanContext`` waits at the end of a load).
+    /// Copies `bytes` in at `offset` (staged when the memory is not host-visible); call it inside ``VulkanContext/uploading(_:)``.
     func upload(_ bytes: UnsafeRawBufferPointer, at offset: Int = 0) throws {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         try VulkanError.check { bitnet_vk_upload(context.pointer, pointer, UInt64(offset), base, UInt64(bytes.count), $0, $1) }

@@ -29,14 +29,12 @@ final class VulkanModel: BackendModel, @unchecked Sendable {
         }
         maxTokens = 256
         maxOutputs = max(1, min(maxTokens, (64 << 20) / max(1, graph.configuration.vocabularySize * 4)))
-        backend.context.uploadLock.lock()
-        defer { backend.context.uploadLock.unlock() }
-        weights = try Self.upload(graph, backend.context)
+        weights = try backend.context.uploading { try Self.upload(graph, backend.context) }
     }
 
-    /// Each weight in the form its op reads, uploaded through the staging ring; waits for the last copy.
+    /// Each weight in the form its op reads, uploaded through the staging ring.
     private static func upload(_ graph: ForwardGraph, _ context: VulkanContext) throws -> [VulkanWeight] {
-        let weights = try graph.mapWeights { tensor, use -> VulkanWeight? in
+        try graph.mapWeights { tensor, use -> VulkanWeight? in
             switch use {
             case .vector:
                 let buffer = try VulkanBuffer(context, byteCount: tensor.bytes.count)
@@ -58,8 +56,6 @@ final class VulkanModel: BackendModel, @unchecked Sendable {
                 return .matrix(buffer, rows: tensor.rows, columns: tensor.columns, encoding: code)
             }
         }
-        try VulkanError.check { bitnet_vk_upload_finish(context.pointer, $0, $1) }
-        return weights
     }
 
     func makeCacheStorage(slots: Int, capacity: Int, type: KeyValueCacheType) throws -> any KeyValueStorage {

@@ -48,23 +48,24 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         guard activations[graph.logits.index].mapped != nil, inputs.mapped != nil else {
             throw VulkanError(code: .unavailable, message: "\(model.backend.device.name) offers no host-visible memory for results")
         }
-        var tables: [RotaryEmbedding: VulkanBuffer] = [:]
-        for case .rope(_, _, let rotary) in graph.ops where tables[rotary] == nil {
-            let frequencies = rotary.inverseFrequencies
-            var table = [Float](repeating: 0, count: capacity * frequencies.count * 2)
-            for position in 0..<capacity {
-                for (pair, frequency) in frequencies.enumerated() {
-                    let angle = Float(position) * frequency  // as the CPU backend computes it
-                    table[2 * (position * frequencies.count + pair)] = cosf(angle)
-                    table[2 * (position * frequencies.count + pair) + 1] = sinf(angle)
+        rotaryTables = try context.uploading {
+            var tables: [RotaryEmbedding: VulkanBuffer] = [:]
+            for case .rope(_, _, let rotary) in graph.ops where tables[rotary] == nil {
+                let frequencies = rotary.inverseFrequencies
+                var table = [Float](repeating: 0, count: capacity * frequencies.count * 2)
+                for position in 0..<capacity {
+                    for (pair, frequency) in frequencies.enumerated() {
+                        let angle = Float(position) * frequency  // as the CPU backend computes it
+                        table[2 * (position * frequencies.count + pair)] = cosf(angle)
+                        table[2 * (position * frequencies.count + pair) + 1] = sinf(angle)
+                    }
                 }
+                let buffer = try VulkanBuffer(context, byteCount: table.count * 4)
+                try table.withUnsafeBytes { try buffer.upload($0) }
+                tables[rotary] = buffer
             }
-            let buffer = try VulkanBuffer(context, byteCount: table.count * 4)
-            try table.withUnsafeBytes { try buffer.upload($0) }
-            tables[rotary] = buffer
+            return tables
         }
-        try VulkanError.check { bitnet_vk_upload_finish(context.pointer, $0, $1) }
-        rotaryTables = tables
 
         var stream: OpaquePointer?
         try VulkanError.check { bitnet_vk_stream_create(context.pointer, UInt32(graph.ops.count * 2 + 1), &stream, $0, $1) }
