@@ -21,7 +21,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     ///     it; `$BITNET_VULKAN_INTEGER_DOT` = 0 or 1 overrides). Needs the device to support it.
     public init(device: VulkanDevice? = nil, validation: Bool? = nil, integerDotProduct: Bool? = nil) throws {
         let environment = ProcessInfo.processInfo.environment
-        let library = environment["BITNET_VULKAN_LOADER"].flatMap { $0.isEmpty ? nil : $0 }
+        let library = VulkanDevices.defaultLoader
         let devices = try VulkanDevices.list(library: library)
         guard let chosen = device ?? Self.preferredDevice(among: devices) else {
             throw VulkanError(code: .unavailable, message: "the Vulkan loader found no device")

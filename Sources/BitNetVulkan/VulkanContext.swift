@@ -7,7 +7,7 @@ extension VulkanError {
         var message = [CChar](repeating: 0, count: 512)
         let status = message.withUnsafeMutableBufferPointer { body($0.baseAddress!, Int32($0.count)) }
         guard status != BITNET_VK_OK else { return }
-        let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let text = VulkanDevices.text(message)
         let code: Code = switch status {
         case BITNET_VK_UNAVAILABLE: .unavailable
         case BITNET_VK_OUT_OF_MEMORY: .outOfMemory
@@ -42,7 +42,7 @@ final class VulkanContext: @unchecked Sendable {
     var validationMessages: (count: Int, last: String) {
         var message = [CChar](repeating: 0, count: 1024)
         let count = bitnet_vk_validation_messages(pointer, &message, Int32(message.count))
-        return (Int(count), String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        return (Int(count), VulkanDevices.text(message))
     }
 
     var memoryInUse: Int { Int(bitnet_vk_memory_in_use(pointer)) }

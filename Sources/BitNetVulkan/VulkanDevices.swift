@@ -64,13 +64,12 @@ public enum VulkanDevices {
     /// Lists the physical devices; throws ``VulkanError`` (`.noLoader`, `.unavailable`) when there is no loader or no driver.
     /// - Parameter library: the loader to open (default: `$BITNET_VULKAN_LOADER`, else `libvulkan.so.1`).
     public static func list(library: String? = nil) throws -> [VulkanDevice] {
-        let library = library ?? ProcessInfo.processInfo.environment["BITNET_VULKAN_LOADER"].flatMap { $0.isEmpty ? nil : $0 }
+        let library = library ?? defaultLoader
         var devices = [bitnet_vulkan_device](repeating: bitnet_vulkan_device(), count: 64)
         var error = [CChar](repeating: 0, count: 512)
         let count = Int(bitnet_vulkan_list_devices(library, &devices, Int32(devices.count), &error, Int32(error.count)))
         guard count >= 0 else {
-            throw VulkanError(code: count == -2 ? .noLoader : .unavailable,
-                              message: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw VulkanError(code: count == -2 ? .noLoader : .unavailable, message: text(error))
         }
         return devices.prefix(min(count, devices.count)).enumerated().map { index, device in
             VulkanDevice(
@@ -93,8 +92,16 @@ public enum VulkanDevices {
         }
     }
 
+    /// The loader `$BITNET_VULKAN_LOADER` names, or nil for `libvulkan.so.1`.
+    static var defaultLoader: String? { ProcessInfo.processInfo.environment["BITNET_VULKAN_LOADER"].flatMap { $0.isEmpty ? nil : $0 } }
+
     /// A fixed-size C string field as a String.
     private static func text<T>(_ field: T) -> String {
         withUnsafeBytes(of: field) { bytes in String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    /// A C string written into `buffer` (an error or validation message) as a String.
+    static func text(_ buffer: [CChar]) -> String {
+        buffer.withUnsafeBytes { bytes in String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self) }
     }
 }
