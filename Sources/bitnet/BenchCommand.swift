@@ -65,6 +65,7 @@ struct Bench: AsyncParsableCommand {
             let threadCount = threads ?? BitNetModel.defaultThreads
             var results: [Result] = []
             var header = ""
+            var measuredBandwidth: Double?
             for choice in choices {
                 let loadStart = Self.now()
                 let model = try BitNetModel(path: path, backend: choice, threads: threadCount, device: device,
@@ -72,7 +73,9 @@ struct Bench: AsyncParsableCommand {
                 let loadSeconds = Self.now() - loadStart
                 let vulkan = model.backend as? VulkanBackend
                 let bytesPerToken = Double(model.bytesReadPerToken)
-                let bandwidth = Self.readBandwidth(model, threads: threadCount)
+                // The host's read bandwidth over the file's weights: measured once, whichever backend runs.
+                let bandwidth = measuredBandwidth ?? Self.readBandwidth(model, threads: threadCount)
+                measuredBandwidth = bandwidth
                 header = String(format: "%@: %@, %.1f MiB read per token; read bandwidth here %.2f GB/s with %d thread(s), roofline %.1f tokens/s",
                                 path, model.configuration.architecture.rawValue, bytesPerToken / 1_048_576, bandwidth / 1e9, threadCount,
                                 bandwidth / bytesPerToken)
