@@ -34,8 +34,9 @@ public enum AbsmaxQuantizer {
         var maximum: Float = 0
         for value in row {
             let magnitude = value.magnitude
-            // NaN propagates, as torch.max does.
-            if !(magnitude <= maximum) { maximum = magnitude }
+            // A NaN anywhere makes the maximum NaN, as torch.max does.
+            if magnitude > maximum || magnitude.isNaN { maximum = magnitude }
+            if maximum.isNaN { break }
         }
         return (1 / max(maximum, epsilon)) * 127
     }

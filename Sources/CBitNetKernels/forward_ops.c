@@ -11,13 +11,17 @@
 #endif
 
 // MARK: - Quantization
+//
+// Each level finds the row's largest magnitude (exact in any order; a NaN anywhere makes it NaN, as torch.max
+// does) and rounds x · scale to nearest-even int8 with the same float multiply, so every level gives the same
+// codes: a vector round is `rintf` in the default rounding mode, and the clamps come before the conversion.
 
-typedef struct {
-    const float *x;
-    int64_t columns;
-    int8_t *q;
-    float *scales;
-} quantize_job;
+/// PyTorch's `127 / max(m, ε)`, computed as `reciprocal(t) · 127`; a NaN maximum stays NaN.
+static inline float absmax_scale(float maximum) {
+    const float epsilon = 1e-5f;
+    float clamped = epsilon >= maximum ? epsilon : maximum;  // Swift's max(maximum, ε)
+    return (1.0f / clamped) * 127.0f;
+}
 
 static inline int8_t int8_code(float scaled) {
     float rounded = rintf(scaled);  // ties to even, the default rounding mode
@@ -26,28 +30,104 @@ static inline int8_t int8_code(float scaled) {
     return rounded != rounded ? 0 : (int8_t)rounded;
 }
 
+static float quantize_row_scalar(const float *x, int64_t n, int8_t *q) {
+    float maximum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float magnitude = fabsf(x[i]);
+        if (magnitude > maximum || magnitude != magnitude) maximum = magnitude;
+        if (maximum != maximum) break;
+    }
+    float scale = absmax_scale(maximum);
+    for (int64_t i = 0; i < n; i++) q[i] = int8_code(x[i] * scale);
+    return scale;
+}
+
+#ifdef BITNET_X86
+__attribute__((target("avx2,fma")))
+static float quantize_row_avx2(const float *x, int64_t n, int8_t *q) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 maxima = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        maxima = _mm256_max_ps(maxima, _mm256_andnot_ps(sign, v));
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, maxima);
+    float maximum = 0;
+    for (int lane = 0; lane < 8; lane++) maximum = lanes[lane] > maximum ? lanes[lane] : maximum;
+    for (; i < n; i++) {
+        float magnitude = fabsf(x[i]);
+        if (magnitude > maximum || magnitude != magnitude) maximum = magnitude;
+    }
+    if (_mm256_movemask_ps(nan)) maximum = NAN;
+    float scale = absmax_scale(maximum);
+
+    const __m256 factor = _mm256_set1_ps(scale), low = _mm256_set1_ps(-128), high = _mm256_set1_ps(127);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 scaled = _mm256_mul_ps(_mm256_loadu_ps(x + i), factor);
+        __m256 rounded = _mm256_round_ps(scaled, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 clamped = _mm256_min_ps(_mm256_max_ps(rounded, low), high);  // NaN becomes −128 here …
+        __m256i codes = _mm256_and_si256(_mm256_cvtps_epi32(clamped),  // … and 0 here
+                                         _mm256_castps_si256(_mm256_cmp_ps(scaled, scaled, _CMP_ORD_Q)));
+        __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(codes), _mm256_extracti128_si256(codes, 1));
+        _mm_storel_epi64((__m128i *)(q + i), _mm_packs_epi16(words, words));
+    }
+    for (; i < n; i++) q[i] = int8_code(x[i] * scale);
+    return scale;
+}
+
+/// The twin of ``quantize_row_avx2``, 16 values at a time with masked tails.
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl")))
+static float quantize_row_avx512(const float *x, int64_t n, int8_t *q) {
+    __m512 maxima = _mm512_setzero_ps();
+    __mmask16 nan = 0;
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 valid = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(valid, x + i);
+        maxima = _mm512_max_ps(maxima, _mm512_abs_ps(v));
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    }
+    float scale = absmax_scale(nan ? NAN : _mm512_reduce_max_ps(maxima));
+
+    const __m512 factor = _mm512_set1_ps(scale), low = _mm512_set1_ps(-128), high = _mm512_set1_ps(127);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 valid = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 scaled = _mm512_mul_ps(_mm512_maskz_loadu_ps(valid, x + i), factor);
+        __m512 rounded = _mm512_roundscale_ps(scaled, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 clamped = _mm512_min_ps(_mm512_max_ps(rounded, low), high);
+        __m512i codes = _mm512_maskz_cvtps_epi32(_mm512_cmp_ps_mask(scaled, scaled, _CMP_ORD_Q), clamped);
+        _mm512_mask_cvtepi32_storeu_epi8(q + i, valid, codes);
+    }
+    return scale;
+}
+#endif
+
+typedef float (*quantize_row_fn)(const float *x, int64_t n, int8_t *q);
+
+typedef struct {
+    const float *x;
+    int64_t columns;
+    int8_t *q;
+    float *scales;
+    quantize_row_fn quantize_row;
+} quantize_job;
+
 static void quantize_task(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const quantize_job *job = context;
-    for (int64_t row = begin; row < end; row++) {
-        const float *x = job->x + row * job->columns;
-        float maximum = 0;
-        for (int64_t i = 0; i < job->columns; i++) {
-            float magnitude = fabsf(x[i]);
-            if (!(magnitude <= maximum)) maximum = magnitude;  // NaN propagates, as torch.max does
-        }
-        const float epsilon = 1e-5f;
-        // Swift's max(maximum, ε) (NaN stays NaN), then PyTorch's 127 / t as reciprocal(t) · 127.
-        float clamped = epsilon >= maximum ? epsilon : maximum;
-        float scale = (1.0f / clamped) * 127.0f;
-        job->scales[row] = scale;
-        int8_t *q = job->q + row * job->columns;
-        for (int64_t i = 0; i < job->columns; i++) q[i] = int8_code(x[i] * scale);
-    }
+    for (int64_t row = begin; row < end; row++)
+        job->scales[row] = job->quantize_row(job->x + row * job->columns, job->columns, job->q + row * job->columns);
 }
 
 void bitnet_quantize_rows(bitnet_pool *pool, const float *x, int64_t rows, int64_t columns, int8_t *q, float *scales) {
-    quantize_job job = {x, columns, q, scales};
+    quantize_job job = {x, columns, q, scales, quantize_row_scalar};
+#ifdef BITNET_X86
+    int level = bitnet_level();
+    if (level >= BITNET_LEVEL_AVX512VNNI) job.quantize_row = quantize_row_avx512;
+    else if (level >= BITNET_LEVEL_AVX2) job.quantize_row = quantize_row_avx2;
+#endif
     bitnet_pool_run(pool, rows, 1, quantize_task, &job);
 }
 

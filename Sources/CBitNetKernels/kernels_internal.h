@@ -24,6 +24,9 @@ int bitnet_level(void);
 typedef void (*bitnet_ternary_tile)(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
                                     int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums);
 
+/// Writes one token's `columns` int8 activations in the order a level's tiles read them for `encoding`.
+typedef void (*bitnet_ternary_prepare)(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
+
 /// Σ w·x over one row of `n` stored weights (f32, f16 or bf16) and float x.
 typedef float (*bitnet_float_dot)(const void *w, const float *x, int64_t n);
 
@@ -44,10 +47,17 @@ typedef struct {
 /// sums per block, one float multiply-add per block in block order, so every level gives the same float.
 typedef float (*bitnet_q6_k_dot)(const uint8_t *w, const bitnet_q8_k_block *x, int64_t blocks);
 
+/// Rows of a prompt tile (× 4 tokens): as many as the level's registers hold accumulators for. The AVX2 tiles
+/// have 16 registers; the VNNI tiles of TQ2_0 and I2_S keep one accumulator per row and token in 32, and
+/// need 16 chains to hide vpdpbusd's latency at two per cycle (measured: 2 × 4 at 3.9, 4 × 4 at 4.3 per ns).
+enum { BITNET_SCALAR_PROMPT_ROWS = 4, BITNET_AVX2_PROMPT_ROWS = 2, BITNET_VNNI_PROMPT_ROWS = 4, BITNET_VNNI_TQ1_0_PROMPT_ROWS = 2 };
+
 /// The kernels of one level, chosen once per call in the calling thread so worker threads run what the caller
 /// would (a level forced on the caller's thread applies to the whole matmul).
 typedef struct {
     bitnet_ternary_tile ternary[3];  // indexed by bitnet_ternary_encoding
+    bitnet_ternary_prepare prepare[3];  // the activations' order for those tiles; NULL: as they are
+    int prompt_rows[3];                 // rows of the tiles' unrolled prompt shape
     bitnet_float_dot dot[5];         // indexed by bitnet_float_encoding
     bitnet_float_dot4 dot4[5];       // the same, four tokens at once; NULL where there is none
     bitnet_q6_k_dot q6_k;            // Q6_K, which takes Q8_K activations instead of `dot`
@@ -76,6 +86,7 @@ float bitnet_dot_bf16_scalar(const void *, const float *, int64_t);
 float bitnet_dot_q8_0_scalar(const void *, const float *, int64_t);
 float bitnet_dot_q6_k_scalar(const uint8_t *, const bitnet_q8_k_block *, int64_t);
 float bitnet_half_to_float(uint16_t h);
+void bitnet_prepare_tq1_0(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
 
 #ifdef BITNET_X86
 void bitnet_tq2_0_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
@@ -83,6 +94,7 @@ void bitnet_tq1_0_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, i
 void bitnet_i2_s_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_tq2_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_tq1_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_prepare_lanes_vnni(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
 void bitnet_i2_s_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 float bitnet_dot_f32_avx2(const void *, const float *, int64_t);
 float bitnet_dot_f16_avx2(const void *, const float *, int64_t);

@@ -17,7 +17,7 @@ bitnet_ternary_layout bitnet_ternary_layout_of(int32_t encoding) {
 
 // MARK: - Activations
 
-/// Writes one token's activations in the form the TQ1_0 tiles read them (TQ2_0 and I2_S read x as it is).
+/// Writes one token's activations in the form the TQ1_0 tiles of every level read them.
 ///
 /// A TQ1_0 block's 52 code bytes give five codes each (the fifth of the last four is padding): code j of byte v
 /// is d_j = ⌊3·(3^j·v mod 256) / 256⌋, which is F_{j+1} − 3·F_j with F_k = ⌊3^k·v / 256⌋ (F_0 = 0). So
@@ -26,7 +26,9 @@ bitnet_ternary_layout bitnet_ternary_layout_of(int32_t encoding) {
 /// y_k = x_{k−1} − 3·x_k, stored here as int16. A block's 640 prepared bytes hold, for k = 1..5, y_k at the even
 /// bytes 0, 2, …, 62, then at the odd bytes 1, 3, …, 63 (32 values each); code j of byte i meets
 /// x[32j + i] (i < 32), x[160 + 16j + i − 32] (i < 48), x[240 + 4j + i − 48] (i < 52, j < 4), else nothing.
-static void prepare_tq1_0_token(const int8_t *x, int64_t columns, int16_t *prepared) {
+void bitnet_prepare_tq1_0(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared_bytes) {
+    (void)encoding;
+    int16_t *prepared = (int16_t *)prepared_bytes;
     for (int64_t block = 0; block < columns / 256; block++) {
         const int8_t *source = x + block * 256;
         int16_t met[6][64] = {{0}};  // met[j][i]: the activation code j of byte i multiplies; met[5] = 0
@@ -115,6 +117,7 @@ typedef struct {
     const bitnet_ternary_matrix *weights;
     bitnet_ternary_layout layout;
     bitnet_ternary_tile tile;
+    int prompt_rows;    // rows of a tile when it has several tokens
     int64_t blocks;     // per row
     int64_t row_bytes;
     const int8_t *prepared;
@@ -178,9 +181,10 @@ static void matmul_rows(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const matmul_job *job = context;
     const int64_t rows = job->weights->rows;
-    // Tiles of two rows × up to four tokens: a tile's decoded weights serve four tokens and its activations two
-    // rows (measured: four rows for decode spill registers and read slower than two).
-    const int tile_rows = 2;
+    // Tiles of two rows for decode (measured: four spill registers and read slower than two), and of the level's
+    // prompt rows × up to four tokens for prompts: a tile's decoded weights serve four tokens and its
+    // activations every row.
+    const int tile_rows = job->tokens == 1 ? 2 : job->prompt_rows;
     int uniform[CHUNK_ROWS];
     float scales[CHUNK_ROWS];
     for (int64_t chunk = begin; chunk < end; chunk += CHUNK_ROWS) {
@@ -223,10 +227,13 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
     if (tokens <= 0 || weights->rows <= 0) return 0;
     bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
     int64_t blocks = weights->columns / layout.block_values;
+    const bitnet_kernel_table *table = bitnet_kernels_for_level(bitnet_level());
+    bitnet_ternary_prepare prepare = table->prepare[weights->encoding];
     matmul_job job = {
         .weights = weights,
         .layout = layout,
-        .tile = bitnet_kernels_for_level(bitnet_level())->ternary[weights->encoding],
+        .tile = table->ternary[weights->encoding],
+        .prompt_rows = table->prompt_rows[weights->encoding],
         .blocks = blocks,
         .row_bytes = blocks * layout.block_bytes,
         .prepared_stride = blocks * layout.prepared_block_bytes,
@@ -236,8 +243,8 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
     };
     if (layout.scale_offset < 0) memcpy(&job.tensor_scale, weights->data + weights->rows * job.row_bytes, sizeof(float));
 
-    // TQ2_0 and I2_S tiles read the activations as they are; TQ1_0's are reordered.
-    int reorder = weights->encoding == BITNET_TERNARY_TQ1_0;
+    // Some levels' tiles read the activations as they are, others in an order of their own.
+    int reorder = prepare != NULL;
     size_t prepared_bytes = reorder ? (size_t)(tokens * job.prepared_stride) : 0;
     size_t sum_bytes = (size_t)(tokens * (blocks + 1)) * sizeof(int32_t);
     uint8_t *workspace = malloc(prepared_bytes + sum_bytes);
@@ -255,7 +262,7 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
             total += sum;
         }
         row_sums[t] = total;
-        if (reorder) prepare_tq1_0_token(row, weights->columns, (int16_t *)(prepared + t * job.prepared_stride));
+        if (reorder) prepare(weights->encoding, row, weights->columns, prepared + t * job.prepared_stride);
     }
     job.prepared = reorder ? prepared : x;
     job.block_sums = block_sums;

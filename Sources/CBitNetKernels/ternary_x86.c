@@ -4,6 +4,8 @@
 // tile, and each activation load serves every row.
 #include "kernels_internal.h"
 
+#include <string.h>
+
 #ifdef BITNET_X86
 #include <immintrin.h>
 
@@ -12,17 +14,24 @@
 #define TARGET_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 /// Generates the exported tile from a body specialized for constant (rows, tokens): the shapes the driver uses
-/// (2 × 1 for decode, 2 × 4 and 1 × 4 for prompts) run unrolled; any other is run one row × one token at a time.
-#define TILE_DISPATCH(name, target, body)                                            \
+/// (2 × 1 for decode, `prompt_rows` × 4 for prompts) run unrolled; any other runs one row at a time, unrolled
+/// over its tokens.
+#define TILE_DISPATCH(name, target, body, prompt_rows)                                                                          \
     target void name(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride, int64_t b0,         \
                      int64_t b1, int rows, int tokens, int32_t *sums) {                                           \
         if (rows == 2 && tokens == 1) body(w, row_bytes, x, x_stride, b0, b1, 2, 1, sums);                        \
-        else if (rows == 2 && tokens == 4) body(w, row_bytes, x, x_stride, b0, b1, 2, 4, sums);                   \
-        else if (rows == 1 && tokens == 4) body(w, row_bytes, x, x_stride, b0, b1, 1, 4, sums);                   \
+        else if (rows == prompt_rows && tokens == 4) body(w, row_bytes, x, x_stride, b0, b1, prompt_rows, 4, sums); \
         else                                                                                                      \
-            for (int r = 0; r < rows; r++)                                                                        \
-                for (int t = 0; t < tokens; t++)                                                                  \
-                    body(w + r * row_bytes, row_bytes, x + t * x_stride, x_stride, b0, b1, 1, 1, sums + r * tokens + t); \
+            for (int r = 0; r < rows; r++) {                                                                      \
+                const uint8_t *row = w + r * row_bytes;                                                           \
+                int32_t *out = sums + r * tokens;                                                                 \
+                switch (tokens) {                                                                                 \
+                case 1: body(row, row_bytes, x, x_stride, b0, b1, 1, 1, out); break;                              \
+                case 2: body(row, row_bytes, x, x_stride, b0, b1, 1, 2, out); break;                              \
+                case 3: body(row, row_bytes, x, x_stride, b0, b1, 1, 3, out); break;                              \
+                default: body(row, row_bytes, x, x_stride, b0, b1, 1, 4, out); break;                             \
+                }                                                                                                 \
+            }                                                                                                     \
     }
 
 // MARK: - AVX2
@@ -131,67 +140,97 @@ TARGET_AVX2 static ALWAYS_INLINE void tq1_0_avx2(const uint8_t *w, int64_t row_b
     for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = sum_lanes_avx2(acc[r][t]);
 }
 
-TILE_DISPATCH(bitnet_tq2_0_tile_avx2, TARGET_AVX2, tq2_0_avx2)
-TILE_DISPATCH(bitnet_tq1_0_tile_avx2, TARGET_AVX2, tq1_0_avx2)
-TILE_DISPATCH(bitnet_i2_s_tile_avx2, TARGET_AVX2, i2_s_avx2)
+TILE_DISPATCH(bitnet_tq2_0_tile_avx2, TARGET_AVX2, tq2_0_avx2, BITNET_AVX2_PROMPT_ROWS)
+TILE_DISPATCH(bitnet_tq1_0_tile_avx2, TARGET_AVX2, tq1_0_avx2, BITNET_AVX2_PROMPT_ROWS)
+TILE_DISPATCH(bitnet_i2_s_tile_avx2, TARGET_AVX2, i2_s_avx2, BITNET_AVX2_PROMPT_ROWS)
 
-// MARK: - AVX-512 VNNI (the twin of the AVX2 tiles: the same codes, two 32-byte lanes per 512-bit vpdpbusd)
+// MARK: - AVX-512 VNNI
+//
+// No shifts: 16 code bytes are broadcast to the four 128-bit lanes and lane g keeps only bits 2g..2g+1 of each
+// byte, that is 4^g times the code, so one AND gives 64 codes (where a shift and an AND gave 32). vpdpbusd sums
+// them in 32 bits, where 4^g · 2 · 128 · 4 cannot overflow, and each lane's sums are divided by 4^g exactly at
+// the end. The activations are reordered once per matmul (``bitnet_prepare_lanes_vnni``) so that lane g of a
+// 64-byte load holds the 16 values field g of those bytes multiplies. Both ports that run vpdpbusd are then
+// left to it: measured on this tile's shapes, a shift or an AND costs as much as a vpdpbusd.
 
-/// Two of the four 2-bit fields of 32 bytes side by side: the low half shifted by `low_shift`, the high half by
-/// `high_shift`, so one vector of codes meets 64 consecutive activations.
-TARGET_VNNI static ALWAYS_INLINE __m512i code_pair_vnni(__m512i q, int low_shift, int high_shift) {
-    const __m512i shifts = _mm512_set_epi64(high_shift, high_shift, high_shift, high_shift, low_shift, low_shift, low_shift, low_shift);
-    return _mm512_and_si512(_mm512_srlv_epi64(q, shifts), _mm512_set1_epi8(3));
+/// The four fields of 16 code bytes, field g in 128-bit lane g, scaled by 4^g.
+TARGET_VNNI static ALWAYS_INLINE __m512i fields_vnni(const uint8_t *bytes) {
+    const __m512i masks = _mm512_set_epi32((int)0xC0C0C0C0, (int)0xC0C0C0C0, (int)0xC0C0C0C0, (int)0xC0C0C0C0,
+                                           0x30303030, 0x30303030, 0x30303030, 0x30303030,
+                                           0x0C0C0C0C, 0x0C0C0C0C, 0x0C0C0C0C, 0x0C0C0C0C,
+                                           0x03030303, 0x03030303, 0x03030303, 0x03030303);
+    return _mm512_and_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)bytes)), masks);
+}
+
+/// The sums of `count` accumulators (≤ 16), lane g of each divided by 4^g (exact: each of its dwords is a
+/// multiple of 4^g). Four at a time, transposed so one shift and two adds finish four of them: reducing each
+/// on its own cost a quarter as many operations as a 2560-column tile's multiplies.
+TARGET_VNNI static ALWAYS_INLINE void unscaled_sums_vnni(const __m512i *acc, int count, int32_t *sums) {
+    const __m512i shifts = _mm512_set_epi32(6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0);
+    for (int first = 0; first < count; first += 4) {
+        __m512i v[4];
+        for (int i = 0; i < 4; i++) v[i] = first + i < count ? acc[first + i] : _mm512_setzero_si512();
+        // Within each 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3], then [Σa, Σb, Σc, Σd].
+        __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
+        __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+        __m512i abcd = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+        abcd = _mm512_srav_epi32(abcd, shifts);
+        __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(abcd), _mm512_extracti64x4_epi64(abcd, 1));
+        __m128i four = _mm_add_epi32(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
+        int32_t out[4];
+        _mm_storeu_si128((__m128i *)out, four);
+        for (int i = 0; i < 4 && first + i < count; i++) sums[first + i] = out[i];
+    }
+}
+
+/// TQ2_0 and I2_S alike: `groups` runs of 16 code bytes per block (`block_bytes` apart in a row), each meeting
+/// 64 prepared activations. A decode tile (one token) alternates two accumulators per row to hide vpdpbusd's
+/// latency; a prompt tile has R × T independent sums already.
+TARGET_VNNI static ALWAYS_INLINE void fields_tile_vnni(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs,
+                                                       int64_t b0, int64_t b1, const int R, const int T, int32_t *sums,
+                                                       const int block_bytes, const int groups) {
+    const int A = T == 1 ? 2 : 1;
+    __m512i acc[2][4][4];
+    for (int a = 0; a < A; a++) for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[a][r][t] = _mm512_setzero_si512();
+    for (int64_t b = b0; b < b1; b++) {
+        for (int s = 0; s < groups; s++) {
+            __m512i c[4];
+            for (int r = 0; r < R; r++) c[r] = fields_vnni(w + r * row_bytes + b * block_bytes + 16 * s);
+            for (int t = 0; t < T; t++) {
+                __m512i xv = _mm512_loadu_si512(x + t * xs + (b * groups + s) * 64);
+                for (int r = 0; r < R; r++) acc[s % A][r][t] = _mm512_dpbusd_epi32(acc[s % A][r][t], c[r], xv);
+            }
+        }
+    }
+    __m512i total[16];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) total[r * T + t] = A == 2 ? _mm512_add_epi32(acc[0][r][t], acc[1][r][t]) : acc[0][r][t];
+    unscaled_sums_vnni(total, R * T, sums);
 }
 
 TARGET_VNNI static ALWAYS_INLINE void tq2_0_vnni(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs,
                                                  int64_t b0, int64_t b1, const int R, const int T, int32_t *sums) {
-    // Two accumulators per row and token: vpdpbusd's latency would otherwise bound a decode (one token) tile.
-    __m512i acc[4][4], acc2[4][4];
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = acc2[r][t] = _mm512_setzero_si512();
-    for (int64_t b = b0; b < b1; b++) {
-        for (int half = 0; half < 2; half++) {
-            __m512i c01[4], c23[4];
-            for (int r = 0; r < R; r++) {
-                __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + r * row_bytes + b * 66 + 32 * half)));
-                c01[r] = code_pair_vnni(q, 0, 2);
-                c23[r] = code_pair_vnni(q, 4, 6);
-            }
-            for (int t = 0; t < T; t++) {
-                const int8_t *xh = x + t * xs + b * 256 + 128 * half;
-                __m512i x01 = _mm512_loadu_si512(xh), x23 = _mm512_loadu_si512(xh + 64);
-                for (int r = 0; r < R; r++) {
-                    acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c01[r], x01);
-                    acc2[r][t] = _mm512_dpbusd_epi32(acc2[r][t], c23[r], x23);
-                }
-            }
-        }
-    }
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[r][t], acc2[r][t]));
+    fields_tile_vnni(w, row_bytes, x, xs, b0, b1, R, T, sums, 66, 4);
 }
 
 TARGET_VNNI static ALWAYS_INLINE void i2_s_vnni(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs,
                                                 int64_t b0, int64_t b1, const int R, const int T, int32_t *sums) {
-    // Two accumulators per row and token: vpdpbusd's latency would otherwise bound a decode (one token) tile.
-    __m512i acc[4][4], acc2[4][4];
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = acc2[r][t] = _mm512_setzero_si512();
-    for (int64_t b = b0; b < b1; b++) {
-        __m512i c01[4], c23[4];
-        for (int r = 0; r < R; r++) {
-            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + r * row_bytes + b * 32)));
-            c01[r] = code_pair_vnni(q, 6, 4);
-            c23[r] = code_pair_vnni(q, 2, 0);
-        }
-        for (int t = 0; t < T; t++) {
-            const int8_t *xb = x + t * xs + b * 128;
-            __m512i x01 = _mm512_loadu_si512(xb), x23 = _mm512_loadu_si512(xb + 64);
-            for (int r = 0; r < R; r++) {
-                acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], c01[r], x01);
-                acc2[r][t] = _mm512_dpbusd_epi32(acc2[r][t], c23[r], x23);
+    fields_tile_vnni(w, row_bytes, x, xs, b0, b1, R, T, sums, 32, 2);
+}
+
+void bitnet_prepare_lanes_vnni(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared) {
+    // Byte i of a TQ2_0 half h holds value 128h + 32g + i in field g; byte i of an I2_S block holds 32(3 − g) + i.
+    const int tq2_0 = encoding == BITNET_TERNARY_TQ2_0;
+    const int64_t block_values = tq2_0 ? 256 : 128;
+    for (int64_t block = 0; block < columns / block_values; block++) {
+        const int8_t *source = x + block * block_values;
+        int8_t *target = prepared + block * block_values;
+        for (int s = 0; s < block_values / 64; s++)
+            for (int g = 0; g < 4; g++) {
+                int64_t first = tq2_0 ? 128 * (s / 2) + 32 * g + 16 * (s % 2) : 32 * (3 - g) + 16 * s;
+                memcpy(target + 64 * s + 16 * g, source + first, 16);
             }
-        }
     }
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[r][t], acc2[r][t]));
 }
 
 /// The twin of ``tq1_0_avx2``: 32 code bytes per 16-bit vector, `vpdpwssd` for the multiply-add.
@@ -235,8 +274,8 @@ TARGET_VNNI static ALWAYS_INLINE void tq1_0_vnni(const uint8_t *w, int64_t row_b
     for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[r][t], acc2[r][t]));
 }
 
-TILE_DISPATCH(bitnet_tq2_0_tile_vnni, TARGET_VNNI, tq2_0_vnni)
-TILE_DISPATCH(bitnet_tq1_0_tile_vnni, TARGET_VNNI, tq1_0_vnni)
-TILE_DISPATCH(bitnet_i2_s_tile_vnni, TARGET_VNNI, i2_s_vnni)
+TILE_DISPATCH(bitnet_tq2_0_tile_vnni, TARGET_VNNI, tq2_0_vnni, BITNET_VNNI_PROMPT_ROWS)
+TILE_DISPATCH(bitnet_tq1_0_tile_vnni, TARGET_VNNI, tq1_0_vnni, BITNET_VNNI_TQ1_0_PROMPT_ROWS)
+TILE_DISPATCH(bitnet_i2_s_tile_vnni, TARGET_VNNI, i2_s_vnni, BITNET_VNNI_PROMPT_ROWS)
 
 #endif

@@ -123,25 +123,34 @@ import Testing
     }
 
     /// The C quantizer the CPU backend runs gives `AbsmaxQuantizer`'s codes and scales (checked against
-    /// transformers' `ActQuant` in BitNetQuantizationTests) bit for bit: rounding ties, clamps, NaN, infinities,
-    /// rows below the ε clamp.
-    @Test func cQuantizationIsBitExactWithTheSwiftQuantizer() throws {
+    /// transformers' `ActQuant` in BitNetQuantizationTests) bit for bit on every instruction set: rounding ties,
+    /// clamps, NaN (anywhere in a row, it makes the scale NaN and every code 0, as torch.max would), infinities,
+    /// rows below the ε clamp, vector tails.
+    @Test(arguments: [37, 2560])
+    func cQuantizationIsBitExactWithTheSwiftQuantizer(columns: Int) throws {
         var generator = SeededGenerator(seed: 11)
-        let columns = 37
         var rows: [[Float]] = (0..<6).map { _ in (0..<columns).map { _ in Float.random(in: -3...3, using: &generator) } }
-        rows.append((0..<columns).map { Float($0 - 18) / 18 * 127 / 127 })  // values that land on .5 ties
+        rows.append((0..<columns).map { Float($0 % 37 - 18) / 18 * 127 / 127 })  // values that land on .5 ties
         rows.append((0..<columns).map { _ in Float.random(in: -1e-7...1e-7, using: &generator) })  // below ε
         rows.append((0..<columns).map { $0 == 3 ? .nan : Float($0) })
+        rows.append((0..<columns).map { $0 == columns - 1 ? .nan : Float($0) })
         rows.append((0..<columns).map { $0 == 5 ? -.infinity : Float($0) })
+        rows.append((0..<columns).map { $0 == columns - 2 ? .infinity : -Float($0) })
         rows.append([Float](repeating: 0, count: columns))
         let flat = rows.flatMap { $0 }
         let expected = try AbsmaxQuantizer.quantize(flat, rows: rows.count, columns: columns)
+        #expect(expected.scales[8].isNaN && expected.scales[9].isNaN)
+        #expect(expected.values[8 * columns..<10 * columns].allSatisfy { $0 == 0 })
         let pool = bitnet_pool_create(3)
         defer { bitnet_pool_destroy(pool) }
-        var codes = [Int8](repeating: 99, count: flat.count), scales = [Float](repeating: 0, count: rows.count)
-        bitnet_quantize_rows(pool, flat, Int64(rows.count), Int64(columns), &codes, &scales)
-        #expect(codes == expected.values)
-        #expect(scales.map(\.bitPattern) == expected.scales.map(\.bitPattern))
+        for path in Self.paths {
+            #expect(bitnet_kernels_force(path) == 0)
+            defer { bitnet_kernels_force(nil) }
+            var codes = [Int8](repeating: 99, count: flat.count), scales = [Float](repeating: 0, count: rows.count)
+            bitnet_quantize_rows(pool, flat, Int64(rows.count), Int64(columns), &codes, &scales)
+            #expect(codes == expected.values, "\(path)")
+            #expect(scales.map(\.bitPattern) == expected.scales.map(\.bitPattern), "\(path)")
+        }
     }
 
     @Test func threadPoolRunsEveryItemOnce() {
