@@ -101,8 +101,8 @@ extension TernaryLinear {
                 }
             }
         }
-        // The only failure is memory for a prompt's reordered activations (a few hundred KiB).
-        precondition(status == 0, "out of memory for the activations of a \(rows)×\(columns) matmul")
+        // The only failure is memory for a matmul's workspace (reordered activations, unpacked rows: ~100s of KiB).
+        precondition(status == 0, "out of memory for the workspace of a \(rows)×\(columns) matmul")
     }
 }
 

@@ -11,23 +11,33 @@
 
 static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "avx512vnni"};
 
+/// A kernel whose tiles read the stored rows; activations in their own order where `prepare` is given.
+#define STORED(tile, prepare, prepared_block_bytes, rows) {tile, prepare, prepared_block_bytes, NULL, 0, rows}
+
 static const bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
-    {{bitnet_tq2_0_tile_scalar, bitnet_tq1_0_tile_scalar, bitnet_i2_s_tile_scalar},
-     {NULL, bitnet_prepare_tq1_0, NULL},
-     {BITNET_SCALAR_PROMPT_ROWS, BITNET_SCALAR_PROMPT_ROWS, BITNET_SCALAR_PROMPT_ROWS},
+    {{STORED(bitnet_tq2_0_tile_scalar, NULL, 256, 2), STORED(bitnet_tq1_0_tile_scalar, bitnet_prepare_tq1_0, 640, 2),
+      STORED(bitnet_i2_s_tile_scalar, NULL, 128, 2)},
+     {STORED(bitnet_tq2_0_tile_scalar, NULL, 256, 4), STORED(bitnet_tq1_0_tile_scalar, bitnet_prepare_tq1_0, 640, 4),
+      STORED(bitnet_i2_s_tile_scalar, NULL, 128, 4)},
      {bitnet_dot_f32_scalar, bitnet_dot_f16_scalar, bitnet_dot_bf16_scalar, bitnet_dot_q8_0_scalar, NULL},
      {NULL},
      bitnet_dot_q6_k_scalar},
 #ifdef BITNET_X86
-    {{bitnet_tq2_0_tile_avx2, bitnet_tq1_0_tile_avx2, bitnet_i2_s_tile_avx2},
-     {NULL, bitnet_prepare_tq1_0, NULL},
-     {BITNET_AVX2_PROMPT_ROWS, BITNET_AVX2_PROMPT_ROWS, BITNET_AVX2_PROMPT_ROWS},
+    {{STORED(bitnet_tq2_0_tile_avx2, NULL, 256, 2), STORED(bitnet_tq1_0_tile_avx2, bitnet_prepare_tq1_0, 640, 2),
+      STORED(bitnet_i2_s_tile_avx2, NULL, 128, 2)},
+     {STORED(bitnet_tq2_0_tile_avx2, NULL, 256, BITNET_AVX2_PROMPT_ROWS),
+      STORED(bitnet_tq1_0_tile_avx2, bitnet_prepare_tq1_0, 640, BITNET_AVX2_PROMPT_ROWS),
+      STORED(bitnet_i2_s_tile_avx2, NULL, 128, BITNET_AVX2_PROMPT_ROWS)},
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},
      {NULL, bitnet_dot4_f16_avx2, NULL, NULL, NULL},
      bitnet_dot_q6_k_avx2},
-    {{bitnet_tq2_0_tile_vnni, bitnet_tq1_0_tile_vnni, bitnet_i2_s_tile_vnni},
-     {bitnet_prepare_lanes_vnni, bitnet_prepare_tq1_0, bitnet_prepare_lanes_vnni},
-     {BITNET_VNNI_PROMPT_ROWS, BITNET_VNNI_TQ1_0_PROMPT_ROWS, BITNET_VNNI_PROMPT_ROWS},
+    {{STORED(bitnet_tq2_0_tile_vnni, bitnet_prepare_lanes_vnni, 256, 2),
+      STORED(bitnet_tq1_0_tile_vnni, bitnet_prepare_tq1_0, 640, 2),
+      STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, 2)},
+     // TQ1_0's prompts unpack each chunk of rows into TQ2_0's density, 64 bytes a block, once for every token.
+     {STORED(bitnet_tq2_0_tile_vnni, bitnet_prepare_lanes_vnni, 256, BITNET_VNNI_PROMPT_ROWS),
+      {bitnet_fields_tile_vnni, bitnet_prepare_lanes_vnni, 256, bitnet_tq1_0_unpack_vnni, 64, BITNET_VNNI_PROMPT_ROWS},
+      STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, BITNET_VNNI_PROMPT_ROWS)},
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},
      {NULL, bitnet_dot4_f16_avx2, NULL, NULL, NULL},
      bitnet_dot_q6_k_avx2},

@@ -47,17 +47,31 @@ typedef struct {
 /// sums per block, one float multiply-add per block in block order, so every level gives the same float.
 typedef float (*bitnet_q6_k_dot)(const uint8_t *w, const bitnet_q8_k_block *x, int64_t blocks);
 
-/// Rows of a prompt tile (× 4 tokens): as many as the level's registers hold accumulators for. The AVX2 tiles
-/// have 16 registers; the VNNI tiles of TQ2_0 and I2_S keep one accumulator per row and token in 32, and
-/// need 16 chains to hide vpdpbusd's latency at two per cycle (measured: 2 × 4 at 3.9, 4 × 4 at 4.3 per ns).
-enum { BITNET_SCALAR_PROMPT_ROWS = 4, BITNET_AVX2_PROMPT_ROWS = 2, BITNET_VNNI_PROMPT_ROWS = 4, BITNET_VNNI_TQ1_0_PROMPT_ROWS = 2 };
+/// Unpacks `rows` stored rows (`row_bytes` apart) of `blocks` blocks each into the form a tile reads, writing
+/// `unpacked_block_bytes` per block, rows `blocks · unpacked_block_bytes` apart. A prompt reads each row once per
+/// token block, so a form that is slow to decode is unpacked once per chunk of rows instead.
+typedef void (*bitnet_ternary_unpack)(const uint8_t *w, int64_t row_bytes, int64_t blocks, int rows, uint8_t *unpacked);
+
+/// How one level multiplies one encoding, for a decode step (one token) or for a prompt.
+typedef struct {
+    bitnet_ternary_tile tile;
+    bitnet_ternary_prepare prepare;  // NULL: the tiles read the activations as they are
+    int64_t prepared_block_bytes;    // activation bytes per block that the tiles read
+    bitnet_ternary_unpack unpack;    // NULL: the tiles read the stored rows
+    int64_t unpacked_block_bytes;
+    int tile_rows;                   // rows of the tile's unrolled shape (× 1 token for decode, × 4 for prompts)
+} bitnet_ternary_kernel;
+
+/// Rows of a prompt tile: as many as the level's registers hold accumulators for. The AVX2 tiles have 16
+/// registers; the VNNI field tiles keep one accumulator per row and token in 32, and need 16 chains to hide
+/// vpdpbusd's latency at two per cycle (measured on one core: 2 × 4 at 3.9, 4 × 4 at 4.3 vpdpbusd per ns).
+enum { BITNET_AVX2_PROMPT_ROWS = 2, BITNET_VNNI_PROMPT_ROWS = 4 };
 
 /// The kernels of one level, chosen once per call in the calling thread so worker threads run what the caller
 /// would (a level forced on the caller's thread applies to the whole matmul).
 typedef struct {
-    bitnet_ternary_tile ternary[3];  // indexed by bitnet_ternary_encoding
-    bitnet_ternary_prepare prepare[3];  // the activations' order for those tiles; NULL: as they are
-    int prompt_rows[3];                 // rows of the tiles' unrolled prompt shape
+    bitnet_ternary_kernel decode[3];  // indexed by bitnet_ternary_encoding
+    bitnet_ternary_kernel prompt[3];
     bitnet_float_dot dot[5];         // indexed by bitnet_float_encoding
     bitnet_float_dot4 dot4[5];       // the same, four tokens at once; NULL where there is none
     bitnet_q6_k_dot q6_k;            // Q6_K, which takes Q8_K activations instead of `dot`
@@ -95,6 +109,8 @@ void bitnet_i2_s_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, in
 void bitnet_tq2_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_tq1_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_prepare_lanes_vnni(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
+void bitnet_tq1_0_unpack_vnni(const uint8_t *, int64_t, int64_t, int, uint8_t *);
+void bitnet_fields_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_i2_s_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 float bitnet_dot_f32_avx2(const void *, const float *, int64_t);
 float bitnet_dot_f16_avx2(const void *, const float *, int64_t);

@@ -4,6 +4,7 @@
 // every level gives the same floats.
 #include "kernels_internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,8 +117,7 @@ enum { MAX_TILE_ROWS = 4, MAX_TILE_TOKENS = 4, TOKEN_BLOCK = 4 };
 typedef struct {
     const bitnet_ternary_matrix *weights;
     bitnet_ternary_layout layout;
-    bitnet_ternary_tile tile;
-    int prompt_rows;    // rows of a tile when it has several tokens
+    bitnet_ternary_kernel kernel;
     int64_t blocks;     // per row
     int64_t row_bytes;
     const int8_t *prepared;
@@ -128,6 +128,7 @@ typedef struct {
     int64_t tokens;
     float *output;
     float tensor_scale;  // I2_S
+    _Atomic int failed;  // a thread found no memory to unpack rows into
 } matmul_job;
 
 static inline uint16_t block_scale_bits(const matmul_job *job, int64_t row, int64_t block) {
@@ -148,14 +149,15 @@ static float row_scale(const matmul_job *job, int64_t row) {
     return job->layout.scale_offset < 0 ? job->tensor_scale : bitnet_half_to_float(block_scale_bits(job, row, 0));
 }
 
-/// One row whose blocks have different scales: integer sums per block, rescaled and added in block order.
-static void row_with_block_scales(const matmul_job *job, int64_t row, int64_t first_token, int tokens) {
-    const uint8_t *w = job->weights->data + row * job->row_bytes;
+/// One row whose blocks have different scales: integer sums per block, rescaled and added in block order. `w` is
+/// the row as the tiles read it (stored or unpacked).
+static void row_with_block_scales(const matmul_job *job, const uint8_t *w, int64_t row_bytes, int64_t row,
+                                  int64_t first_token, int tokens) {
     float totals[MAX_TILE_TOKENS] = {0};
     int32_t sums[MAX_TILE_TOKENS];
     for (int64_t block = 0; block < job->blocks; block++) {
-        job->tile(w, job->row_bytes, job->prepared + first_token * job->prepared_stride, job->prepared_stride,
-                  block, block + 1, 1, tokens, sums);
+        job->kernel.tile(w, row_bytes, job->prepared + first_token * job->prepared_stride, job->prepared_stride,
+                         block, block + 1, 1, tokens, sums);
         float d = bitnet_half_to_float(block_scale_bits(job, row, block));
         for (int t = 0; t < tokens; t++)
             totals[t] += d * (float)(sums[t] - job->block_sums[(first_token + t) * job->blocks + block]);
@@ -181,45 +183,62 @@ static void matmul_rows(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const matmul_job *job = context;
     const int64_t rows = job->weights->rows;
-    // Tiles of two rows for decode (measured: four spill registers and read slower than two), and of the level's
-    // prompt rows × up to four tokens for prompts: a tile's decoded weights serve four tokens and its
-    // activations every row.
-    const int tile_rows = job->tokens == 1 ? 2 : job->prompt_rows;
+    const bitnet_ternary_kernel *kernel = &job->kernel;
+    const int tile_rows = kernel->tile_rows;
+    // Rows unpacked per chunk where the kernel reads them unpacked; else the stored rows, read in place.
+    const int64_t unpacked_row_bytes = job->blocks * kernel->unpacked_block_bytes;
+    uint8_t *unpacked = kernel->unpack ? malloc((size_t)(CHUNK_ROWS * unpacked_row_bytes)) : NULL;
+    if (kernel->unpack && !unpacked) {
+        atomic_store(&((matmul_job *)context)->failed, 1);
+        return;
+    }
     int uniform[CHUNK_ROWS];
     float scales[CHUNK_ROWS];
     for (int64_t chunk = begin; chunk < end; chunk += CHUNK_ROWS) {
         int64_t chunk_end = chunk + CHUNK_ROWS < end ? chunk + CHUNK_ROWS : end;
+        int chunk_rows = (int)(chunk_end - chunk);
+        const uint8_t *w = job->weights->data + chunk * job->row_bytes;
+        int64_t row_bytes = job->row_bytes;
+        if (unpacked) {
+            kernel->unpack(w, job->row_bytes, job->blocks, chunk_rows, unpacked);
+            w = unpacked;
+            row_bytes = unpacked_row_bytes;
+        }
         // Whether a row's blocks share one scale is checked after its first tile, when its bytes are in cache:
         // checked before, the scattered scale reads were the first touch of the weights and stalled.
-        for (int64_t row = chunk; row < chunk_end; row++) uniform[row - chunk] = -1;
+        for (int i = 0; i < chunk_rows; i++) uniform[i] = -1;
         for (int64_t first_token = 0; first_token < job->tokens; first_token += TOKEN_BLOCK) {
             int tokens = job->tokens - first_token < TOKEN_BLOCK ? (int)(job->tokens - first_token) : TOKEN_BLOCK;
             const int8_t *x = job->prepared + first_token * job->prepared_stride;
-            for (int64_t row = chunk; row < chunk_end; row += tile_rows) {
-                int count = chunk_end - row < tile_rows ? (int)(chunk_end - row) : tile_rows;
-                if (job->tokens == 1) prefetch_rows(job, row + PREFETCH_ROWS_AHEAD, tile_rows);
+            int32_t chunk_sums[TOKEN_BLOCK][CHUNK_ROWS];
+            for (int first = 0; first < chunk_rows; first += tile_rows) {
+                int count = chunk_rows - first < tile_rows ? chunk_rows - first : tile_rows;
+                if (job->tokens == 1) prefetch_rows(job, chunk + first + PREFETCH_ROWS_AHEAD, tile_rows);
                 int32_t sums[MAX_TILE_ROWS * MAX_TILE_TOKENS];
-                job->tile(job->weights->data + row * job->row_bytes, job->row_bytes, x, job->prepared_stride,
-                          0, job->blocks, count, tokens, sums);
+                kernel->tile(w + first * row_bytes, row_bytes, x, job->prepared_stride, 0, job->blocks, count, tokens, sums);
                 for (int r = 0; r < count; r++) {
-                    int index = (int)(row - chunk) + r;
+                    int index = first + r;
                     if (uniform[index] < 0) {
-                        uniform[index] = row_scale_is_uniform(job, row + r);
-                        scales[index] = row_scale(job, row + r);
+                        uniform[index] = row_scale_is_uniform(job, chunk + index);
+                        scales[index] = row_scale(job, chunk + index);
                     }
-                    if (!uniform[index]) {
-                        row_with_block_scales(job, row + r, first_token, tokens);
-                        continue;
-                    }
-                    for (int t = 0; t < tokens; t++) {
-                        int64_t token = first_token + t;
-                        job->output[token * rows + row + r] =
-                            scales[index] * (float)(sums[r * tokens + t] - job->row_sums[token]) / job->x_scales[token];
-                    }
+                    for (int t = 0; t < tokens; t++) chunk_sums[t][index] = sums[r * tokens + t];
                 }
             }
+            // Rescaled a token's rows at a time, which the compiler vectorizes (one division per row and token
+            // was a tenth of a prompt's time); rows with block scales are then computed again, per block.
+            for (int t = 0; t < tokens; t++) {
+                int64_t token = first_token + t;
+                const int32_t row_sum = job->row_sums[token];
+                const float x_scale = job->x_scales[token];
+                float *out = job->output + token * rows + chunk;
+                for (int i = 0; i < chunk_rows; i++) out[i] = scales[i] * (float)(chunk_sums[t][i] - row_sum) / x_scale;
+            }
+            for (int i = 0; i < chunk_rows; i++)
+                if (!uniform[i]) row_with_block_scales(job, w + i * row_bytes, row_bytes, chunk + i, first_token, tokens);
         }
     }
+    free(unpacked);
 }
 
 int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights, const int8_t *x,
@@ -228,15 +247,15 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
     bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
     int64_t blocks = weights->columns / layout.block_values;
     const bitnet_kernel_table *table = bitnet_kernels_for_level(bitnet_level());
-    bitnet_ternary_prepare prepare = table->prepare[weights->encoding];
+    const bitnet_ternary_kernel kernel = tokens == 1 ? table->decode[weights->encoding] : table->prompt[weights->encoding];
+    bitnet_ternary_prepare prepare = kernel.prepare;
     matmul_job job = {
         .weights = weights,
         .layout = layout,
-        .tile = table->ternary[weights->encoding],
-        .prompt_rows = table->prompt_rows[weights->encoding],
+        .kernel = kernel,
         .blocks = blocks,
         .row_bytes = blocks * layout.block_bytes,
-        .prepared_stride = blocks * layout.prepared_block_bytes,
+        .prepared_stride = blocks * kernel.prepared_block_bytes,
         .x_scales = x_scales,
         .tokens = tokens,
         .output = output,
@@ -275,5 +294,5 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
     grain = (grain + 3) & ~(int64_t)3;
     bitnet_pool_run(pool, weights->rows, grain, matmul_rows, &job);
     free(workspace);
-    return 0;
+    return atomic_load(&job.failed) ? -1 : 0;
 }

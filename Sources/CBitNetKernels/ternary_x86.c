@@ -218,20 +218,70 @@ TARGET_VNNI static ALWAYS_INLINE void i2_s_vnni(const uint8_t *w, int64_t row_by
     fields_tile_vnni(w, row_bytes, x, xs, b0, b1, R, T, sums, 32, 2);
 }
 
-void bitnet_prepare_lanes_vnni(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared) {
-    // Byte i of a TQ2_0 half h holds value 128h + 32g + i in field g; byte i of an I2_S block holds 32(3 − g) + i.
-    const int tq2_0 = encoding == BITNET_TERNARY_TQ2_0;
-    const int64_t block_values = tq2_0 ? 256 : 128;
-    for (int64_t block = 0; block < columns / block_values; block++) {
-        const int8_t *source = x + block * block_values;
-        int8_t *target = prepared + block * block_values;
-        for (int s = 0; s < block_values / 64; s++)
-            for (int g = 0; g < 4; g++) {
-                int64_t first = tq2_0 ? 128 * (s / 2) + 32 * g + 16 * (s % 2) : 32 * (3 - g) + 16 * s;
-                memcpy(target + 64 * s + 16 * g, source + first, 16);
-            }
+/// TQ1_0 unpacked by ``bitnet_tq1_0_unpack_vnni``: 64 bytes a block, TQ2_0's density.
+TARGET_VNNI static ALWAYS_INLINE void fields64_vnni(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs,
+                                                    int64_t b0, int64_t b1, const int R, const int T, int32_t *sums) {
+    fields_tile_vnni(w, row_bytes, x, xs, b0, b1, R, T, sums, 64, 4);
+}
+
+/// The value of a TQ1_0 block that code j of code byte i multiplies (see ``bitnet_prepare_tq1_0``).
+static int tq1_0_value(int i, int j) { return i < 32 ? 32 * j + i : i < 48 ? 160 + 16 * j + (i - 32) : 240 + 4 * j + (i - 48); }
+
+/// The value of a block that field g of byte q of a row's 64 bytes a block multiplies: TQ2_0's stored bytes, I2_S's,
+/// or TQ1_0's as ``bitnet_tq1_0_unpack_vnni`` writes them.
+static int field_value(int32_t encoding, int q, int g) {
+    switch (encoding) {
+    case BITNET_TERNARY_TQ2_0: return 128 * (q / 32) + 32 * g + q % 32;  // byte i of half h: 128h + 32g + i
+    case BITNET_TERNARY_I2_S: return 32 * (3 - g) + q;                    // byte i: 32(3 − g) + i
+    default: return q < 52 ? tq1_0_value(q, g) : tq1_0_value(12 * g + q - 52, 4);
     }
 }
+
+void bitnet_prepare_lanes_vnni(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared) {
+    const int block_values = encoding == BITNET_TERNARY_I2_S ? 128 : 256;
+    // Lane g of the 64 activations for code bytes 16s … 16s + 15 holds what their field g multiplies.
+    int16_t order[256];
+    for (int s = 0; s < block_values / 64; s++)
+        for (int g = 0; g < 4; g++)
+            for (int j = 0; j < 16; j++) order[64 * s + 16 * g + j] = (int16_t)field_value(encoding, 16 * s + j, g);
+    for (int64_t block = 0; block < columns / block_values; block++)
+        for (int i = 0; i < block_values; i++) prepared[block * block_values + i] = x[block * block_values + order[i]];
+}
+
+/// Codes j = 0 … 4 of 64 TQ1_0 bytes: ⌊3·(3^j·v mod 256) / 256⌋ = [t ≥ 86] + [t ≥ 171] with t = 3^j·v mod 256.
+TARGET_VNNI static ALWAYS_INLINE __m512i tq1_0_digit_vnni(__m512i v, int j) {
+    static const short powers[5] = {1, 3, 9, 27, 81};
+    const __m512i power = _mm512_set1_epi16(powers[j]);
+    const __m512i odd_bytes = _mm512_set1_epi16((short)0xFF00), one = _mm512_set1_epi8(1);
+    // Low bytes of a 16-bit product depend on the low byte alone; high bytes from the odd byte, low byte cleared.
+    __m512i even = _mm512_mullo_epi16(v, power), odd = _mm512_mullo_epi16(_mm512_and_si512(v, odd_bytes), power);
+    __m512i t = _mm512_mask_blend_epi8(0xAAAAAAAAAAAAAAAAULL, even, odd);
+    __m512i digit = _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(t, _mm512_set1_epi8(86)), one);
+    return _mm512_mask_add_epi8(digit, _mm512_cmpge_epu8_mask(t, _mm512_set1_epi8((char)171)), digit, one);
+}
+
+/// TQ1_0 rows into 64 bytes a block: byte q < 52 holds codes 0 … 3 of code byte q in fields 0 … 3; bytes 52 … 63
+/// hold code 4 of bytes 12g … 12g + 11 in field g (the code bytes 48 … 51 have no code 4).
+TARGET_VNNI void bitnet_tq1_0_unpack_vnni(const uint8_t *w, int64_t row_bytes, int64_t blocks, int rows, uint8_t *unpacked) {
+    const __mmask64 code_bytes = (1ULL << 52) - 1;
+    uint8_t fifth[80];  // code 4 of each byte, from offset 4, so byte 12g − 4 + k is code 4 of byte 12g + k − 4
+    for (int r = 0; r < rows; r++) {
+        for (int64_t b = 0; b < blocks; b++) {
+            __m512i v = _mm512_maskz_loadu_epi8(code_bytes, w + r * row_bytes + b * 54);
+            __m512i fields = tq1_0_digit_vnni(v, 0);
+            for (int j = 1; j < 4; j++) fields = _mm512_or_si512(fields, _mm512_slli_epi16(tq1_0_digit_vnni(v, j), 2 * j));
+            _mm512_storeu_si512(fifth + 4, tq1_0_digit_vnni(v, 4));
+            __m128i tail = _mm_loadu_si128((const __m128i *)fifth);
+            for (int g = 1; g < 4; g++)
+                tail = _mm_or_si128(tail, _mm_slli_epi16(_mm_loadu_si128((const __m128i *)(fifth + 12 * g)), 2 * g));
+            uint8_t *target = unpacked + (r * blocks + b) * 64;
+            _mm512_storeu_si512(target, fields);
+            _mm_mask_storeu_epi8(target + 48, 0xFFF0, tail);  // bytes 52 … 63
+        }
+    }
+}
+
+TILE_DISPATCH(bitnet_fields_tile_vnni, TARGET_VNNI, fields64_vnni, BITNET_VNNI_PROMPT_ROWS)
 
 /// The twin of ``tq1_0_avx2``: 32 code bytes per 16-bit vector, `vpdpwssd` for the multiply-add.
 /// `vpdpwssd` as written: the compiler otherwise splits it into vpmaddwd + vpaddd (its default tuning takes it for slow).
@@ -275,7 +325,8 @@ TARGET_VNNI static ALWAYS_INLINE void tq1_0_vnni(const uint8_t *w, int64_t row_b
 }
 
 TILE_DISPATCH(bitnet_tq2_0_tile_vnni, TARGET_VNNI, tq2_0_vnni, BITNET_VNNI_PROMPT_ROWS)
-TILE_DISPATCH(bitnet_tq1_0_tile_vnni, TARGET_VNNI, tq1_0_vnni, BITNET_VNNI_TQ1_0_PROMPT_ROWS)
+// TQ1_0's VNNI tile runs decode steps only (its prompts unpack rows for the field tile), and 2 rows for 4 tokens.
+TILE_DISPATCH(bitnet_tq1_0_tile_vnni, TARGET_VNNI, tq1_0_vnni, 2)
 TILE_DISPATCH(bitnet_i2_s_tile_vnni, TARGET_VNNI, i2_s_vnni, BITNET_VNNI_PROMPT_ROWS)
 
 #endif

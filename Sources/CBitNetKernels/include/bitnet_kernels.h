@@ -73,7 +73,7 @@ typedef struct {
 /// weight tile read once for every token (a GEMM when `tokens` > 1). Integer accumulation; one float rescale
 /// per row when a row's block scales are equal (BitNet's per-tensor scale), per block otherwise. Every
 /// instruction-set level gives the same floats. `columns` must be a multiple of the encoding's block.
-/// Returns 0, or -1 when memory for the prepared activations cannot be had.
+/// Returns 0, or -1 when memory for the workspace (prepared activations, unpacked rows) cannot be had.
 int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights, const int8_t *x,
                           const float *x_scales, int64_t tokens, float *output);
 
