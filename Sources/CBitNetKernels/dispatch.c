@@ -9,12 +9,24 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "avx512vnni"};
+static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "avxvnni", "avx512vnni"};
 
 /// A kernel whose tiles read the stored rows; activations in their own order where `prepare` is given.
 #define STORED(tile, prepare, prepared_block_bytes, rows) {tile, prepare, prepared_block_bytes, NULL, 0, rows}
 
-static const bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
+/// The 256-bit kernels of AVX2 or AVX-VNNI (`tile` names the level's tiles).
+#define KERNELS_256(tile)                                                                                          \
+    {{STORED(bitnet_tq2_0_tile_##tile, NULL, 256, 2), STORED(bitnet_tq1_0_tile_##tile, bitnet_prepare_tq1_0, 640, 2), \
+      STORED(bitnet_i2_s_tile_##tile, NULL, 128, 2)},                                                               \
+     {STORED(bitnet_tq2_0_tile_##tile, NULL, 256, BITNET_AVX2_PROMPT_ROWS),                                         \
+      STORED(bitnet_tq1_0_tile_##tile, bitnet_prepare_tq1_0, 640, BITNET_AVX2_PROMPT_ROWS),                         \
+      STORED(bitnet_i2_s_tile_##tile, NULL, 128, BITNET_AVX2_PROMPT_ROWS)},                                         \
+     {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},                  \
+     {NULL, bitnet_dot4_f16_avx2, NULL, NULL, NULL},                                                                \
+     bitnet_dot_q6_k_avx2}
+
+/// Written once, before any thread can call a kernel, where the AVX-VNNI level takes its EVEX-encoded tiles.
+static bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
     {{STORED(bitnet_tq2_0_tile_scalar, NULL, 256, 2), STORED(bitnet_tq1_0_tile_scalar, bitnet_prepare_tq1_0, 640, 2),
       STORED(bitnet_i2_s_tile_scalar, NULL, 128, 2)},
      {STORED(bitnet_tq2_0_tile_scalar, NULL, 256, 4), STORED(bitnet_tq1_0_tile_scalar, bitnet_prepare_tq1_0, 640, 4),
@@ -23,14 +35,8 @@ static const bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
      {NULL},
      bitnet_dot_q6_k_scalar},
 #ifdef BITNET_X86
-    {{STORED(bitnet_tq2_0_tile_avx2, NULL, 256, 2), STORED(bitnet_tq1_0_tile_avx2, bitnet_prepare_tq1_0, 640, 2),
-      STORED(bitnet_i2_s_tile_avx2, NULL, 128, 2)},
-     {STORED(bitnet_tq2_0_tile_avx2, NULL, 256, BITNET_AVX2_PROMPT_ROWS),
-      STORED(bitnet_tq1_0_tile_avx2, bitnet_prepare_tq1_0, 640, BITNET_AVX2_PROMPT_ROWS),
-      STORED(bitnet_i2_s_tile_avx2, NULL, 128, BITNET_AVX2_PROMPT_ROWS)},
-     {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},
-     {NULL, bitnet_dot4_f16_avx2, NULL, NULL, NULL},
-     bitnet_dot_q6_k_avx2},
+    KERNELS_256(avx2),
+    KERNELS_256(avxvnni),
     {{STORED(bitnet_tq2_0_tile_vnni, bitnet_prepare_lanes_vnni, 256, 2),
       STORED(bitnet_tq1_0_tile_vnni, bitnet_prepare_tq1_0, 640, 2),
       STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, 2)},
@@ -68,8 +74,16 @@ static void detect_cpu_features(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
         cpu_level = BITNET_LEVEL_AVX2;
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
-            && __builtin_cpu_supports("avx512vnni")) cpu_level = BITNET_LEVEL_AVX512VNNI;
+        int avxvnni = __builtin_cpu_supports("avxvnni");
+        int avx512vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                         && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+        if (avxvnni || avx512vnni) cpu_level = BITNET_LEVEL_AVXVNNI;
+        if (avx512vnni) cpu_level = BITNET_LEVEL_AVX512VNNI;
+        if (avx512vnni && !avxvnni) {
+            bitnet_kernel_table *table = &tables[BITNET_LEVEL_AVXVNNI];
+            bitnet_ternary_tile evex[3] = {bitnet_tq2_0_tile_avxvnni_evex, bitnet_tq1_0_tile_avxvnni_evex, bitnet_i2_s_tile_avxvnni_evex};
+            for (int encoding = 0; encoding < 3; encoding++) table->decode[encoding].tile = table->prompt[encoding].tile = evex[encoding];
+        }
     }
 #endif
     default_level = cpu_level;

@@ -11,8 +11,15 @@
 #define BITNET_X86 1
 #endif
 
-/// Instruction-set levels, each a superset of the one before.
-enum { BITNET_LEVEL_SCALAR = 0, BITNET_LEVEL_AVX2 = 1, BITNET_LEVEL_AVX512VNNI = 2, BITNET_LEVEL_COUNT = 3 };
+/// Instruction-set levels, each running on every CPU that runs the next (the AVX-VNNI tiles run EVEX-encoded
+/// where a CPU has AVX-512 VNNI without AVX-VNNI).
+enum {
+    BITNET_LEVEL_SCALAR = 0,
+    BITNET_LEVEL_AVX2 = 1,
+    BITNET_LEVEL_AVXVNNI = 2,
+    BITNET_LEVEL_AVX512VNNI = 3,
+    BITNET_LEVEL_COUNT = 4
+};
 
 /// The level the calling thread's kernels use (its forced level, else the process default).
 int bitnet_level(void);
@@ -106,6 +113,12 @@ void bitnet_prepare_tq1_0(int32_t encoding, const int8_t *x, int64_t columns, in
 void bitnet_tq2_0_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_tq1_0_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_i2_s_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_tq2_0_tile_avxvnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_tq1_0_tile_avxvnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_i2_s_tile_avxvnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_tq2_0_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_tq1_0_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_i2_s_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_tq2_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_tq1_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_prepare_lanes_vnni(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);

@@ -63,7 +63,7 @@ static int32_t tq2_0_block_scalar(const uint8_t *qs, const int8_t *x) {
     return sum;
 }
 
-/// Σ_k F_k·y_k over the 52 code bytes, F_k = ⌊3^k·v / 256⌋ (see ``prepare_tq1_0_token``).
+/// Σ_k F_k·y_k over the 52 code bytes, F_k = ⌊3^k·v / 256⌋ (see ``bitnet_prepare_tq1_0``).
 static int32_t tq1_0_block_scalar(const uint8_t *block, const int8_t *x) {
     static const int32_t powers[6] = {1, 3, 9, 27, 81, 243};
     const int16_t *y = (const int16_t *)x;

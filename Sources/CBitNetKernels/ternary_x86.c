@@ -34,115 +34,36 @@
             }                                                                                                     \
     }
 
-// MARK: - AVX2
-
-TARGET_AVX2 static ALWAYS_INLINE int32_t sum_lanes_avx2(__m256i v) {
-    __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4E));
-    sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xB1));
-    return _mm_cvtsi128_si32(sum);
-}
-
-/// Σ over four code vectors × the 128 activations they multiply (32 each, in order), widened to int32. Each
-/// int16 is at most 2 · 2 · 128 = 512 per maddubs, so the four fit before widening.
-TARGET_AVX2 static ALWAYS_INLINE __m256i dot128_avx2(const __m256i c[4], const int8_t *x) {
-    __m256i p0 = _mm256_maddubs_epi16(c[0], _mm256_loadu_si256((const __m256i *)x));
-    __m256i p1 = _mm256_maddubs_epi16(c[1], _mm256_loadu_si256((const __m256i *)(x + 32)));
-    __m256i p2 = _mm256_maddubs_epi16(c[2], _mm256_loadu_si256((const __m256i *)(x + 64)));
-    __m256i p3 = _mm256_maddubs_epi16(c[3], _mm256_loadu_si256((const __m256i *)(x + 96)));
-    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3)), _mm256_set1_epi16(1));
-}
-
-/// The four 2-bit fields of 32 bytes as four vectors of codes, `first_shift` first, stepping by `step` bits.
-TARGET_AVX2 static ALWAYS_INLINE void split_codes_avx2(__m256i q, int first_shift, int step, __m256i c[4]) {
-    const __m256i mask = _mm256_set1_epi8(3);
-    for (int lane = 0; lane < 4; lane++)
-        c[lane] = _mm256_and_si256(_mm256_srli_epi16(q, first_shift + step * lane), mask);
-}
-
-/// TQ2_0: byte i of a block's half h holds values 128h + 32·lane + i at bits 2·lane.
-TARGET_AVX2 static ALWAYS_INLINE void tq2_0_avx2(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs,
-                                                 int64_t b0, int64_t b1, const int R, const int T, int32_t *sums) {
-    __m256i acc[4][4];
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_si256();
-    for (int64_t b = b0; b < b1; b++) {
-        for (int half = 0; half < 2; half++) {
-            __m256i c[4][4];
-            for (int r = 0; r < R; r++)
-                split_codes_avx2(_mm256_loadu_si256((const __m256i *)(w + r * row_bytes + b * 66 + 32 * half)), 0, 2, c[r]);
-            for (int t = 0; t < T; t++)
-                for (int r = 0; r < R; r++)
-                    acc[r][t] = _mm256_add_epi32(acc[r][t], dot128_avx2(c[r], x + t * xs + b * 256 + 128 * half));
-        }
-    }
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = sum_lanes_avx2(acc[r][t]);
-}
-
-/// I2_S: byte i of a 32-byte block holds values i, 32 + i, 64 + i, 96 + i at bits 6, 4, 2, 0.
-TARGET_AVX2 static ALWAYS_INLINE void i2_s_avx2(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs,
-                                                int64_t b0, int64_t b1, const int R, const int T, int32_t *sums) {
-    __m256i acc[4][4];
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_si256();
-    for (int64_t b = b0; b < b1; b++) {
-        __m256i c[4][4];
-        for (int r = 0; r < R; r++)
-            split_codes_avx2(_mm256_loadu_si256((const __m256i *)(w + r * row_bytes + b * 32)), 6, -2, c[r]);
-        for (int t = 0; t < T; t++)
-            for (int r = 0; r < R; r++)
-                acc[r][t] = _mm256_add_epi32(acc[r][t], dot128_avx2(c[r], x + t * xs + b * 128));
-    }
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = sum_lanes_avx2(acc[r][t]);
-}
+// MARK: - AVX2 and AVX-VNNI (one source, ternary_x86_256.h)
 
 /// The powers 3^k, k = 1..5, that give F_k = ⌊3^k·v / 256⌋ as the high half of (256·v) · 3^k.
 static const short tq1_0_powers[5] = {3, 9, 27, 81, 243};
 
-/// TQ1_0: Σ_k F_k·y_k (see ``prepare_tq1_0_token``). Each 16-bit lane holds one code byte times 256 (the even
-/// bytes shifted up, the odd ones masked in place), so one `vpmulhuw` by 3^k gives F_k of 16 bytes, and
-/// `vpmaddwd` meets it with the int16 y_k of those bytes.
-TARGET_AVX2 static ALWAYS_INLINE void tq1_0_avx2(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs,
-                                                 int64_t b0, int64_t b1, const int R, const int T, int32_t *sums) {
-    const __m256i first_five_words = _mm256_setr_epi32(-1, -1, -1, -1, -1, 0, 0, 0);
-    const __m256i high_bytes = _mm256_set1_epi16((short)0xFF00);
-    __m256i acc[4][4];
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_si256();
-    for (int64_t b = b0; b < b1; b++) {
-        __m256i lanes[4][4];  // per row: even bytes 0..31, odd bytes 0..31, even bytes 32..63, odd bytes 32..63
-        for (int r = 0; r < R; r++) {
-            const uint8_t *block = w + r * row_bytes + b * 54;
-            __m256i low = _mm256_loadu_si256((const __m256i *)block);
-            __m256i high = _mm256_maskload_epi32((const int *)(block + 32), first_five_words);  // bytes 32..51 only
-            lanes[r][0] = _mm256_slli_epi16(low, 8);
-            lanes[r][1] = _mm256_and_si256(low, high_bytes);
-            lanes[r][2] = _mm256_slli_epi16(high, 8);
-            lanes[r][3] = _mm256_and_si256(high, high_bytes);
-        }
-        for (int k = 0; k < 5; k++) {
-            const __m256i power = _mm256_set1_epi16(tq1_0_powers[k]);
-            __m256i f[4][4];
-            for (int r = 0; r < R; r++)
-                for (int l = 0; l < 4; l++) f[r][l] = _mm256_mulhi_epu16(lanes[r][l], power);
-            for (int t = 0; t < T; t++) {
-                const int16_t *y = (const int16_t *)(x + t * xs + b * 640) + 64 * k;
-                // y holds 32 even then 32 odd values; lane group l covers even/odd of bytes 0..31 or 32..63.
-                __m256i y_even_low = _mm256_loadu_si256((const __m256i *)y);
-                __m256i y_even_high = _mm256_loadu_si256((const __m256i *)(y + 16));
-                __m256i y_odd_low = _mm256_loadu_si256((const __m256i *)(y + 32));
-                __m256i y_odd_high = _mm256_loadu_si256((const __m256i *)(y + 48));
-                for (int r = 0; r < R; r++) {
-                    __m256i p = _mm256_add_epi32(_mm256_madd_epi16(f[r][0], y_even_low), _mm256_madd_epi16(f[r][1], y_odd_low));
-                    __m256i q = _mm256_add_epi32(_mm256_madd_epi16(f[r][2], y_even_high), _mm256_madd_epi16(f[r][3], y_odd_high));
-                    acc[r][t] = _mm256_add_epi32(acc[r][t], _mm256_add_epi32(p, q));
-                }
-            }
-        }
-    }
-    for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = sum_lanes_avx2(acc[r][t]);
-}
+#define SUFFIX avx2
+#define TARGET_256 TARGET_AVX2
+#define DPBUSD 0
+#include "ternary_x86_256.h"
+#undef SUFFIX
+#undef TARGET_256
+#undef DPBUSD
 
-TILE_DISPATCH(bitnet_tq2_0_tile_avx2, TARGET_AVX2, tq2_0_avx2, BITNET_AVX2_PROMPT_ROWS)
-TILE_DISPATCH(bitnet_tq1_0_tile_avx2, TARGET_AVX2, tq1_0_avx2, BITNET_AVX2_PROMPT_ROWS)
-TILE_DISPATCH(bitnet_i2_s_tile_avx2, TARGET_AVX2, i2_s_avx2, BITNET_AVX2_PROMPT_ROWS)
+#define SUFFIX avxvnni
+#define TARGET_256 __attribute__((target("avx2,fma,f16c,avxvnni")))
+#define DPBUSD 1
+#include "ternary_x86_256.h"
+#undef SUFFIX
+#undef TARGET_256
+#undef DPBUSD
+
+// The AVX-VNNI tiles EVEX-encoded: the same instructions on CPUs with AVX-512 VNNI but not AVX-VNNI (Ice Lake,
+// Cascade Lake), so that level runs, and is tested, there too.
+#define SUFFIX avxvnni_evex
+#define TARGET_256 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
+#define DPBUSD 1
+#include "ternary_x86_256.h"
+#undef SUFFIX
+#undef TARGET_256
+#undef DPBUSD
 
 // MARK: - AVX-512 VNNI
 //

@@ -7,7 +7,7 @@ import Testing
 /// The C kernels against the scalar BitLinear oracle, on every dispatch path this CPU has.
 @Suite(.serialized) struct KernelTests {
     /// Every instruction set this CPU runs (the kernels refuse to be forced onto one it does not).
-    static let paths: [String] = ["scalar", "avx2", "avx512vnni"].filter { isa in
+    static let paths: [String] = ["scalar", "avx2", "avxvnni", "avx512vnni"].filter { isa in
         defer { bitnet_kernels_force(nil) }
         return bitnet_kernels_force(isa) == 0
     }
@@ -313,8 +313,10 @@ import Testing
             logits[isa] = try session.evaluate(reference.tokens, allPositions: true)
             reference.expectAgreement(logits[isa]!, within: .of(fixture), "\(fixture) on \(isa)")
         }
-        // Every level computes the same integer sums and rescales them alike, and VNNI shares AVX2's float dots:
-        // VNNI must give AVX2's logits to the bit.
-        if let vnni = logits["avx512vnni"], let avx2 = logits["avx2"] { #expect(vnni == avx2) }
+        // Every level computes the same integer sums and rescales them alike, the x86 levels share AVX2's float
+        // dots, and every level's quantizer gives the scalar one's codes: each must give AVX2's logits to the bit.
+        if let avx2 = logits["avx2"] {
+            for isa in ["avxvnni", "avx512vnni"] { if let other = logits[isa] { #expect(other == avx2, "\(isa)") } }
+        }
     }
 }
