@@ -1,10 +1,8 @@
-// x86 integer tiles of the ternary matmul: AVX2 (vpmaddubsw) and its twin in AVX-512 VNNI (vpdpbusd). Both
-// compute Σ c'·x with c' ∈ {0, 1, 2} the stored codes (unsigned) and x int8 (signed); the driver subtracts Σ x.
-// A tile covers up to 2 rows × 4 tokens so the codes decoded from one load of weights serve every token of the
-// tile, and each activation load serves every row.
+// x86 integer tiles of the ternary matmul: AVX2 (vpmaddubsw) and AVX-VNNI (vpdpbusd) from one 256-bit source,
+// and AVX-512 VNNI. All compute Σ c'·x with c' ∈ {0, 1, 2} the stored codes (unsigned) and x int8 (signed); the
+// driver subtracts Σ x. A tile covers up to 4 rows × 4 tokens so the codes decoded from one load of weights serve
+// every token of the tile, and each activation load serves every row.
 #include "kernels_internal.h"
-
-#include <string.h>
 
 #ifdef BITNET_X86
 #include <immintrin.h>
