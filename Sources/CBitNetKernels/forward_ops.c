@@ -30,13 +30,15 @@ static inline int8_t int8_code(float scaled) {
     return rounded != rounded ? 0 : (int8_t)rounded;
 }
 
+/// The larger of `maximum` and |value|, NaN once either is NaN.
+static inline float larger_magnitude(float maximum, float value) {
+    float magnitude = fabsf(value);
+    return magnitude > maximum || magnitude != magnitude ? magnitude : maximum;
+}
+
 static float quantize_row_scalar(const float *x, int64_t n, int8_t *q) {
     float maximum = 0;
-    for (int64_t i = 0; i < n; i++) {
-        float magnitude = fabsf(x[i]);
-        if (magnitude > maximum || magnitude != magnitude) maximum = magnitude;
-        if (maximum != maximum) break;
-    }
+    for (int64_t i = 0; i < n && maximum == maximum; i++) maximum = larger_magnitude(maximum, x[i]);
     float scale = absmax_scale(maximum);
     for (int64_t i = 0; i < n; i++) q[i] = int8_code(x[i] * scale);
     return scale;
@@ -57,10 +59,7 @@ static float quantize_row_avx2(const float *x, int64_t n, int8_t *q) {
     _mm256_storeu_ps(lanes, maxima);
     float maximum = 0;
     for (int lane = 0; lane < 8; lane++) maximum = lanes[lane] > maximum ? lanes[lane] : maximum;
-    for (; i < n; i++) {
-        float magnitude = fabsf(x[i]);
-        if (magnitude > maximum || magnitude != magnitude) maximum = magnitude;
-    }
+    for (; i < n; i++) maximum = larger_magnitude(maximum, x[i]);
     if (_mm256_movemask_ps(nan)) maximum = NAN;
     float scale = absmax_scale(maximum);
 

@@ -248,7 +248,6 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
     int64_t blocks = weights->columns / layout.block_values;
     const bitnet_kernel_table *table = bitnet_kernels_for_level(bitnet_level());
     const bitnet_ternary_kernel kernel = tokens == 1 ? table->decode[weights->encoding] : table->prompt[weights->encoding];
-    bitnet_ternary_prepare prepare = kernel.prepare;
     matmul_job job = {
         .weights = weights,
         .layout = layout,
@@ -263,7 +262,7 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
     if (layout.scale_offset < 0) memcpy(&job.tensor_scale, weights->data + weights->rows * job.row_bytes, sizeof(float));
 
     // Some levels' tiles read the activations as they are, others in an order of their own.
-    int reorder = prepare != NULL;
+    int reorder = kernel.prepare != NULL;
     size_t prepared_bytes = reorder ? (size_t)(tokens * job.prepared_stride) : 0;
     size_t sum_bytes = (size_t)(tokens * (blocks + 1)) * sizeof(int32_t);
     uint8_t *workspace = malloc(prepared_bytes + sum_bytes);
@@ -281,7 +280,7 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
             total += sum;
         }
         row_sums[t] = total;
-        if (reorder) prepare(weights->encoding, row, weights->columns, prepared + t * job.prepared_stride);
+        if (reorder) kernel.prepare(weights->encoding, row, weights->columns, prepared + t * job.prepared_stride);
     }
     job.prepared = reorder ? prepared : x;
     job.block_sums = block_sums;

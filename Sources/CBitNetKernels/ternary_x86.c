@@ -156,13 +156,23 @@ static int field_value(int32_t encoding, int q, int g) {
     }
 }
 
+static inline int lanes_block_values(int32_t encoding) { return encoding == BITNET_TERNARY_I2_S ? 128 : 256; }
+
+/// Per encoding, the value of a block that each prepared activation is: lane g of the 64 activations for code
+/// bytes 16s … 16s + 15 holds what their field g multiplies. Built once, before any kernel runs.
+static int16_t lane_orders[3][256];
+
+__attribute__((constructor))
+static void build_lane_orders(void) {
+    for (int32_t encoding = 0; encoding < 3; encoding++)
+        for (int s = 0; s < lanes_block_values(encoding) / 64; s++)
+            for (int g = 0; g < 4; g++)
+                for (int j = 0; j < 16; j++) lane_orders[encoding][64 * s + 16 * g + j] = (int16_t)field_value(encoding, 16 * s + j, g);
+}
+
 void bitnet_prepare_lanes_vnni(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared) {
-    const int block_values = encoding == BITNET_TERNARY_I2_S ? 128 : 256;
-    // Lane g of the 64 activations for code bytes 16s … 16s + 15 holds what their field g multiplies.
-    int16_t order[256];
-    for (int s = 0; s < block_values / 64; s++)
-        for (int g = 0; g < 4; g++)
-            for (int j = 0; j < 16; j++) order[64 * s + 16 * g + j] = (int16_t)field_value(encoding, 16 * s + j, g);
+    const int block_values = lanes_block_values(encoding);
+    const int16_t *order = lane_orders[encoding];
     for (int64_t block = 0; block < columns / block_values; block++)
         for (int i = 0; i < block_values; i++) prepared[block * block_values + i] = x[block * block_values + order[i]];
 }
