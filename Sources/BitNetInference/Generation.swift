@@ -128,7 +128,7 @@ public struct TextGeneration: AsyncSequence {
         private mutating func finish(_ reason: StopReason) -> GenerationEvent {
             done = true
             summary.stopReason = reason
-            if reason != .stopString { summary.trailingText = text.flush() }
+            summary.trailingText = text.flush()
             return .finished(summary)
         }
     }
@@ -145,6 +145,8 @@ struct StopStringFilter {
     private var text: [Unicode.Scalar] = []
     /// Scalars of `text` shown so far.
     private var emitted = 0
+    /// Whether a stop string appeared: nothing after it is ever shown.
+    private var stopped = false
 
     init(tokenizer: any Tokenizer, stopStrings: [String]) {
         decoder = StreamingDecoder(tokenizer: tokenizer)
@@ -168,12 +170,16 @@ struct StopStringFilter {
                 start += 1
             }
         }
-        if let earliest { return (take(upTo: earliest), true) }
+        if let earliest {
+            stopped = true
+            return (take(upTo: earliest), true)
+        }
         return (take(upTo: text.count - heldBack()), false)
     }
 
-    /// What is still held back when the generation ends for another reason than a stop string.
+    /// What is still held back when the generation ends: nothing once a stop string appeared.
     mutating func flush() -> String {
+        guard !stopped else { return "" }
         text += decoder.finish().unicodeScalars
         return take(upTo: text.count)
     }

@@ -270,7 +270,7 @@ public final class GenerationScheduler: @unchecked Sendable {
     private func finish(_ sequence: Sequence, _ reason: StopReason) {
         sequence.summary.stopReason = reason
         sequence.summary.generationSeconds = Double(DispatchTime.now().uptimeNanoseconds - sequence.decodeStart) / 1e9
-        if reason != .stopString { sequence.summary.trailingText = sequence.text.flush() }
+        sequence.summary.trailingText = sequence.text.flush()
         sequence.events.yield(.finished(sequence.summary))
         end(sequence, throwing: nil)
     }
@@ -279,7 +279,6 @@ public final class GenerationScheduler: @unchecked Sendable {
     private func end(_ sequence: Sequence, throwing error: (any Error)?) {
         // The slot first: a client that sends its next request as soon as this one ends finds it free.
         lock.withLock {
-            waiting.removeAll { $0 === sequence }
             if sequence.slot >= 0, slots[sequence.slot] === sequence { release(slot: sequence.slot) }
         }
         sequence.events.finish(throwing: error)

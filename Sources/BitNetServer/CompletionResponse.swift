@@ -41,6 +41,11 @@ struct CompletionResponder {
         kind == .chat ? "chat.completion" : "text_completion"
     }
 
+    /// The object name of a streamed chunk.
+    private var chunkObject: String {
+        kind == .chat ? "chat.completion.chunk" : "text_completion"
+    }
+
     private func envelope(object: String, choices: [JSONValue], usage: JSONValue?) -> JSONValue {
         var members: [(String, JSONValue)] = [
             ("id", .string(id)), ("object", .string(object)), ("created", .int(created)), ("model", .string(model)),
@@ -111,11 +116,11 @@ struct CompletionResponder {
             choice = .object([("index", .int(0)), ("text", .string(text)), ("logprobs", tokens.isEmpty ? .null : logprobs(tokens, textOffset: textOffset)),
                               ("finish_reason", reason)])
         }
-        return envelope(object: kind == .chat ? "chat.completion.chunk" : "text_completion", choices: [choice], usage: nil)
+        return envelope(object: chunkObject, choices: [choice], usage: nil)
     }
 
     /// The chunk `stream_options.include_usage` asks for: no choices, the usage.
     func usageChunk(generated: Int) -> JSONValue {
-        envelope(object: kind == .chat ? "chat.completion.chunk" : "text_completion", choices: [], usage: usage(generated: generated))
+        envelope(object: chunkObject, choices: [], usage: usage(generated: generated))
     }
 }
