@@ -5,26 +5,20 @@ import CBitNetKernels
 /// A BitLinear weight kept in its packed form: each output row is decoded to int8 codes when it is
 /// used, multiplied with int8 activations in integer arithmetic, and rescaled once per block.
 struct TernaryLinear: Sendable {
-    /// TQ2_0, TQ1_0, I2_S or int8 codes.
-    let layout: WeightEncoding
-    /// Output features.
-    let rows: Int
-    /// Input features.
-    let columns: Int
-    let bytes: TensorBytes
     let weight: WeightTensor
 
     init(_ weight: WeightTensor) {
         precondition(weight.encoding.isTernary, "\(weight.name) is not ternary")
         self.weight = weight
-        layout = weight.encoding
-        rows = weight.rows
-        columns = weight.columns
-        bytes = weight.bytes
     }
 
-    /// Values sharing one scale.
-    private var blockLength: Int { weight.ternaryBlockLength }
+    /// TQ2_0, TQ1_0, I2_S or int8 codes.
+    var layout: WeightEncoding { weight.encoding }
+    /// Output features.
+    var rows: Int { weight.rows }
+    /// Input features.
+    var columns: Int { weight.columns }
+    var bytes: TensorBytes { weight.bytes }
 
     /// `output[t, o] = Σ_b d_b · (Σ_{i∈b} q[t, i] · w[o, i]) / a[t]` for every token t and output o; with
     /// `.fakeQuantizedFloat`, `Σ_i (q[t, i] / a[t]) · (w[o, i] · d_b)` in float32, as PyTorch's QAT forward.
@@ -35,7 +29,7 @@ struct TernaryLinear: Sendable {
             forwardWithKernels(input, encoding: encoding, into: output, pool: pool)
             return
         }
-        let blockLength = self.blockLength
+        let blockLength = weight.ternaryBlockLength
         let blocks = columns / blockLength
         bytes.withUnsafeBytes { packed in
             input.values.withUnsafeBufferPointer { activations in

@@ -10,6 +10,8 @@ struct VulkanPass {
     let storage: VulkanKeyValueStorage
     let batch: ForwardBatch
     let range: Range<Int>
+    /// Rows of logits the pass computes: its tokens that want them.
+    private let outputs: Int
     private var model: VulkanModel { storage.model }
     private var pipelines: VulkanPipelines { model.backend.pipelines }
     private var context: OpaquePointer { model.backend.context.pointer }
@@ -18,10 +20,10 @@ struct VulkanPass {
         self.storage = storage
         self.batch = batch
         self.range = range
+        outputs = batch.wantsLogits[range].lazy.filter { $0 }.count
     }
 
     private var tokens: Int { range.count }
-    private var outputs: Int { batch.wantsLogits[range].lazy.filter { $0 }.count }
     /// Where each input array starts in the inputs buffer (in ints).
     private var tokenBase: UInt32 { 0 }
     private var positionBase: UInt32 { UInt32(model.maxTokens) }

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <vulkan/vulkan.h>
 
+#include "vulkan_queues.h"
+
 static void set_error(char *error, int size, const char *message, const char *detail) {
     if (error && size > 0) snprintf(error, (size_t)size, "%s%s%s", message, detail ? ": " : "", detail ? detail : "");
 }
@@ -102,13 +104,8 @@ int bitnet_vulkan_list_devices(const char *library, bitnet_vulkan_device *device
         VkQueueFamilyProperties families[32];
         uint32_t family_count = 32;
         vkGetPhysicalDeviceQueueFamilyProperties(physical[d], &family_count, families);
-        out->compute_queue_family = out->transfer_queue_family = -1;
-        for (uint32_t f = 0; f < family_count; f++) {
-            VkQueueFlags flags = families[f].queueFlags;
-            if ((flags & VK_QUEUE_COMPUTE_BIT) && out->compute_queue_family < 0) out->compute_queue_family = (int32_t)f;
-            if ((flags & VK_QUEUE_TRANSFER_BIT) && !(flags & (VK_QUEUE_GRAPHICS_BIT | VK_QUEUE_COMPUTE_BIT)) && out->transfer_queue_family < 0)
-                out->transfer_queue_family = (int32_t)f;
-        }
+        int32_t compute;
+        bitnet_vk_queue_families(families, family_count, &compute, &out->transfer_queue_family);
     }
     vkDestroyInstance(instance, NULL);
     return (int)count;

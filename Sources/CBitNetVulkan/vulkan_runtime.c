@@ -10,6 +10,8 @@
 #include <string.h>
 #include <vulkan/vulkan.h>
 
+#include "vulkan_queues.h"
+
 #define STAGING_BUFFERS 2
 #define STAGING_BYTES (16u << 20)
 #define BLOCK_BYTES (64ull << 20)
@@ -162,15 +164,11 @@ static bitnet_vk_status create_device(bitnet_vk_context *c, const bitnet_vk_opti
     VkQueueFamilyProperties family[32];
     uint32_t family_count = 32;
     families(c->physical, &family_count, family);
-    c->compute_family = c->transfer_family = UINT32_MAX;
-    for (uint32_t f = 0; f < family_count; f++) {
-        VkQueueFlags flags = family[f].queueFlags;
-        if ((flags & VK_QUEUE_COMPUTE_BIT) && c->compute_family == UINT32_MAX) c->compute_family = f;
-        if ((flags & VK_QUEUE_TRANSFER_BIT) && !(flags & (VK_QUEUE_GRAPHICS_BIT | VK_QUEUE_COMPUTE_BIT)) && c->transfer_family == UINT32_MAX)
-            c->transfer_family = f;
-    }
-    if (c->compute_family == UINT32_MAX) return fail(error, error_size, BITNET_VK_UNAVAILABLE, "the device has no compute queue", VK_SUCCESS);
-    if (c->transfer_family == UINT32_MAX) c->transfer_family = c->compute_family;
+    int32_t compute, transfer;
+    bitnet_vk_queue_families(family, family_count, &compute, &transfer);
+    if (compute < 0) return fail(error, error_size, BITNET_VK_UNAVAILABLE, "the device has no compute queue", VK_SUCCESS);
+    c->compute_family = (uint32_t)compute;
+    c->transfer_family = transfer < 0 ? c->compute_family : (uint32_t)transfer;
 
     float priority = 1;
     VkDeviceQueueCreateInfo queues[2] = {

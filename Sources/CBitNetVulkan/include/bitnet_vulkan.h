@@ -26,8 +26,8 @@ typedef struct {
     int32_t integer_dot_product_accelerated;
     /// VK_KHR_cooperative_matrix is offered.
     int32_t cooperative_matrix;
-    /// A queue family with compute, and one with transfer but neither graphics nor compute (-1: none).
-    int32_t compute_queue_family, transfer_queue_family;
+    /// A queue family with transfer but neither graphics nor compute (-1: none).
+    int32_t transfer_queue_family;
 } bitnet_vulkan_device;
 
 /// Opens the loader (`library`, or "libvulkan.so.1" when NULL) once per process and lists the physical
