@@ -11,6 +11,8 @@ struct CPUExecution {
     let cache: CPUKeyValueStorage
     /// Each sequence's slot and its tokens' indices in the batch, in order of first appearance.
     private let sequences: [(slot: Int, tokens: [Int])]
+    /// Each token's position, as the kernels take it.
+    private let positions: [Int64]
     private var pool: KernelPool { model.backend.pool }
 
     init(model: CPUModel, batch: ForwardBatch, cache: CPUKeyValueStorage) {
@@ -28,6 +30,7 @@ struct CPUExecution {
             }
         }
         self.sequences = sequences
+        positions = batch.positions.map(Int64.init)
     }
 
     func run() -> [Float] {
@@ -98,32 +101,12 @@ struct CPUExecution {
             attend(attention)
 
         case .gatedActivation(let activation, let gate, let up, let output):
-            let gateValues = values(gate), upValues = values(up)
-            withBuffer(output) { out in
-                switch activation {
-                case .squaredReLU:
-                    for index in gateValues.indices {
-                        let relu = max(gateValues[index], 0)
-                        out[index] = relu * relu * upValues[index]
-                    }
-                case .silu:
-                    for index in gateValues.indices {
-                        let x = gateValues[index]
-                        out[index] = x / (1 + expf(-x)) * upValues[index]
-                    }
-                case .gelu:
-                    for index in gateValues.indices {
-                        let x = gateValues[index]
-                        out[index] = 0.5 * x * (1 + tanhf(0.797_884_6 * (x + 0.044_715 * x * x * x))) * upValues[index]
-                    }
-                }
-            }
+            let count = values(gate).count
+            bitnet_gated_activation(pool.pointer, Int32(activation.kernel.rawValue), cache.activation(gate.index), cache.activation(up.index),
+                                    Int64(count), cache.activation(output.index))
 
         case .add(let input, let accumulator):
-            let values = values(input)
-            withBuffer(accumulator) { out in
-                for index in values.indices { out[index] += values[index] }
-            }
+            bitnet_add(pool.pointer, cache.activation(input.index), Int64(values(input).count), cache.activation(accumulator.index))
 
         case .selectOutputs(let input, let output):
             let width = width(input)
@@ -154,23 +137,9 @@ struct CPUExecution {
 
     /// Rotary position embedding of `heads` heads per row, at each token's position.
     private func rope(_ buffer: ActivationID, heads: Int, _ rotary: RotaryEmbedding, frequencies: [Float]) {
-        let width = width(buffer)
-        let dimension = rotary.dimension, half = dimension / 2
-        withBuffer(buffer) { vectors in
-            for (index, position) in batch.positions.enumerated() {
-                for pair in 0..<half {
-                    let angle = Float(position) * frequencies[pair]
-                    let cosine = cosf(angle), sine = sinf(angle)
-                    for head in 0..<heads {
-                        let base = index * width + head * dimension
-                        let (first, second) = rotary.layout == .halves ? (base + pair, base + pair + half) : (base + 2 * pair, base + 2 * pair + 1)
-                        let x = vectors[first], y = vectors[second]
-                        vectors[first] = x * cosine - y * sine
-                        vectors[second] = y * cosine + x * sine
-                    }
-                }
-            }
-        }
+        let layout = rotary.layout == .halves ? BITNET_ROPE_HALVES : BITNET_ROPE_INTERLEAVED
+        bitnet_rope(pool.pointer, cache.activation(buffer.index), Int64(width(buffer)), positions, Int64(batch.count),
+                    Int32(heads), Int32(rotary.dimension), Int32(layout.rawValue), frequencies)
     }
 
     private func storeKeysAndValues(_ op: AttentionOp) {
@@ -186,7 +155,7 @@ struct CPUExecution {
     private func attend(_ op: AttentionOp) {
         let queryWidth = width(op.query)
         for (slot, tokens) in sequences {
-            let rows = tokens.map(Int64.init), positions = tokens.map { Int64(batch.positions[$0]) }
+            let rows = tokens.map(Int64.init), positions = tokens.map { self.positions[$0] }
             let status = cache.withStoredSlot(layer: op.layer, slot: slot) { keys, values in
                 rows.withUnsafeBufferPointer { rows in
                     positions.withUnsafeBufferPointer { positions in
@@ -219,6 +188,17 @@ struct CPUExecution {
                     out[row * width + d] = sum / Float(chosen.count)
                 }
             }
+        }
+    }
+}
+
+extension GatedActivation {
+    /// The kernels' name for this activation.
+    var kernel: bitnet_activation {
+        switch self {
+        case .squaredReLU: BITNET_ACTIVATION_SQUARED_RELU
+        case .silu: BITNET_ACTIVATION_SILU
+        case .gelu: BITNET_ACTIVATION_GELU
         }
     }
 }

@@ -241,6 +241,33 @@ static void matmul_rows(void *context, int64_t begin, int64_t end, int thread) {
     free(unpacked);
 }
 
+typedef struct {
+    const matmul_job *job;
+    const int8_t *x;
+    int32_t *block_sums, *row_sums;
+    int8_t *prepared;  // NULL: the tiles read `x` as it is
+} activations_job;
+
+/// Σx per block and per token, and the activations in the tiles' order, for tokens [begin, end).
+static void prepare_activations(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const activations_job *a = context;
+    const matmul_job *job = a->job;
+    const int64_t columns = job->weights->columns, block_values = job->layout.block_values;
+    for (int64_t t = begin; t < end; t++) {
+        const int8_t *row = a->x + t * columns;
+        int32_t total = 0;
+        for (int64_t block = 0; block < job->blocks; block++) {
+            int32_t sum = 0;
+            for (int64_t i = 0; i < block_values; i++) sum += row[block * block_values + i];
+            a->block_sums[t * job->blocks + block] = sum;
+            total += sum;
+        }
+        a->row_sums[t] = total;
+        if (a->prepared) job->kernel.prepare(job->weights->encoding, row, columns, a->prepared + t * job->prepared_stride);
+    }
+}
+
 int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights, const int8_t *x,
                           const float *x_scales, int64_t tokens, float *output) {
     if (tokens <= 0 || weights->rows <= 0) return 0;
@@ -269,22 +296,12 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
     if (!workspace) return -1;
     int32_t *block_sums = (int32_t *)workspace;
     int32_t *row_sums = block_sums + tokens * blocks;
-    int8_t *prepared = (int8_t *)(row_sums + tokens);
-    for (int64_t t = 0; t < tokens; t++) {
-        const int8_t *row = x + t * weights->columns;
-        int32_t total = 0;
-        for (int64_t block = 0; block < blocks; block++) {
-            int32_t sum = 0;
-            for (int64_t i = 0; i < layout.block_values; i++) sum += row[block * layout.block_values + i];
-            block_sums[t * blocks + block] = sum;
-            total += sum;
-        }
-        row_sums[t] = total;
-        if (reorder) kernel.prepare(weights->encoding, row, weights->columns, prepared + t * job.prepared_stride);
-    }
+    int8_t *prepared = reorder ? (int8_t *)(row_sums + tokens) : NULL;
     job.prepared = reorder ? prepared : x;
     job.block_sums = block_sums;
     job.row_sums = row_sums;
+    activations_job activations = {&job, x, block_sums, row_sums, prepared};
+    bitnet_pool_run(pool, tokens, 1, prepare_activations, &activations);
 
     // Chunks of rows small enough to balance the threads, large enough that a chunk's weights fill the tiles.
     int threads = bitnet_pool_threads(pool);

@@ -111,6 +111,28 @@ void bitnet_quantize_rows(bitnet_pool *pool, const float *x, int64_t rows, int64
 void bitnet_rms_norm(bitnet_pool *pool, const float *x, const float *weight, float epsilon, int64_t rows,
                      int64_t columns, float *output);
 
+/// The gate functions of a gated feed-forward block.
+typedef enum {
+    BITNET_ACTIVATION_SQUARED_RELU = 0,  ///< max(x, 0)²
+    BITNET_ACTIVATION_SILU = 1,          ///< x / (1 + e^−x)
+    BITNET_ACTIVATION_GELU = 2,          ///< the tanh approximation
+} bitnet_activation;
+
+/// `output[i] = f(gate[i]) · up[i]` for `count` values, chunks split between the pool's threads.
+void bitnet_gated_activation(bitnet_pool *pool, int32_t activation, const float *gate, const float *up, int64_t count,
+                             float *output);
+
+/// `accumulator[i] += x[i]` for `count` values (a residual connection), split between the pool's threads.
+void bitnet_add(bitnet_pool *pool, const float *x, int64_t count, float *accumulator);
+
+/// Where a head's rotated pairs are: dimensions (i, i + d/2) (GPT-NeoX, Llama in transformers) or (2i, 2i + 1).
+typedef enum { BITNET_ROPE_HALVES = 0, BITNET_ROPE_INTERLEAVED = 1 } bitnet_rope_layout;
+
+/// Rotates `heads` heads of `dimension` values at the start of each of `tokens` rows (`row_stride` floats apart)
+/// by the angles `positions[t] · inverse_frequencies[i]`, in place; tokens split between the pool's threads.
+void bitnet_rope(bitnet_pool *pool, float *vectors, int64_t row_stride, const int64_t *positions, int64_t tokens,
+                 int32_t heads, int32_t dimension, int32_t layout, const float *inverse_frequencies);
+
 /// KV cache element types.
 typedef enum { BITNET_CACHE_F32 = 0, BITNET_CACHE_F16 = 1 } bitnet_cache_type;
 
