@@ -248,6 +248,24 @@ float bitnet_dot_f32_avx2(const void *weights, const float *x, int64_t n) {
     for (; i < n; i++) sum += w[i] * x[i];
     return sum;
 }
+
+/// bitnet_dot_f32_avx2 for four rows of x, operation for operation, with each weight vector loaded once.
+__attribute__((target("avx2,fma")))
+void bitnet_dot4_f32_avx2(const void *weights, const float *x, int64_t x_stride, int64_t n, float out[4]) {
+    const float *w = weights;
+    __m256 acc[4];
+    for (int t = 0; t < 4; t++) acc[t] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 wv = _mm256_loadu_ps(w + i);
+        for (int t = 0; t < 4; t++) acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + t * x_stride + i), acc[t]);
+    }
+    for (int t = 0; t < 4; t++) {
+        float sum = sum_lanes_ps_avx2(acc[t]);
+        for (int64_t j = i; j < n; j++) sum += w[j] * x[t * x_stride + j];
+        out[t] = sum;
+    }
+}
 #endif
 
 // MARK: - Entry points

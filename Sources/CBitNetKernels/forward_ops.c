@@ -178,88 +178,151 @@ void bitnet_rms_norm(bitnet_pool *pool, const float *x, const float *weight, flo
 }
 
 // MARK: - Attention
+//
+// Work items are (token, key/value head) pairs: the query heads that share a key/value head (grouped-query
+// attention) read each cached key and value once between them. Every query and key meet in the level's float dot,
+// softmax runs in position order, and each output value is Σ_p weight_p · v_p accumulated in position order, so a
+// head's result does not depend on its group or on the batch.
 
-/// out += weight · v for `n` cached values (f32 or f16).
-typedef void (*accumulate_fn)(float *out, float weight, const void *v, int64_t n);
+/// `out[h·n + i] = Σ_p weights[h·weight_stride + p] · v_p[i]` for `heads` (≤ 4) heads over `positions` cached
+/// value rows (f32 or f16, `value_stride` bytes apart), each sum in position order from 0.
+typedef void (*accumulate_fn)(float *out, const float *weights, int64_t weight_stride, int heads, const uint8_t *values,
+                              int64_t value_stride, int64_t positions, int64_t n);
 
-static void accumulate_f32_scalar(float *out, float weight, const void *v, int64_t n) {
-    const float *values = v;
-    for (int64_t i = 0; i < n; i++) out[i] += weight * values[i];
+static inline float cached_value(const uint8_t *row, int64_t i, int half) {
+    return half ? bitnet_half_to_float(((const uint16_t *)row)[i]) : ((const float *)row)[i];
 }
 
-static void accumulate_f16_scalar(float *out, float weight, const void *v, int64_t n) {
-    const uint16_t *values = v;
-    for (int64_t i = 0; i < n; i++) out[i] += weight * bitnet_half_to_float(values[i]);
+/// Values `begin ..< n` one at a time: the scalar level's whole row, the tail of the SIMD ones.
+static void accumulate_tail(float *out, const float *weights, int64_t weight_stride, int heads, const uint8_t *values,
+                            int64_t value_stride, int64_t positions, int64_t begin, int64_t n, int half) {
+    for (int h = 0; h < heads; h++)
+        for (int64_t i = begin; i < n; i++) {
+            float sum = 0;
+            for (int64_t p = 0; p < positions; p++) sum += weights[h * weight_stride + p] * cached_value(values + p * value_stride, i, half);
+            out[h * n + i] = sum;
+        }
+}
+
+static void accumulate_f32_scalar(float *out, const float *weights, int64_t weight_stride, int heads, const uint8_t *values,
+                                  int64_t value_stride, int64_t positions, int64_t n) {
+    accumulate_tail(out, weights, weight_stride, heads, values, value_stride, positions, 0, n, 0);
+}
+
+static void accumulate_f16_scalar(float *out, const float *weights, int64_t weight_stride, int heads, const uint8_t *values,
+                                  int64_t value_stride, int64_t positions, int64_t n) {
+    accumulate_tail(out, weights, weight_stride, heads, values, value_stride, positions, 0, n, 1);
 }
 
 #ifdef BITNET_X86
-__attribute__((target("avx2,fma")))
-static void accumulate_f32_avx2(float *out, float weight, const void *v, int64_t n) {
-    const float *values = v;
-    __m256 w = _mm256_set1_ps(weight);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_fmadd_ps(w, _mm256_loadu_ps(values + i), _mm256_loadu_ps(out + i)));
-    for (; i < n; i++) out[i] += weight * values[i];
+#define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+TARGET_AVX2 static inline __attribute__((always_inline)) __m256 cached_values_avx2(const uint8_t *row, int64_t i, int half) {
+    return half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * i))) : _mm256_loadu_ps((const float *)row + i);
 }
 
-__attribute__((target("avx2,fma,f16c")))
-static void accumulate_f16_avx2(float *out, float weight, const void *v, int64_t n) {
-    const uint16_t *values = v;
-    __m256 w = _mm256_set1_ps(weight);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 value = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(values + i)));
-        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(w, value, _mm256_loadu_ps(out + i)));
+/// V columns [i, i + 8·V) of H heads, kept in registers over all positions: a fused multiply-add per value and
+/// position, in position order.
+TARGET_AVX2 static inline __attribute__((always_inline)) void accumulate_columns_avx2(
+    float *out, const float *weights, int64_t weight_stride, const uint8_t *values, int64_t value_stride,
+    int64_t positions, int64_t n, int64_t i, const int H, const int V, int half) {
+    __m256 acc[4][2];
+    for (int h = 0; h < H; h++) for (int v = 0; v < V; v++) acc[h][v] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < positions; p++) {
+        __m256 value[2];
+        for (int v = 0; v < V; v++) value[v] = cached_values_avx2(values + p * value_stride, i + 8 * v, half);
+        for (int h = 0; h < H; h++) {
+            __m256 weight = _mm256_broadcast_ss(weights + h * weight_stride + p);
+            for (int v = 0; v < V; v++) acc[h][v] = _mm256_fmadd_ps(weight, value[v], acc[h][v]);
+        }
     }
-    for (; i < n; i++) out[i] += weight * bitnet_half_to_float(values[i]);
+    for (int h = 0; h < H; h++) for (int v = 0; v < V; v++) _mm256_storeu_ps(out + h * n + i + 8 * v, acc[h][v]);
 }
+
+TARGET_AVX2 static inline __attribute__((always_inline)) void accumulate_heads_avx2(
+    float *out, const float *weights, int64_t weight_stride, const uint8_t *values, int64_t value_stride,
+    int64_t positions, int64_t n, const int H, int half) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) accumulate_columns_avx2(out, weights, weight_stride, values, value_stride, positions, n, i, H, 2, half);
+    for (; i + 8 <= n; i += 8) accumulate_columns_avx2(out, weights, weight_stride, values, value_stride, positions, n, i, H, 1, half);
+    accumulate_tail(out, weights, weight_stride, H, values, value_stride, positions, i, n, half);
+}
+
+#define ACCUMULATE_AVX2(name, half)                                                                                 \
+    TARGET_AVX2 static void name(float *out, const float *weights, int64_t weight_stride, int heads,                \
+                                 const uint8_t *values, int64_t value_stride, int64_t positions, int64_t n) {       \
+        switch (heads) {                                                                                            \
+        case 4: accumulate_heads_avx2(out, weights, weight_stride, values, value_stride, positions, n, 4, half); break; \
+        case 3: accumulate_heads_avx2(out, weights, weight_stride, values, value_stride, positions, n, 3, half); break; \
+        case 2: accumulate_heads_avx2(out, weights, weight_stride, values, value_stride, positions, n, 2, half); break; \
+        default: accumulate_heads_avx2(out, weights, weight_stride, values, value_stride, positions, n, 1, half); break; \
+        }                                                                                                           \
+    }
+
+ACCUMULATE_AVX2(accumulate_f32_avx2, 0)
+ACCUMULATE_AVX2(accumulate_f16_avx2, 1)
 #endif
 
 typedef struct {
     const bitnet_attention_args *args;
     bitnet_float_dot dot;
+    bitnet_float_dot4 dot4;  // NULL: one dot at a time
     accumulate_fn accumulate;
     size_t element_bytes;
     _Atomic int failed;
 } attention_job;
 
+/// Softmax in place over `count` scores: the maximum, e^(s − max) and their total in position order, then each
+/// divided by the total.
+static void softmax(float *scores, int64_t count) {
+    float maximum = -INFINITY;
+    for (int64_t p = 0; p < count; p++)
+        if (scores[p] > maximum) maximum = scores[p];
+    float total = 0;
+    for (int64_t p = 0; p < count; p++) {
+        scores[p] = expf(scores[p] - maximum);
+        total += scores[p];
+    }
+    for (int64_t p = 0; p < count; p++) scores[p] /= total;
+}
+
 static void attention_task(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     attention_job *job = context;
     const bitnet_attention_args *a = job->args;
+    const int64_t dimension = a->head_dimension, group = a->heads / a->key_value_heads;
     int64_t most_visible = 0;
     for (int64_t item = begin; item < end; item++) {
-        int64_t visible = a->positions[item / a->heads] + 1;
+        int64_t visible = a->positions[item / a->key_value_heads] + 1;
         if (visible > most_visible) most_visible = visible;
     }
-    float *scores = malloc((size_t)most_visible * sizeof(float));
+    float *scores = malloc((size_t)(group * most_visible) * sizeof(float));  // scores[h · visible + position]
     if (!scores) {
         atomic_store(&job->failed, 1);
         return;
     }
-    const int64_t dimension = a->head_dimension, group = a->heads / a->key_value_heads;
+    const int64_t stride = a->cache_width * (int64_t)job->element_bytes;
     for (int64_t item = begin; item < end; item++) {
-        int64_t token = item / a->heads, head = item % a->heads;
+        int64_t token = item / a->key_value_heads, kv_head = item % a->key_value_heads;
         int64_t visible = a->positions[token] + 1;
-        const float *query = a->queries + a->rows[token] * a->row_stride + head * dimension;
-        size_t kv_offset = (size_t)((head / group) * dimension);
-        float maximum = -INFINITY;
+        const float *queries = a->queries + a->rows[token] * a->row_stride + kv_head * group * dimension;
+        const uint8_t *keys = (const uint8_t *)a->keys + kv_head * dimension * (int64_t)job->element_bytes;
+        const uint8_t *values = (const uint8_t *)a->values + kv_head * dimension * (int64_t)job->element_bytes;
         for (int64_t position = 0; position < visible; position++) {
-            const uint8_t *key = (const uint8_t *)a->keys + ((size_t)position * a->cache_width + kv_offset) * job->element_bytes;
-            scores[position] = job->dot(key, query, dimension) * a->scale;
-            if (scores[position] > maximum) maximum = scores[position];
+            const uint8_t *key = keys + position * stride;
+            int64_t h = 0;
+            for (; job->dot4 && h + 4 <= group; h += 4) {
+                float dots[4];
+                job->dot4(key, queries + h * dimension, dimension, dimension, dots);
+                for (int k = 0; k < 4; k++) scores[(h + k) * visible + position] = dots[k] * a->scale;
+            }
+            for (; h < group; h++) scores[h * visible + position] = job->dot(key, queries + h * dimension, dimension) * a->scale;
         }
-        float total = 0;
-        for (int64_t position = 0; position < visible; position++) {
-            scores[position] = expf(scores[position] - maximum);
-            total += scores[position];
-        }
-        float *result = a->output + a->rows[token] * a->row_stride + head * dimension;
-        for (int64_t d = 0; d < dimension; d++) result[d] = 0;
-        for (int64_t position = 0; position < visible; position++) {
-            const uint8_t *value = (const uint8_t *)a->values + ((size_t)position * a->cache_width + kv_offset) * job->element_bytes;
-            job->accumulate(result, scores[position] / total, value, dimension);
-        }
+        for (int64_t h = 0; h < group; h++) softmax(scores + h * visible, visible);
+        float *result = a->output + a->rows[token] * a->row_stride + kv_head * group * dimension;
+        for (int64_t h = 0; h < group; h += 4)
+            job->accumulate(result + h * dimension, scores + h * visible, visible, group - h < 4 ? (int)(group - h) : 4,
+                            values, stride, visible, dimension);
     }
     free(scores);
 }
@@ -268,16 +331,18 @@ int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
     int level = bitnet_level();
     const bitnet_kernel_table *table = bitnet_kernels_for_level(level);
     int half = args->cache_type == BITNET_CACHE_F16;
+    int encoding = half ? BITNET_FLOAT_F16 : BITNET_FLOAT_F32;
     attention_job job = {
         .args = args,
-        .dot = table->dot[half ? BITNET_FLOAT_F16 : BITNET_FLOAT_F32],
+        .dot = table->dot[encoding],
+        .dot4 = table->dot4[encoding],
         .accumulate = half ? accumulate_f16_scalar : accumulate_f32_scalar,
         .element_bytes = half ? 2 : 4,
     };
 #ifdef BITNET_X86
     if (level >= BITNET_LEVEL_AVX2) job.accumulate = half ? accumulate_f16_avx2 : accumulate_f32_avx2;
 #endif
-    int64_t items = args->tokens * args->heads;
+    int64_t items = args->tokens * args->key_value_heads;
     int threads = bitnet_pool_threads(pool);
     int64_t grain = items / (threads * 4);
     bitnet_pool_run(pool, items, grain < 1 ? 1 : grain, attention_task, &job);

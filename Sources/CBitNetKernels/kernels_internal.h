@@ -128,6 +128,7 @@ void bitnet_i2_s_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, in
 float bitnet_dot_f32_avx2(const void *, const float *, int64_t);
 float bitnet_dot_f16_avx2(const void *, const float *, int64_t);
 void bitnet_dot4_f16_avx2(const void *, const float *, int64_t, int64_t, float[4]);
+void bitnet_dot4_f32_avx2(const void *, const float *, int64_t, int64_t, float[4]);
 float bitnet_dot_bf16_avx2(const void *, const float *, int64_t);
 float bitnet_dot_q8_0_avx2(const void *, const float *, int64_t);
 float bitnet_dot_q6_k_avx2(const uint8_t *, const bitnet_q8_k_block *, int64_t);

@@ -86,3 +86,79 @@ import Testing
         #expect(Self.same(output, expected))
     }
 }
+
+extension ForwardOpKernelTests {
+    /// Grouped-query attention on every level, f32 and f16 caches, groups of 1 to 5 query heads and a head size with
+    /// a tail (20 = 16 + 4): within 1e-5 of a double-precision softmax, and each head's floats the same as with its
+    /// own copy of the keys and values (group 1), so the heads that share a key/value head never change each other.
+    @Test(arguments: [(BITNET_CACHE_F32, 1), (BITNET_CACHE_F32, 4), (BITNET_CACHE_F32, 5), (BITNET_CACHE_F16, 3), (BITNET_CACHE_F16, 4)])
+    func attentionOfAGroupIsEachHeadsOwn(cacheType: bitnet_cache_type, group: Int) {
+        let keyValueHeads = 2, heads = keyValueHeads * group, dimension = 20, positions = 9
+        let tokens = 3, tokenPositions: [Int64] = [4, 7, 8]  // the sequence's last three tokens see 5, 8 and 9 positions
+        var generator = SeededGenerator(seed: UInt64(group))
+        func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -2...2, using: &generator) } }
+        let keys = random(positions * keyValueHeads * dimension).map { Float(Float16($0)) }
+        let values = random(positions * keyValueHeads * dimension).map { Float(Float16($0)) }
+        let queries = random(tokens * heads * dimension)
+        let scale = 1 / Float(dimension).squareRoot()
+
+        /// The cache as the kernels store it: `kvHeads` heads per position, each query head's own copy when `copies`.
+        func cache(_ source: [Float], copies: Bool) -> [UInt8] {
+            var rows: [Float] = []
+            for position in 0..<positions {
+                for head in 0..<(copies ? heads : keyValueHeads) {
+                    let start = (position * keyValueHeads + (copies ? head / group : head)) * dimension
+                    rows += source[start..<start + dimension]
+                }
+            }
+            return cacheType == BITNET_CACHE_F16 ? rows.flatMap { withUnsafeBytes(of: Float16($0).bitPattern.littleEndian, Array.init) }
+                                                 : rows.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+        }
+        func attend(copies: Bool) -> [Float] {
+            let kvHeads = copies ? heads : keyValueHeads
+            let keyBytes = cache(keys, copies: copies), valueBytes = cache(values, copies: copies)
+            var output = [Float](repeating: 0, count: tokens * heads * dimension)
+            let rows = (0..<tokens).map(Int64.init)
+            let pool = bitnet_pool_create(2)
+            defer { bitnet_pool_destroy(pool) }
+            let status = keyBytes.withUnsafeBytes { keyBytes in
+                valueBytes.withUnsafeBytes { valueBytes in
+                    queries.withUnsafeBufferPointer { queries in
+                        output.withUnsafeMutableBufferPointer { output in
+                            var arguments = bitnet_attention_args(
+                                cache_type: Int32(cacheType.rawValue), keys: keyBytes.baseAddress, values: valueBytes.baseAddress,
+                                cache_width: Int64(kvHeads * dimension), queries: queries.baseAddress, output: output.baseAddress,
+                                row_stride: Int64(heads * dimension), rows: rows, positions: tokenPositions, tokens: Int64(tokens),
+                                heads: Int32(heads), key_value_heads: Int32(kvHeads), head_dimension: Int32(dimension), scale: scale)
+                            return bitnet_attention(pool, &arguments)
+                        }
+                    }
+                }
+            }
+            #expect(status == 0)
+            return output
+        }
+
+        for path in KernelTests.paths {
+            #expect(bitnet_kernels_force(path) == 0)
+            defer { bitnet_kernels_force(nil) }
+            let grouped = attend(copies: false)
+            #expect(Self.same(grouped, attend(copies: true)), "\(path): a head's floats depend on its group")
+            for token in 0..<tokens {
+                for head in 0..<heads {
+                    let query = queries[(token * heads + head) * dimension..<(token * heads + head + 1) * dimension].map(Double.init)
+                    let visible = Int(tokenPositions[token]) + 1
+                    let base = (0..<visible).map { ($0 * keyValueHeads + head / group) * dimension }
+                    let scores = base.map { start in zip(query, keys[start..<start + dimension]).reduce(0.0) { $0 + $1.0 * Double($1.1) } * Double(scale) }
+                    let exponentials = scores.map { exp($0 - scores.max()!) }
+                    let total = exponentials.reduce(0, +)
+                    for d in 0..<dimension {
+                        let expected = zip(exponentials, base).reduce(0.0) { $0 + $1.0 / total * Double(values[$1.1 + d]) }
+                        let actual = grouped[(token * heads + head) * dimension + d]
+                        #expect(abs(Double(actual) - expected) < 1e-5, "\(path) token \(token) head \(head) value \(d)")
+                    }
+                }
+            }
+        }
+    }
+}
