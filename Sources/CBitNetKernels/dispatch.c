@@ -22,7 +22,7 @@ static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "a
       STORED(bitnet_tq1_0_tile_##tile, bitnet_prepare_tq1_0, 640, BITNET_AVX2_PROMPT_ROWS),                         \
       STORED(bitnet_i2_s_tile_##tile, NULL, 128, BITNET_AVX2_PROMPT_ROWS)},                                         \
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},                  \
-     {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},                                                                \
+     {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},                                                \
      bitnet_dot_q6_k_avx2}
 
 /// Written once, before any thread can call a kernel, where the AVX-VNNI level takes its EVEX-encoded tiles.

@@ -11,6 +11,9 @@
 #define BITNET_X86 1
 #endif
 
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+
 /// Instruction-set levels, each running on every CPU that runs the next (the AVX-VNNI tiles run EVEX-encoded
 /// where a CPU has AVX-512 VNNI without AVX-VNNI).
 enum {

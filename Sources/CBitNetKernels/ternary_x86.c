@@ -7,8 +7,6 @@
 #ifdef BITNET_X86
 #include <immintrin.h>
 
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define TARGET_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 /// Generates the exported tile from a body specialized for constant (rows, tokens): the shapes the driver uses
