@@ -23,6 +23,7 @@ static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "a
       STORED(bitnet_i2_s_tile_##tile, NULL, 128, BITNET_AVX2_PROMPT_ROWS)},                                         \
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},                  \
      {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},                                                \
+     {NULL},                                                                                                        \
      bitnet_dot_q6_k_avx2}
 
 /// Written once, before any thread can call a kernel, where the AVX-VNNI level takes its EVEX-encoded tiles.
@@ -32,6 +33,7 @@ static bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
      {STORED(bitnet_tq2_0_tile_scalar, NULL, 256, 4), STORED(bitnet_tq1_0_tile_scalar, bitnet_prepare_tq1_0, 640, 4),
       STORED(bitnet_i2_s_tile_scalar, NULL, 128, 4)},
      {bitnet_dot_f32_scalar, bitnet_dot_f16_scalar, bitnet_dot_bf16_scalar, bitnet_dot_q8_0_scalar, NULL},
+     {NULL},
      {NULL},
      bitnet_dot_q6_k_scalar},
 #ifdef BITNET_X86
@@ -46,6 +48,7 @@ static bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
       STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, BITNET_VNNI_PROMPT_ROWS)},
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},
      {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},
+     {NULL, bitnet_rows4_f16_avx512, NULL, NULL, NULL},
      bitnet_dot_q6_k_avx2},
 #endif
 };

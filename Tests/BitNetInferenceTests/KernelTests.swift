@@ -258,7 +258,7 @@ import Testing
 
     /// A token's logits never depend on the tokens batched with it (the server's guarantee): every float
     /// encoding at every level, 11 tokens at once (the four-token kernels and the single-token tail) against
-    /// each token alone, bit for bit.
+    /// each token alone (the four-row decode kernel where the level has one, then single rows), bit for bit.
     @Test(arguments: [(BITNET_FLOAT_F32, 37), (BITNET_FLOAT_F16, 37), (BITNET_FLOAT_F16, 2560), (BITNET_FLOAT_BF16, 40),
                       (BITNET_FLOAT_Q8_0, 64), (BITNET_FLOAT_Q6_K, 512)])
     func floatMatmulGivesEachTokenWhatItGetsAlone(encoding: bitnet_float_encoding, columns: Int) throws {
