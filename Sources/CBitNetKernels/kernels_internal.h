@@ -142,6 +142,7 @@ void bitnet_rows4_f16_avx512(const void *, size_t, const float *, int64_t, float
 float bitnet_dot_bf16_avx2(const void *, const float *, int64_t);
 float bitnet_dot_q8_0_avx2(const void *, const float *, int64_t);
 float bitnet_dot_q6_k_avx2(const uint8_t *, const bitnet_q8_k_block *, int64_t);
+float bitnet_dot_q6_k_avx512(const uint8_t *, const bitnet_q8_k_block *, int64_t);
 #endif
 
 #endif
