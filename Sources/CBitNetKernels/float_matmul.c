@@ -228,15 +228,22 @@ float bitnet_dot_q8_0_avx2(const void *weights, const float *x, int64_t n) {
 
 /// Q6_K: per half block, ql[0..32), ql[32..64) and qh[0..32) give four vectors of 32 levels (values l, 32 + l,
 /// 64 + l, 96 + l of the half), each two groups of 16 with their own scale. Levels (0…63) × q (±127) pair up in
-/// `vpmaddubsw` without saturating; the group scales join in `vpmaddwd`.
+/// `vpmaddubsw` without saturating; the group scales join in `vpmaddwd`, each broadcast to its 128-bit lane by a
+/// byte shuffle, and the −32 · Σq correction is one more `vpmaddwd` a block.
 __attribute__((target("avx2,fma")))
 float bitnet_dot_q6_k_avx2(const uint8_t *block, const bitnet_q8_k_block *x, int64_t blocks) {
 #pragma clang fp contract(off)  // the per-block multiply-add exactly as the scalar dot rounds it
     const __m256i low_nibbles = _mm256_set1_epi8(0x0F), high_pair = _mm256_set1_epi8(0x30);
+    // Scale bytes 2p (low lane) and 2p + 1 (high lane) into the high byte of every 16-bit element; 0x80 gives zero.
+    __m256i pair_of_scales[8];
+    for (int p = 0; p < 8; p++)
+        pair_of_scales[p] = _mm256_setr_m128i(_mm_set1_epi16((short)(2 * p << 8 | 0x80)), _mm_set1_epi16((short)((2 * p + 1) << 8 | 0x80)));
     float sum = 0;
     for (int64_t b = 0; b < blocks; b++, block += 210, x++) {
-        const int8_t *scales = (const int8_t *)(block + 192);
-        __m256i acc = _mm256_setzero_si256();
+        __m128i scale_bytes = _mm_loadu_si128((const __m128i *)(block + 192));
+        __m256i both_lanes = _mm256_broadcastsi128_si256(scale_bytes);
+        __m256i correction = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_bytes), _mm256_loadu_si256((const __m256i *)x->sums));
+        __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(correction, 5));
         for (int half = 0; half < 2; half++) {
             __m256i ql0 = _mm256_loadu_si256((const __m256i *)(block + 64 * half));
             __m256i ql1 = _mm256_loadu_si256((const __m256i *)(block + 64 * half + 32));
@@ -248,19 +255,16 @@ float bitnet_dot_q6_k_avx2(const uint8_t *block, const bitnet_q8_k_block *x, int
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_nibbles), _mm256_and_si256(_mm256_srli_epi16(qh, 2), high_pair)),
             };
             for (int lane = 0; lane < 4; lane++) {
-                int group = 8 * half + 2 * lane;
                 __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 128 * half + 32 * lane));
                 __m256i pairs = _mm256_maddubs_epi16(levels[lane], q);
-                __m256i scale = _mm256_setr_m128i(_mm_set1_epi16(scales[group]), _mm_set1_epi16(scales[group + 1]));
+                __m256i scale = _mm256_srai_epi16(_mm256_shuffle_epi8(both_lanes, pair_of_scales[4 * half + lane]), 8);
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale));
             }
         }
         __m128i lanes = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
         lanes = _mm_add_epi32(lanes, _mm_shuffle_epi32(lanes, 0x4E));
         lanes = _mm_add_epi32(lanes, _mm_shuffle_epi32(lanes, 0xB1));
-        int32_t total = _mm_cvtsi128_si32(lanes);
-        for (int group = 0; group < 16; group++) total -= 32 * scales[group] * x->sums[group];
-        sum += half_at(block + 208) * x->d * (float)total;
+        sum += half_at(block + 208) * x->d * (float)_mm_cvtsi128_si32(lanes);
     }
     return sum;
 }
