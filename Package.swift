@@ -70,6 +70,7 @@ let package = Package(
         .executableTarget(
             name: "bitnet",
             dependencies: [
+                "BitNetCPU",
                 "BitNetFormats",
                 "BitNetInference",
                 "BitNetConversion",

@@ -94,3 +94,30 @@ struct CPUModel: BackendModel {
         return CPUExecution(model: self, batch: batch, cache: storage).run()
     }
 }
+
+extension CPUBackend {
+    /// Bytes per second of reading `weights` once on this backend's threads with the widest loads its kernels
+    /// use, the best of `passes` (the first also faults a memory map in): the fastest a kernel could stream the
+    /// same bytes, a benchmark's bandwidth roofline.
+    public func readBandwidth(of weights: [WeightTensor], passes: Int = 3) -> Double {
+        let total = weights.reduce(0) { $0 + $1.bytes.count }
+        return Self.withRegions(of: weights[...], collected: []) { regions in
+            let bases = regions.map { UnsafeRawPointer($0.baseAddress) }
+            let counts = regions.map(\.count)
+            var best = 0.0
+            for _ in 0..<max(1, passes) {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = bitnet_stream_read(pool.pointer, bases, counts, Int64(regions.count))
+                best = max(best, Double(total) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+            }
+            return best
+        }
+    }
+
+    /// `body` with every weight's bytes at once (each `withUnsafeBytes` lasts only for its closure).
+    private static func withRegions<R>(of weights: ArraySlice<WeightTensor>, collected: [UnsafeRawBufferPointer],
+                                       _ body: ([UnsafeRawBufferPointer]) -> R) -> R {
+        guard let first = weights.first else { return body(collected) }
+        return first.bytes.withUnsafeBytes { withRegions(of: weights.dropFirst(), collected: collected + [$0], body) }
+    }
+}

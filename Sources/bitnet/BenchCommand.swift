@@ -1,4 +1,5 @@
 import ArgumentParser
+import BitNetCPU
 import BitNetFormats
 import BitNetInference
 import BitNetVulkan
@@ -74,7 +75,7 @@ struct Bench: AsyncParsableCommand {
                 let vulkan = model.backend as? VulkanBackend
                 let bytesPerToken = Double(model.bytesReadPerToken)
                 // The host's read bandwidth over the file's weights: measured once, whichever backend runs.
-                let bandwidth = measuredBandwidth ?? Self.readBandwidth(model, threads: threadCount)
+                let bandwidth = measuredBandwidth ?? CPUBackend(threads: threadCount).readBandwidth(of: model.loaded.graph.weights.filter { $0.rows > 1 })
                 measuredBandwidth = bandwidth
                 header = String(format: "%@: %@, %.1f MiB read per token; read bandwidth here %.2f GB/s with %d thread(s), roofline %.1f tokens/s",
                                 path, model.configuration.architecture.rawValue, bytesPerToken / 1_048_576, bandwidth / 1e9, threadCount,
@@ -142,32 +143,5 @@ struct Bench: AsyncParsableCommand {
             logits = try session.evaluate([next])[0]
         }
         return Double(tokens) / (now() - start)
-    }
-
-    /// Bytes per second of reading the model's weights once with `threads` threads: the best of three
-    /// passes (the first also faults the mapping in). A plain sum over 64-bit words, which the compiler
-    /// vectorizes: the fastest a kernel could stream the same bytes.
-    static func readBandwidth(_ model: BitNetModel, threads: Int) -> Double {
-        let weights = model.loaded.graph.weights.filter { $0.rows > 1 }
-        let total = weights.reduce(0) { $0 + $1.bytes.count }
-        var best = 0.0
-        for _ in 0..<3 {
-            let start = now()
-            DispatchQueue.concurrentPerform(iterations: threads) { worker in
-                var sum: UInt64 = 0
-                for weight in weights {
-                    weight.bytes.withUnsafeBytes { bytes in
-                        guard let base = bytes.baseAddress else { return }
-                        let skip = (8 - Int(bitPattern: base) % 8) % 8
-                        guard bytes.count > skip else { return }
-                        let words = UnsafeBufferPointer(start: (base + skip).assumingMemoryBound(to: UInt64.self), count: (bytes.count - skip) / 8)
-                        for word in words[words.count * worker / threads..<words.count * (worker + 1) / threads] { sum &+= word }
-                    }
-                }
-                if sum == 42 { print("") }  // keeps the reads
-            }
-            best = max(best, Double(total) / (now() - start))
-        }
-        return best
     }
 }

@@ -48,6 +48,12 @@ int bitnet_pool_threads(const bitnet_pool *pool);
 /// serially on its thread. A NULL pool runs everything on the calling thread.
 void bitnet_pool_run(bitnet_pool *pool, int64_t count, int64_t grain, bitnet_task task, void *context);
 
+/// Reads `region_count` regions (`counts[r]` bytes from `regions[r]`) once, in 1 MiB chunks shared out between
+/// the pool's threads, with the widest loads of the calling thread's instruction set; returns the bytes' sum as
+/// 64-bit words (a checksum, so no read can be left out). The fastest a kernel here could stream the same memory: a
+/// benchmark's bandwidth roofline.
+uint64_t bitnet_stream_read(bitnet_pool *pool, const void *const *regions, const size_t *counts, int64_t region_count);
+
 // MARK: - Ternary matmul
 
 /// Packed ternary weight layouts (codes stored as c + 1 ∈ {0, 1, 2}).
