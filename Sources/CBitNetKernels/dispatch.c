@@ -12,15 +12,18 @@
 static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "avxvnni", "avx512vnni"};
 
 /// A kernel whose tiles read the stored rows; activations in their own order where `prepare` is given.
-#define STORED(tile, prepare, prepared_block_bytes, rows) {tile, prepare, prepared_block_bytes, NULL, 0, rows}
+#define STORED(tile, prepare, prepared_block_bytes, rows, tokens) {tile, prepare, prepared_block_bytes, NULL, 0, rows, tokens}
+/// None: the driver uses the level's other kernel.
+#define NONE {NULL, NULL, 0, NULL, 0, 0, 0}
 
 /// The 256-bit kernels of AVX2 or AVX-VNNI (`tile` names the level's tiles).
 #define KERNELS_256(tile)                                                                                          \
-    {{STORED(bitnet_tq2_0_tile_##tile, NULL, 256, 2), STORED(bitnet_tq1_0_tile_##tile, bitnet_prepare_tq1_0, 640, 2), \
-      STORED(bitnet_i2_s_tile_##tile, NULL, 128, 2)},                                                               \
-     {STORED(bitnet_tq2_0_tile_##tile, NULL, 256, BITNET_AVX2_PROMPT_ROWS),                                         \
-      STORED(bitnet_tq1_0_tile_##tile, bitnet_prepare_tq1_0, 640, BITNET_AVX2_PROMPT_ROWS),                         \
-      STORED(bitnet_i2_s_tile_##tile, NULL, 128, BITNET_AVX2_PROMPT_ROWS)},                                         \
+    {{STORED(bitnet_tq2_0_tile_##tile, NULL, 256, 2, 1), STORED(bitnet_tq1_0_tile_##tile, bitnet_prepare_tq1_0, 640, 2, 1), \
+      STORED(bitnet_i2_s_tile_##tile, NULL, 128, 2, 1)},                                                               \
+     {STORED(bitnet_tq2_0_tile_##tile, NULL, 256, BITNET_AVX2_PROMPT_ROWS, 4),                                         \
+      STORED(bitnet_tq1_0_tile_##tile, bitnet_prepare_tq1_0, 640, BITNET_AVX2_PROMPT_ROWS, 4),                         \
+      STORED(bitnet_i2_s_tile_##tile, NULL, 128, BITNET_AVX2_PROMPT_ROWS, 4)},                                         \
+     {NONE, NONE, NONE},                                                                                            \
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},                  \
      {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},                                                \
      {NULL},                                                                                                        \
@@ -28,10 +31,11 @@ static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "a
 
 /// Written once, before any thread can call a kernel, where the AVX-VNNI level takes its EVEX-encoded tiles.
 static bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
-    {{STORED(bitnet_tq2_0_tile_scalar, NULL, 256, 2), STORED(bitnet_tq1_0_tile_scalar, bitnet_prepare_tq1_0, 640, 2),
-      STORED(bitnet_i2_s_tile_scalar, NULL, 128, 2)},
-     {STORED(bitnet_tq2_0_tile_scalar, NULL, 256, 4), STORED(bitnet_tq1_0_tile_scalar, bitnet_prepare_tq1_0, 640, 4),
-      STORED(bitnet_i2_s_tile_scalar, NULL, 128, 4)},
+    {{STORED(bitnet_tq2_0_tile_scalar, NULL, 256, 2, 1), STORED(bitnet_tq1_0_tile_scalar, bitnet_prepare_tq1_0, 640, 2, 1),
+      STORED(bitnet_i2_s_tile_scalar, NULL, 128, 2, 1)},
+     {STORED(bitnet_tq2_0_tile_scalar, NULL, 256, 4, 4), STORED(bitnet_tq1_0_tile_scalar, bitnet_prepare_tq1_0, 640, 4, 4),
+      STORED(bitnet_i2_s_tile_scalar, NULL, 128, 4, 4)},
+     {NONE, NONE, NONE},
      {bitnet_dot_f32_scalar, bitnet_dot_f16_scalar, bitnet_dot_bf16_scalar, bitnet_dot_q8_0_scalar, NULL},
      {NULL},
      {NULL},
@@ -39,13 +43,16 @@ static bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
 #ifdef BITNET_X86
     KERNELS_256(avx2),
     KERNELS_256(avxvnni),
-    {{STORED(bitnet_tq2_0_tile_vnni, bitnet_prepare_lanes_vnni, 256, 2),
-      STORED(bitnet_tq1_0_tile_vnni, bitnet_prepare_tq1_0, 640, 2),
-      STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, 2)},
+    {{STORED(bitnet_tq2_0_tile_vnni, bitnet_prepare_lanes_vnni, 256, 2, 1),
+      STORED(bitnet_tq1_0_tile_vnni, bitnet_prepare_tq1_0, 640, 2, 1),
+      STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, 2, 1)},
      // TQ1_0's prompts unpack each chunk of rows into TQ2_0's density, 64 bytes a block, once for every token.
-     {STORED(bitnet_tq2_0_tile_vnni, bitnet_prepare_lanes_vnni, 256, BITNET_VNNI_PROMPT_ROWS),
-      {bitnet_fields_tile_vnni, bitnet_prepare_lanes_vnni, 256, bitnet_tq1_0_unpack_vnni, 64, BITNET_VNNI_PROMPT_ROWS},
-      STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, BITNET_VNNI_PROMPT_ROWS)},
+     {STORED(bitnet_tq2_0_tile_vnni, bitnet_prepare_lanes_vnni, 256, BITNET_VNNI_PROMPT_ROWS, 4),
+      {bitnet_fields_tile_vnni, bitnet_prepare_lanes_vnni, 256, bitnet_tq1_0_unpack_vnni, 64, BITNET_VNNI_PROMPT_ROWS, 4},
+      STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, BITNET_VNNI_PROMPT_ROWS, 4)},
+     {STORED(bitnet_tq2_0_tile_vnni, bitnet_prepare_lanes_vnni, 256, 3, 8),
+      {bitnet_fields_tile_vnni, bitnet_prepare_lanes_vnni, 256, bitnet_tq1_0_unpack_vnni, 64, 3, 8},
+      STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, 3, 8)},
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},
      {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},
      {NULL, bitnet_rows4_f16_avx512, NULL, NULL, NULL},

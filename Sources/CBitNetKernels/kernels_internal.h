@@ -29,7 +29,7 @@ int bitnet_level(void);
 
 /// Σ c'·x, with c' the stored codes 0, 1, 2 and x int8 (no −Σx correction), for `rows` weight rows (`row_bytes`
 /// apart) × `tokens` activation rows (`x_stride` bytes apart), over blocks [first_block, end_block). Writes
-/// `sums[r * tokens + t]`. `rows` ≤ 4 and `tokens` ≤ 4. Activations are in the order ``bitnet_ternary_prepare``
+/// `sums[r * tokens + t]`. `rows` ≤ 4 and `tokens` ≤ 8. Activations are in the order ``bitnet_ternary_prepare``
 /// leaves them.
 typedef void (*bitnet_ternary_tile)(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
                                     int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums);
@@ -74,7 +74,8 @@ typedef struct {
     int64_t prepared_block_bytes;    // activation bytes per block that the tiles read
     bitnet_ternary_unpack unpack;    // NULL: the tiles read the stored rows
     int64_t unpacked_block_bytes;
-    int tile_rows;                   // rows of the tile's unrolled shape (× 1 token for decode, × 4 for prompts)
+    int tile_rows;                   // the tile's unrolled shape: rows …
+    int tile_tokens;                 // … × tokens (1 for decode; the driver's token block for prompts)
 } bitnet_ternary_kernel;
 
 /// Rows of a prompt tile: as many as the level's registers hold accumulators for. The AVX2 tiles have 16
@@ -82,11 +83,22 @@ typedef struct {
 /// vpdpbusd's latency at two per cycle (measured on one core: 2 × 4 at 3.9, 4 × 4 at 4.3 vpdpbusd per ns).
 enum { BITNET_AVX2_PROMPT_ROWS = 2, BITNET_VNNI_PROMPT_ROWS = 4 };
 
+/// The most bytes of activations a short-row prompt tile's token block may read per row: half of a 48 KiB L1, so
+/// the chunk's weights keep some of it. 8 tokens of a 2560-column row (20 KiB) fit; of a 6912-column one do not.
+/// The VNNI short-row tile is 3 rows × 8 tokens (24 accumulators): 3 ANDs for 24 vpdpbusd where 4 × 4 needs 4 for
+/// 16. Measured on the 2B-4T-shaped TQ2_0 file (Ice Lake, 2 threads, pp128, medians of 8 alternated runs): 135.3
+/// tokens/s against 129.5 with 4 × 4 everywhere and 128.9 with 2 × 8; on one core, a 2 × 8 tile was slower than
+/// 4 × 4 at 6912 columns, where eight tokens' activations leave L1.
+enum { BITNET_SHORT_ROW_ACTIVATION_BYTES = 24 * 1024 };
+
 /// The kernels of one level, chosen once per call in the calling thread so worker threads run what the caller
 /// would (a level forced on the caller's thread applies to the whole matmul).
 typedef struct {
     bitnet_ternary_kernel decode[3];  // indexed by bitnet_ternary_encoding
     bitnet_ternary_kernel prompt[3];
+    /// Prompts over rows short enough that a taller token block's activations stay in L1 (see
+    /// ``BITNET_SHORT_ROW_ACTIVATION_BYTES``): each decoded weight serves more tokens. Tile NULL where there is none.
+    bitnet_ternary_kernel short_prompt[3];
     bitnet_float_dot dot[5];         // indexed by bitnet_float_encoding
     bitnet_float_dot4 dot4[5];       // the same, four tokens at once; NULL where there is none
     bitnet_float_rows4 rows4[5];     // the same, four rows at once; NULL where there is none

@@ -112,7 +112,7 @@ void bitnet_i2_s_tile_scalar(const uint8_t *w, int64_t row_bytes, const int8_t *
 
 // MARK: - Driver
 
-enum { MAX_TILE_ROWS = 4, MAX_TILE_TOKENS = 4, TOKEN_BLOCK = 4 };
+enum { MAX_TILE_ROWS = 4, MAX_TILE_TOKENS = 8 };
 
 typedef struct {
     const bitnet_ternary_matrix *weights;
@@ -207,10 +207,10 @@ static void matmul_rows(void *context, int64_t begin, int64_t end, int thread) {
         // Whether a row's blocks share one scale is checked after its first tile, when its bytes are in cache:
         // checked before, the scattered scale reads were the first touch of the weights and stalled.
         for (int i = 0; i < chunk_rows; i++) uniform[i] = -1;
-        for (int64_t first_token = 0; first_token < job->tokens; first_token += TOKEN_BLOCK) {
-            int tokens = job->tokens - first_token < TOKEN_BLOCK ? (int)(job->tokens - first_token) : TOKEN_BLOCK;
+        for (int64_t first_token = 0; first_token < job->tokens; first_token += kernel->tile_tokens) {
+            int tokens = job->tokens - first_token < kernel->tile_tokens ? (int)(job->tokens - first_token) : kernel->tile_tokens;
             const int8_t *x = job->prepared + first_token * job->prepared_stride;
-            int32_t chunk_sums[TOKEN_BLOCK][CHUNK_ROWS];
+            int32_t chunk_sums[MAX_TILE_TOKENS][CHUNK_ROWS];
             for (int first = 0; first < chunk_rows; first += tile_rows) {
                 int count = chunk_rows - first < tile_rows ? chunk_rows - first : tile_rows;
                 if (job->tokens == 1) prefetch_rows(job, chunk + first + PREFETCH_ROWS_AHEAD, tile_rows);
@@ -274,7 +274,11 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
     bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
     int64_t blocks = weights->columns / layout.block_values;
     const bitnet_kernel_table *table = bitnet_kernels_for_level(bitnet_level());
-    const bitnet_ternary_kernel kernel = tokens == 1 ? table->decode[weights->encoding] : table->prompt[weights->encoding];
+    bitnet_ternary_kernel kernel = tokens == 1 ? table->decode[weights->encoding] : table->prompt[weights->encoding];
+    const bitnet_ternary_kernel *short_rows = &table->short_prompt[weights->encoding];
+    if (tokens >= short_rows->tile_tokens && short_rows->tile
+        && short_rows->tile_tokens * blocks * short_rows->prepared_block_bytes <= BITNET_SHORT_ROW_ACTIVATION_BYTES)
+        kernel = *short_rows;
     matmul_job job = {
         .weights = weights,
         .layout = layout,

@@ -10,24 +10,27 @@
 #define TARGET_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 /// Generates the exported tile from a body specialized for constant (rows, tokens): the shapes the driver uses
-/// (2 × 1 for decode, `prompt_rows` × 4 for prompts) run unrolled; any other runs one row at a time, unrolled
-/// over its tokens.
-#define TILE_DISPATCH(name, target, body, prompt_rows)                                                                          \
+/// (2 × 1 for decode, `prompt_rows` × 4 for prompts, and 2 × 8 for short-row prompts where `short_rows` is 1) run
+/// unrolled; any other runs one row at a time, unrolled over up to 4 tokens at a time.
+#define TILE_DISPATCH(name, target, body, prompt_rows, short_rows)                                                \
     target void name(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride, int64_t b0,         \
                      int64_t b1, int rows, int tokens, int32_t *sums) {                                           \
         if (rows == 2 && tokens == 1) body(w, row_bytes, x, x_stride, b0, b1, 2, 1, sums);                        \
         else if (rows == prompt_rows && tokens == 4) body(w, row_bytes, x, x_stride, b0, b1, prompt_rows, 4, sums); \
+        else if (short_rows && rows == 3 && tokens == 8) body(w, row_bytes, x, x_stride, b0, b1, 3, 8, sums);     \
         else                                                                                                      \
-            for (int r = 0; r < rows; r++) {                                                                      \
-                const uint8_t *row = w + r * row_bytes;                                                           \
-                int32_t *out = sums + r * tokens;                                                                 \
-                switch (tokens) {                                                                                 \
-                case 1: body(row, row_bytes, x, x_stride, b0, b1, 1, 1, out); break;                              \
-                case 2: body(row, row_bytes, x, x_stride, b0, b1, 1, 2, out); break;                              \
-                case 3: body(row, row_bytes, x, x_stride, b0, b1, 1, 3, out); break;                              \
-                default: body(row, row_bytes, x, x_stride, b0, b1, 1, 4, out); break;                             \
+            for (int r = 0; r < rows; r++)                                                                        \
+                for (int t = 0; t < tokens; t += 4) {                                                             \
+                    const uint8_t *row = w + r * row_bytes;                                                       \
+                    const int8_t *xt = x + t * x_stride;                                                          \
+                    int32_t *out = sums + r * tokens + t;                                                         \
+                    switch (tokens - t) {                                                                         \
+                    case 1: body(row, row_bytes, xt, x_stride, b0, b1, 1, 1, out); break;                         \
+                    case 2: body(row, row_bytes, xt, x_stride, b0, b1, 1, 2, out); break;                         \
+                    case 3: body(row, row_bytes, xt, x_stride, b0, b1, 1, 3, out); break;                         \
+                    default: body(row, row_bytes, xt, x_stride, b0, b1, 1, 4, out); break;                        \
+                    }                                                                                             \
                 }                                                                                                 \
-            }                                                                                                     \
     }
 
 // MARK: - AVX2 and AVX-VNNI (one source, ternary_x86_256.h)
@@ -79,7 +82,7 @@ TARGET_VNNI static ALWAYS_INLINE __m512i fields_vnni(const uint8_t *bytes) {
     return _mm512_and_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)bytes)), masks);
 }
 
-/// The sums of `count` accumulators (≤ 16), lane g of each divided by 4^g (exact: each of its dwords is a
+/// The sums of `count` accumulators, lane g of each divided by 4^g (exact: each of its dwords is a
 /// multiple of 4^g). Four at a time, transposed so one shift and two adds finish four of them: reducing each
 /// on its own cost a quarter as many operations as a 2560-column tile's multiplies.
 TARGET_VNNI static ALWAYS_INLINE void unscaled_sums_vnni(const __m512i *acc, int count, int32_t *sums) {
@@ -107,7 +110,7 @@ TARGET_VNNI static ALWAYS_INLINE void fields_tile_vnni(const uint8_t *w, int64_t
                                                        int64_t b0, int64_t b1, const int R, const int T, int32_t *sums,
                                                        const int block_bytes, const int groups) {
     const int A = T == 1 ? 2 : 1;
-    __m512i acc[2][4][4];
+    __m512i acc[2][4][8];
     for (int a = 0; a < A; a++) for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[a][r][t] = _mm512_setzero_si512();
     for (int64_t b = b0; b < b1; b++) {
         for (int s = 0; s < groups; s++) {
@@ -119,7 +122,7 @@ TARGET_VNNI static ALWAYS_INLINE void fields_tile_vnni(const uint8_t *w, int64_t
             }
         }
     }
-    __m512i total[16];
+    __m512i total[32];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) total[r * T + t] = A == 2 ? _mm512_add_epi32(acc[0][r][t], acc[1][r][t]) : acc[0][r][t];
     unscaled_sums_vnni(total, R * T, sums);
@@ -208,7 +211,7 @@ TARGET_VNNI void bitnet_tq1_0_unpack_vnni(const uint8_t *w, int64_t row_bytes, i
     }
 }
 
-TILE_DISPATCH(bitnet_fields_tile_vnni, TARGET_VNNI, fields64_vnni, BITNET_VNNI_PROMPT_ROWS)
+TILE_DISPATCH(bitnet_fields_tile_vnni, TARGET_VNNI, fields64_vnni, BITNET_VNNI_PROMPT_ROWS, 1)
 
 /// The twin of ``tq1_0_avx2``: 32 code bytes per 16-bit vector, `vpdpwssd` for the multiply-add.
 /// `vpdpwssd` as written: the compiler otherwise splits it into vpmaddwd + vpaddd (its default tuning takes it for slow).
@@ -251,9 +254,9 @@ TARGET_VNNI static ALWAYS_INLINE void tq1_0_vnni(const uint8_t *w, int64_t row_b
     for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) sums[r * T + t] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[r][t], acc2[r][t]));
 }
 
-TILE_DISPATCH(bitnet_tq2_0_tile_vnni, TARGET_VNNI, tq2_0_vnni, BITNET_VNNI_PROMPT_ROWS)
+TILE_DISPATCH(bitnet_tq2_0_tile_vnni, TARGET_VNNI, tq2_0_vnni, BITNET_VNNI_PROMPT_ROWS, 1)
 // TQ1_0's VNNI tile runs decode steps only (its prompts unpack rows for the field tile), and 2 rows for 4 tokens.
-TILE_DISPATCH(bitnet_tq1_0_tile_vnni, TARGET_VNNI, tq1_0_vnni, 2)
-TILE_DISPATCH(bitnet_i2_s_tile_vnni, TARGET_VNNI, i2_s_vnni, BITNET_VNNI_PROMPT_ROWS)
+TILE_DISPATCH(bitnet_tq1_0_tile_vnni, TARGET_VNNI, tq1_0_vnni, 2, 0)
+TILE_DISPATCH(bitnet_i2_s_tile_vnni, TARGET_VNNI, i2_s_vnni, BITNET_VNNI_PROMPT_ROWS, 1)
 
 #endif

@@ -90,7 +90,9 @@ import Testing
         return (values, (0..<tokens).map { _ in Float.random(in: 0.5...40, using: &generator) })
     }
 
-    static let shapes: [(rows: Int, columns: Int, tokens: Int)] = [(1, 256, 1), (7, 512, 1), (9, 768, 5), (6, 2560, 3), (13, 256, 9), (66, 1280, 4), (33, 512, 2)]
+    /// Decode, prompt and short-row prompt tiles (8 tokens where a row is short enough), with tails of rows and tokens.
+    static let shapes: [(rows: Int, columns: Int, tokens: Int)] = [(1, 256, 1), (7, 512, 1), (9, 768, 5), (6, 2560, 3), (13, 256, 9), (66, 1280, 4),
+                                                                   (33, 512, 2), (7, 1024, 17), (5, 3584, 8)]
 
     /// Every encoding, uniform and per-block scales, odd rows and tokens (tile tails), 1 and 3 threads: each
     /// instruction set gives the scalar kernels' floats to the bit, and those agree with the double-precision sum.
