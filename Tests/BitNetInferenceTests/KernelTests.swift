@@ -291,6 +291,39 @@ import Testing
         }
     }
 
+    /// `bitnet bench`'s roofline read touches every byte once on every level: its checksum is the sum of each
+    /// 1 MiB chunk's 64-bit words (from the chunk's start) and trailing bytes, over regions of awkward sizes.
+    @Test func streamReadSumsEveryByteOnEveryLevel() {
+        var generator = SeededGenerator(seed: 12)
+        let regions: [[UInt8]] = [1, 7, 300, 4099, (1 << 20) + 13, 3 << 20].map { count in
+            (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        }
+        var expected: UInt64 = 0
+        for region in regions {
+            for chunk in stride(from: 0, to: region.count, by: 1 << 20) {
+                let end = min(chunk + (1 << 20), region.count), words = (end - chunk) / 8
+                for word in 0..<words {
+                    for byte in 0..<8 { expected &+= UInt64(region[chunk + 8 * word + byte]) << (8 * byte) }
+                }
+                for index in chunk + 8 * words..<end { expected &+= UInt64(region[index]) }
+            }
+        }
+        let copies = regions.map { region in
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: region.count, alignment: 1)
+            copy.copyBytes(from: region)
+            return copy
+        }
+        defer { copies.forEach { $0.deallocate() } }
+        let pool = bitnet_pool_create(3)
+        defer { bitnet_pool_destroy(pool) }
+        for path in Self.paths {
+            #expect(bitnet_kernels_force(path) == 0)
+            defer { bitnet_kernels_force(nil) }
+            let sum = bitnet_stream_read(pool, copies.map { UnsafeRawPointer($0.baseAddress) }, regions.map(\.count), Int64(regions.count))
+            #expect(sum == expected, "\(path)")
+        }
+    }
+
     @Test func dispatchNamesAnInstructionSet() {
         let isa = String(cString: bitnet_kernels_isa())
         #expect(Self.paths.contains(isa) && Self.paths.first == "scalar")
