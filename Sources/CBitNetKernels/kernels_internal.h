@@ -45,10 +45,14 @@ typedef float (*bitnet_float_dot)(const void *w, const float *x, int64_t n);
 /// weight row is loaded and converted once for the four.
 typedef void (*bitnet_float_dot4)(const void *w, const float *x, int64_t x_stride, int64_t n, float out[4]);
 
-/// The dots of four weight rows (`row_bytes` apart) with one activation row, each computed in exactly the order of
-/// the level's single-row dot: a decode step's output projection, where four independent chains and wider loads
-/// keep more of memory's reads in flight than one row at a time does.
-typedef void (*bitnet_float_rows4)(const void *w, size_t row_bytes, const float *x, int64_t n, float out[4]);
+/// Weight rows a decode step's float output projection takes at once where a level has a kernel for it.
+enum { BITNET_FLOAT_DECODE_ROWS = 8 };
+
+/// The dots of ``BITNET_FLOAT_DECODE_ROWS`` weight rows (`row_bytes` apart) with one activation row, each computed
+/// in exactly the order of the level's single-row dot: a decode step's output projection, where independent chains
+/// and wide loads keep more of memory's reads in flight than one row at a time does.
+typedef void (*bitnet_float_rows)(const void *w, size_t row_bytes, const float *x, int64_t n,
+                                  float out[BITNET_FLOAT_DECODE_ROWS]);
 
 /// Activations quantized for an integer dot with Q6_K weights, as llama.cpp's Q8_K: per 256 values a float
 /// scale d = max|x| / 127, q = round(x / d), and the sums of each 16 q (for the −32 offset of Q6_K levels).
@@ -101,7 +105,7 @@ typedef struct {
     bitnet_ternary_kernel short_prompt[3];
     bitnet_float_dot dot[5];         // indexed by bitnet_float_encoding
     bitnet_float_dot4 dot4[5];       // the same, four tokens at once; NULL where there is none
-    bitnet_float_rows4 rows4[5];     // the same, four rows at once; NULL where there is none
+    bitnet_float_rows rows[5];       // the same, BITNET_FLOAT_DECODE_ROWS rows at once; NULL where there is none
     bitnet_q6_k_dot q6_k;            // Q6_K, which takes Q8_K activations instead of `dot`
 } bitnet_kernel_table;
 
@@ -150,7 +154,7 @@ float bitnet_dot_f32_avx2(const void *, const float *, int64_t);
 float bitnet_dot_f16_avx2(const void *, const float *, int64_t);
 void bitnet_dot4_f16_avx2(const void *, const float *, int64_t, int64_t, float[4]);
 void bitnet_dot4_f32_avx2(const void *, const float *, int64_t, int64_t, float[4]);
-void bitnet_rows4_f16_avx512(const void *, size_t, const float *, int64_t, float[4]);
+void bitnet_rows_f16_avx512(const void *, size_t, const float *, int64_t, float[BITNET_FLOAT_DECODE_ROWS]);
 float bitnet_dot_bf16_avx2(const void *, const float *, int64_t);
 float bitnet_dot_q8_0_avx2(const void *, const float *, int64_t);
 float bitnet_dot_q6_k_avx2(const uint8_t *, const bitnet_q8_k_block *, int64_t);
