@@ -401,7 +401,7 @@ static void float_rows(void *context, int64_t begin, int64_t end, int thread) {
             for (int k = 0; k < BITNET_FLOAT_DECODE_ROWS; k++) job->output[row + k] = out[k];
         }
     for (; row < end; row++) {
-        // Ask for a row two ahead, as the ternary matmul does: the hardware prefetcher alone leaves decode waiting.
+        // Ask for a row two ahead: the hardware prefetcher alone leaves a decode step waiting.
         if (row + 2 < job->rows)
             for (size_t offset = 0; offset < job->row_bytes; offset += 64) __builtin_prefetch(job->weights + (row + 2) * job->row_bytes + offset, 0, 3);
         const uint8_t *w = job->weights + row * job->row_bytes;

@@ -166,25 +166,6 @@ static void row_with_block_scales(const matmul_job *job, const uint8_t *w, int64
         job->output[(first_token + t) * job->weights->rows + row] = totals[t] / job->x_scales[first_token + t];
 }
 
-/// How far ahead of the tile a decode step asks for weights, into L1. A decode step reads each weight once, so it
-/// is bound by memory; the hardware prefetcher alone left the tiles waiting (measured on 2B-4T-shaped TQ2_0: decode
-/// 12.0 → 14.3 tokens/s).
-enum { PREFETCH_ROWS_AHEAD = 8 };
-
-/// And twice as far, into L2 only (hint T2), so the L1 requests find their lines nearer. Same file, Ice Lake, 2
-/// threads, medians of 6 alternated `bench -p 0 -n 32` runs: 17.9 → 18.7–18.9 tokens/s; 12 or 24 rows ahead,
-/// or hint T1, within the noise of 16; 32 rows less. The f16 output projection lost speed from the same.
-enum { PREFETCH_L2_ROWS_AHEAD = 16 };
-
-/// Asks for `count` rows from `first_row` on with `__builtin_prefetch` locality `locality` (3: L1, 1: L2).
-static inline void prefetch_rows(const matmul_job *job, int64_t first_row, int count, int locality) {
-    if (first_row + count > job->weights->rows) return;
-    const uint8_t *start = job->weights->data + first_row * job->row_bytes;
-    for (int64_t offset = 0; offset < count * job->row_bytes; offset += 64)
-        if (locality == 3) __builtin_prefetch(start + offset, 0, 3);
-        else __builtin_prefetch(start + offset, 0, 1);
-}
-
 /// Rows of a chunk: their weights (about 40 KiB) stay in cache while every token block passes over them.
 enum { CHUNK_ROWS = 64 };
 
@@ -222,10 +203,6 @@ static void matmul_rows(void *context, int64_t begin, int64_t end, int thread) {
             int32_t chunk_sums[MAX_TILE_TOKENS][CHUNK_ROWS];
             for (int first = 0; first < chunk_rows; first += tile_rows) {
                 int count = chunk_rows - first < tile_rows ? chunk_rows - first : tile_rows;
-                if (job->tokens == 1) {
-                    prefetch_rows(job, chunk + first + PREFETCH_ROWS_AHEAD, tile_rows, 3);
-                    prefetch_rows(job, chunk + first + PREFETCH_L2_ROWS_AHEAD, tile_rows, 1);
-                }
                 int32_t sums[MAX_TILE_ROWS * MAX_TILE_TOKENS];
                 kernel->tile(w + first * row_bytes, row_bytes, x, job->prepared_stride, 0, job->blocks, count, tokens, sums);
                 for (int r = 0; r < count; r++) {

@@ -113,6 +113,7 @@ TARGET_VNNI static ALWAYS_INLINE void fields_tile_vnni(const uint8_t *w, int64_t
     __m512i acc[2][4][8];
     for (int a = 0; a < A; a++) for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[a][r][t] = _mm512_setzero_si512();
     for (int64_t b = b0; b < b1; b++) {
+        if (T == 1) for (int r = 0; r < R; r++) prefetch_decode_ahead(w + r * row_bytes + b * block_bytes);
         for (int s = 0; s < groups; s++) {
             __m512i c[4];
             for (int r = 0; r < R; r++) c[r] = fields_vnni(w + r * row_bytes + b * block_bytes + 16 * s);
@@ -229,6 +230,7 @@ TARGET_VNNI static ALWAYS_INLINE void tq1_0_vnni(const uint8_t *w, int64_t row_b
     for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = acc2[r][t] = _mm512_setzero_si512();
     for (int64_t b = b0; b < b1; b++) {
         __m512i even[4], odd[4];
+        if (T == 1) for (int r = 0; r < R; r++) prefetch_decode_ahead(w + r * row_bytes + b * 54);
         for (int r = 0; r < R; r++) {
             __m512i v = _mm512_maskz_loadu_epi8(code_bytes, w + r * row_bytes + b * 54);
             even[r] = _mm512_slli_epi16(v, 8);
