@@ -84,11 +84,22 @@ for shape in shapes {
                 let passes = tokens == 1 ? count * 3 : 6
                 var best = Double.infinity
                 bytes.withUnsafeBufferPointer { bytes in
+                    // As the CPU backend does: which rows have one scale is found once per matrix, before timing.
+                    var uniformRows = [[UInt8]](repeating: [UInt8](repeating: 0, count: shape.rows), count: count)
+                    for matrix in 0..<count {
+                        var weights = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(shape.rows), columns: Int64(shape.columns),
+                                                            data: bytes.baseAddress! + matrix * matrixBytes, uniform_rows: nil)
+                        _ = bitnet_ternary_uniform_rows(pool, &weights, &uniformRows[matrix])
+                    }
                     for pass in 0..<passes {
                         var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(shape.rows), columns: Int64(shape.columns),
-                                                           data: bytes.baseAddress! + (pass % count) * matrixBytes)
+                                                           data: bytes.baseAddress! + (pass % count) * matrixBytes, uniform_rows: nil)
+                        let flags = uniformRows[pass % count]
                         let start = now()
-                        _ = bitnet_ternary_matmul(pool, &matrix, x, scales, Int64(tokens), &output)
+                        flags.withUnsafeBufferPointer { flags in
+                            matrix.uniform_rows = flags.baseAddress
+                            _ = bitnet_ternary_matmul(pool, &matrix, x, scales, Int64(tokens), &output)
+                        }
                         if pass >= count || tokens > 1 { best = min(best, now() - start) }  // the first round warms the pages
                     }
                 }

@@ -1,11 +1,14 @@
 import BitNetModels
 import BitNetQuantization
 import CBitNetKernels
+import Foundation
 
 /// A BitLinear weight kept in its packed form: each output row is decoded to int8 codes when it is
 /// used, multiplied with int8 activations in integer arithmetic, and rescaled once per block.
 struct TernaryLinear: Sendable {
     let weight: WeightTensor
+    /// Which rows have one scale in every block: found on the first kernel matmul, then passed to every other.
+    private let uniformRows = UniformRows()
 
     init(_ weight: WeightTensor) {
         precondition(weight.encoding.isTernary, "\(weight.name) is not ternary")
@@ -87,16 +90,38 @@ extension TernaryLinear {
     /// rows split over the pool's threads, each weight tile read once for all tokens.
     func forwardWithKernels(_ input: QuantizedActivations, encoding: bitnet_ternary_encoding, into output: UnsafeMutablePointer<Float>, pool: KernelPool) {
         let status = bytes.withUnsafeBytes { packed in
-            input.values.withUnsafeBufferPointer { x in
-                input.scales.withUnsafeBufferPointer { scales in
-                    var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns),
-                                                       data: packed.baseAddress!.assumingMemoryBound(to: UInt8.self))
-                    return bitnet_ternary_matmul(pool.pointer, &matrix, x.baseAddress!, scales.baseAddress!, Int64(input.rows), output)
+            var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns),
+                                               data: packed.baseAddress!.assumingMemoryBound(to: UInt8.self), uniform_rows: nil)
+            return uniformRows.flags(of: matrix, pool: pool).withUnsafeBufferPointer { flags in
+                matrix.uniform_rows = flags.baseAddress
+                return input.values.withUnsafeBufferPointer { x in
+                    input.scales.withUnsafeBufferPointer { scales in
+                        bitnet_ternary_matmul(pool.pointer, &matrix, x.baseAddress!, scales.baseAddress!, Int64(input.rows), output)
+                    }
                 }
             }
         }
         // The only failure is memory for a matmul's workspace (reordered activations, unpacked rows: ~100s of KiB).
         precondition(status == 0, "out of memory for the workspace of a \(rows)×\(columns) matmul")
+    }
+}
+
+/// Per row of a ternary matrix, 1 where all its blocks share one scale (BitNet's per-tensor scale), else 0: a
+/// property of the stored bytes, found once (``bitnet_ternary_uniform_rows``) so no matmul reads every block's
+/// scale again. Shared by the copies of a ``TernaryLinear``; the lock makes the first finder the only one.
+private final class UniformRows: @unchecked Sendable {
+    private let lock = NSLock()
+    private var found: [UInt8]?
+
+    func flags(of matrix: bitnet_ternary_matrix, pool: KernelPool) -> [UInt8] {
+        lock.withLock {
+            if let found { return found }
+            var matrix = matrix
+            var flags = [UInt8](repeating: 0, count: Int(matrix.rows))
+            _ = bitnet_ternary_uniform_rows(pool.pointer, &matrix, &flags)
+            found = flags
+            return flags
+        }
     }
 }
 

@@ -71,13 +71,42 @@ import Testing
             return output
         }
 
-        func run(_ x: [Int8], scales: [Float], tokens: Int, pool: OpaquePointer?) -> [Float] {
+        /// Which rows have one scale in every block, as the packing chose them.
+        var uniformRows: [UInt8] {
+            let blocks = blockScales.count == 1 ? 1 : columns / 256
+            return (0..<rows).map { row in
+                blockScales.count == 1 || Set(blockScales[row * blocks..<(row + 1) * blocks]).count == 1 ? 1 : 0
+            }
+        }
+
+        /// The kernels' matmul; with `uniformRows`, given which rows have one scale (as the CPU backend does),
+        /// else left to find it row by row.
+        func run(_ x: [Int8], scales: [Float], tokens: Int, pool: OpaquePointer?, uniformRows: [UInt8]? = nil) -> [Float] {
             var output = [Float](repeating: .nan, count: tokens * rows)
             packed.withUnsafeBufferPointer { bytes in
-                var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns), data: bytes.baseAddress!)
-                #expect(bitnet_ternary_matmul(pool, &matrix, x, scales, Int64(tokens), &output) == 0)
+                var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns),
+                                                   data: bytes.baseAddress!, uniform_rows: nil)
+                if let uniformRows {
+                    uniformRows.withUnsafeBufferPointer { flags in
+                        matrix.uniform_rows = flags.baseAddress
+                        #expect(bitnet_ternary_matmul(pool, &matrix, x, scales, Int64(tokens), &output) == 0)
+                    }
+                } else {
+                    #expect(bitnet_ternary_matmul(pool, &matrix, x, scales, Int64(tokens), &output) == 0)
+                }
             }
             return output
+        }
+
+        /// `bitnet_ternary_uniform_rows` on the packed bytes.
+        func foundUniformRows(pool: OpaquePointer?) -> (flags: [UInt8], count: Int64) {
+            var flags = [UInt8](repeating: 7, count: rows)
+            let count = packed.withUnsafeBufferPointer { bytes in
+                var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns),
+                                                   data: bytes.baseAddress!, uniform_rows: nil)
+                return bitnet_ternary_uniform_rows(pool, &matrix, &flags)
+            }
+            return (flags, count)
         }
     }
 
@@ -95,7 +124,8 @@ import Testing
                                                                    (33, 512, 2), (7, 1024, 17), (5, 3584, 8)]
 
     /// Every encoding, uniform and per-block scales, odd rows and tokens (tile tails), 1 and 3 threads: each
-    /// instruction set gives the scalar kernels' floats to the bit, and those agree with the double-precision sum.
+    /// instruction set gives the scalar kernels' floats to the bit, and those agree with the double-precision sum;
+    /// told which rows have one scale (found by `bitnet_ternary_uniform_rows`, checked here), the same floats.
     @Test(arguments: [BITNET_TERNARY_TQ2_0, BITNET_TERNARY_TQ1_0, BITNET_TERNARY_I2_S])
     func ternaryMatmulMatchesTheOracleOnEveryPath(_ encoding: bitnet_ternary_encoding) throws {
         let pools = [nil, bitnet_pool_create(3)]
@@ -108,6 +138,10 @@ import Testing
                 let (x, scales) = Self.activations(tokens: shape.tokens, columns: shape.columns, seed: UInt64(index))
                 let expected = matrix.expected(x, scales: scales, tokens: shape.tokens)
                 let magnitude = expected.map(abs).max()! + 1
+                let found = matrix.foundUniformRows(pool: pools[1])
+                #expect(found.flags == matrix.uniformRows, "\(encoding) \(shape) uniform \(uniform)")
+                #expect(found.count == Int64(matrix.uniformRows.reduce(0) { $0 + Int($1) }))
+                if !uniform && shape.columns > 256 { #expect(found.count < shape.rows, "some rows have block scales") }
                 var scalar: [Float]?
                 for path in Self.paths {
                     #expect(bitnet_kernels_force(path) == 0)
@@ -118,6 +152,8 @@ import Testing
                         let error = zip(output, expected).map { abs(Double($0) - $1) }.max()!
                         #expect(error / magnitude < 1e-6, "\(label): error \(error)")
                         if let scalar { #expect(output == scalar, "\(label) differs from scalar") } else { scalar = output }
+                        let told = matrix.run(x, scales: scales, tokens: shape.tokens, pool: pool, uniformRows: found.flags)
+                        #expect(told == output, "\(label), told which rows are uniform")
                     }
                 }
             }

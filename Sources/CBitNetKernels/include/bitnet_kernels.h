@@ -72,7 +72,15 @@ typedef struct {
     int64_t rows;
     int64_t columns;
     const uint8_t *data;
+    /// Optional: per row, 1 where all its blocks have the same scale (``bitnet_ternary_uniform_rows``), so a
+    /// matmul takes the answer instead of reading every block's scale again. NULL: each matmul checks each row.
+    const uint8_t *uniform_rows;
 } bitnet_ternary_matrix;
+
+/// Writes `flags[r]` = 1 where all blocks of row r have the same scale bits (every row of I2_S, which has one
+/// scale per tensor), else 0, on the pool's threads, and returns how many rows are uniform. The answer is a
+/// property of the stored bytes: a caller finds it once per matrix and passes it as `uniform_rows`.
+int64_t bitnet_ternary_uniform_rows(bitnet_pool *pool, const bitnet_ternary_matrix *weights, uint8_t *flags);
 
 /// `output[t · rows + r] = Σ_b d_b · Σ_{i∈b} (c[r, i] − 1) · x[t, i] / x_scales[t]` for `tokens` int8 activation
 /// rows `x` (`tokens × columns`, row-major): the whole matmul, rows split between the pool's threads, each
