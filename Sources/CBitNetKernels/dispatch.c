@@ -1,6 +1,7 @@
 // Run-time choice of the kernels' instruction set: one binary runs on every CPU of its architecture. The level
-// is found once when the library loads (CPUID through __builtin_cpu_supports), capped by BITNET_KERNELS, and a
-// thread may force a lower one for tests. Each matmul looks its table up once, on the calling thread.
+// is found once when the library loads (CPUID through __builtin_cpu_supports on x86; on Arm64 HWCAP, or sysctl on
+// Apple), capped by BITNET_KERNELS, and a thread may force a lower one for tests. Each matmul looks its table up
+// once, on the calling thread.
 #define _GNU_SOURCE
 #include "kernels_internal.h"
 
@@ -9,7 +10,17 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#ifdef BITNET_ARM64
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#elif defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "neondot"};
+#else
 static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "avxvnni", "avx512vnni"};
+#endif
 
 /// A kernel whose tiles read the stored rows; activations in their own order where `prepare` is given.
 #define STORED(tile, prepare, prepared_block_bytes, rows, tokens) {tile, prepare, prepared_block_bytes, NULL, 0, rows, tokens}
@@ -57,8 +68,35 @@ static bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
      {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},
      {NULL, bitnet_rows_f16_avx512, NULL, NULL, NULL},
      bitnet_dot_q6_k_avx512},
+#elif defined(BITNET_ARM64)
+    // The tiles read the activations as they are (256 or 128 bytes a block); float dots other than f32 and f16,
+    // and Q6_K, are the scalar ones.
+    {{STORED(bitnet_tq2_0_tile_neon, NULL, 256, 2, 1), STORED(bitnet_tq1_0_tile_neon, NULL, 256, 2, 1),
+      STORED(bitnet_i2_s_tile_neon, NULL, 128, 2, 1)},
+     {STORED(bitnet_tq2_0_tile_neon, NULL, 256, 2, 4), STORED(bitnet_tq1_0_tile_neon, NULL, 256, 2, 4),
+      STORED(bitnet_i2_s_tile_neon, NULL, 128, 2, 4)},
+     {NONE, NONE, NONE},
+     {bitnet_dot_f32_neon, bitnet_dot_f16_neon, bitnet_dot_bf16_scalar, bitnet_dot_q8_0_scalar, NULL},
+     {NULL},
+     {NULL},
+     bitnet_dot_q6_k_scalar},
 #endif
 };
+
+#ifdef BITNET_ARM64
+/// Whether this CPU has the Armv8.2 dot-product instructions (`sdot`).
+static int cpu_has_dotprod(void) {
+#if defined(__APPLE__)
+    int value = 0;
+    size_t size = sizeof value;
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &value, &size, NULL, 0) == 0 && value;
+#elif defined(__linux__)
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+    return 0;
+#endif
+}
+#endif
 
 /// The best level this CPU runs (`cpu_level`), and that capped by BITNET_KERNELS (`default_level`): set before
 /// any thread can call a kernel (a lazy first-use check was a data race between the threads of a forward pass).
@@ -95,6 +133,8 @@ static void detect_cpu_features(void) {
             for (int encoding = 0; encoding < 3; encoding++) table->decode[encoding].tile = table->prompt[encoding].tile = evex[encoding];
         }
     }
+#elif defined(BITNET_ARM64)
+    if (cpu_has_dotprod()) cpu_level = BITNET_LEVEL_NEON_DOTPROD;
 #endif
     default_level = cpu_level;
     const char *cap = getenv("BITNET_KERNELS");

@@ -117,6 +117,39 @@ static void quantize_q8_k(const float *x, int64_t n, bitnet_q8_k_block *blocks) 
     }
 }
 
+// MARK: - NEON
+
+#ifdef BITNET_ARM64
+#include <arm_neon.h>
+
+/// Four chains of four lanes over 16 values at a time, then the tail in order.
+float bitnet_dot_f32_neon(const void *weights, const float *x, int64_t n) {
+    const float *w = weights;
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 4; k++) acc[k] = vfmaq_f32(acc[k], vld1q_f32(w + i + 4 * k), vld1q_f32(x + i + 4 * k));
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+    for (; i < n; i++) sum += w[i] * x[i];
+    return sum;
+}
+
+/// bitnet_dot_f32_neon's order, each f16 weight widened exactly (`fcvtl`).
+float bitnet_dot_f16_neon(const void *weights, const float *x, int64_t n) {
+    const uint16_t *w = weights;
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 4; k++) {
+            float32x4_t wide = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w + i + 4 * k)));
+            acc[k] = vfmaq_f32(acc[k], wide, vld1q_f32(x + i + 4 * k));
+        }
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+    for (; i < n; i++) sum += bitnet_half_to_float(w[i]) * x[i];
+    return sum;
+}
+#endif
+
 // MARK: - AVX2
 
 #ifdef BITNET_X86

@@ -9,13 +9,22 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define BITNET_X86 1
+#elif defined(__aarch64__)
+#define BITNET_ARM64 1
 #endif
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 #define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 
-/// Instruction-set levels, each running on every CPU that runs the next (the AVX-VNNI tiles run EVEX-encoded
-/// where a CPU has AVX-512 VNNI without AVX-VNNI).
+/// Instruction-set levels of this architecture, each running on every CPU that runs the next (the AVX-VNNI tiles
+/// run EVEX-encoded where a CPU has AVX-512 VNNI without AVX-VNNI).
+#ifdef BITNET_ARM64
+enum {
+    BITNET_LEVEL_SCALAR = 0,
+    BITNET_LEVEL_NEON_DOTPROD = 1,
+    BITNET_LEVEL_COUNT = 2
+};
+#else
 enum {
     BITNET_LEVEL_SCALAR = 0,
     BITNET_LEVEL_AVX2 = 1,
@@ -23,6 +32,7 @@ enum {
     BITNET_LEVEL_AVX512VNNI = 3,
     BITNET_LEVEL_COUNT = 4
 };
+#endif
 
 /// The level the calling thread's kernels use (its forced level, else the process default).
 int bitnet_level(void);
@@ -148,6 +158,14 @@ float bitnet_dot_q8_0_scalar(const void *, const float *, int64_t);
 float bitnet_dot_q6_k_scalar(const uint8_t *, const bitnet_q8_k_block *, int64_t);
 float bitnet_half_to_float(uint16_t h);
 void bitnet_prepare_tq1_0(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
+
+#ifdef BITNET_ARM64
+void bitnet_tq2_0_tile_neon(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_tq1_0_tile_neon(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_i2_s_tile_neon(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+float bitnet_dot_f32_neon(const void *, const float *, int64_t);
+float bitnet_dot_f16_neon(const void *, const float *, int64_t);
+#endif
 
 #ifdef BITNET_X86
 void bitnet_tq2_0_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);

@@ -6,8 +6,9 @@ import Testing
 
 /// The C kernels against the scalar BitLinear oracle, on every dispatch path this CPU has.
 @Suite(.serialized) struct KernelTests {
-    /// Every instruction set this CPU runs (the kernels refuse to be forced onto one it does not).
-    static let paths: [String] = ["scalar", "avx2", "avxvnni", "avx512vnni"].filter { isa in
+    /// Every instruction set of this architecture that this CPU runs (the kernels refuse to be forced onto one it
+    /// does not): scalar, avx2, avxvnni, avx512vnni on x86-64; scalar, neondot on Arm64.
+    static let paths: [String] = (0..<bitnet_kernels_level_count()).map { String(cString: bitnet_kernels_level_name($0)) }.filter { isa in
         defer { bitnet_kernels_force(nil) }
         return bitnet_kernels_force(isa) == 0
     }

@@ -11,18 +11,18 @@ extern "C" {
 // MARK: - Instruction sets
 
 /// The instruction set the kernels dispatch to on the calling thread: "avx512vnni", "avxvnni", "avx2" or
-/// "scalar". The best one the CPU runs, unless the environment variable BITNET_KERNELS (read once at load) names
+/// "scalar" on x86-64, "neondot" (NEON with `sdot`) or "scalar" on Arm64. The best one the CPU runs, unless the environment variable BITNET_KERNELS (read once at load) names
 /// a lower one, or ``bitnet_kernels_force`` chose one for this thread.
 const char *bitnet_kernels_isa(void);
 
-/// Makes the calling thread's kernels use `isa` ("scalar", "avx2", "avxvnni", "avx512vnni"), or the default again
+/// Makes the calling thread's kernels use `isa` (one of ``bitnet_kernels_level_name``'s), or the default again
 /// when `isa` is NULL or empty; for tests and benchmarks. Returns -1, changing nothing, when the name is unknown
 /// or the CPU cannot run it. Other threads are not affected, except the pool threads of a matmul this thread
 /// calls: they run the caller's choice.
 int bitnet_kernels_force(const char *isa);
 
-/// The number of instruction-set levels and the name of each ("scalar", "avx2", "avxvnni", "avx512vnni"), whether
-/// or not this CPU runs it.
+/// The number of instruction-set levels of this architecture and the name of each, lowest first ("scalar", "avx2",
+/// "avxvnni", "avx512vnni" on x86-64; "scalar", "neondot" on Arm64), whether or not this CPU runs it.
 int bitnet_kernels_level_count(void);
 const char *bitnet_kernels_level_name(int level);
 
