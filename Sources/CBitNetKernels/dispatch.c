@@ -67,7 +67,8 @@ static bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},
      {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},
      {NULL, bitnet_rows_f16_avx512, NULL, NULL, NULL},
-     bitnet_dot_q6_k_avx512},
+     bitnet_dot_q6_k_avx512,
+     bitnet_rows_q6_k_avx512},
 #elif defined(BITNET_ARM64)
     // The tiles read the activations as they are (256 or 128 bytes a block); float dots other than f32 and f16,
     // and Q6_K, are the scalar ones.

@@ -318,43 +318,66 @@ float bitnet_dot_q6_k_avx2(const uint8_t *block, const bitnet_q8_k_block *x, int
     return sum;
 }
 
-/// bitnet_dot_q6_k_avx2's integer sums with 512-bit vectors: a half block's 128 levels are two vectors whose
-/// 128-bit lanes are four of its groups in order, `vpdpwssd` multiplies in their scales (broadcast per lane by
-/// `vpermw`), and the −32 · Σq correction is one `vpmaddwd` a block. Integer sums in any order are the same
+#define TARGET_Q6_K_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vnni")))
+
+/// bitnet_dot_q6_k_avx2's integer sum of one block with 512-bit vectors: a half block's 128 levels are two vectors
+/// whose 128-bit lanes are four of its groups in order, `vpdpwssd` multiplies in their scales (broadcast per lane
+/// by `vpermw`), and the −32 · Σq correction is one `vpmaddwd` a block. Integer sums in any order are the same
 /// integers, so the floats are every other level's. Per block it needs about a third of AVX2's instructions: with
 /// those, a decode step's Q6_K output projection was bound by arithmetic, not by memory.
-__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vnni")))
-float bitnet_dot_q6_k_avx512(const uint8_t *block, const bitnet_q8_k_block *x, int64_t blocks) {
-#pragma clang fp contract(off)  // the per-block multiply-add exactly as the scalar dot rounds it
+TARGET_Q6_K_AVX512 static ALWAYS_INLINE int32_t q6_k_block_sum_avx512(const uint8_t *block, const bitnet_q8_k_block *x) {
     static const int16_t lane_of_element[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
                                                 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
     const __m512i low_nibbles = _mm512_set1_epi8(0x0F), high_pair = _mm512_set1_epi8(0x30);
     const __m512i lanes = _mm512_loadu_si512(lane_of_element);
-    __m512i scale_index[4];  // groups 4k…4k+3, one per 128-bit lane
-    for (int k = 0; k < 4; k++) scale_index[k] = _mm512_add_epi16(lanes, _mm512_set1_epi16((short)(4 * k)));
-    float sum = 0;
-    for (int64_t b = 0; b < blocks; b++, block += 210, x++) {
-        __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(block + 192)));
-        __m512i wide_scales = _mm512_zextsi256_si512(scales);
-        __m256i correction = _mm256_slli_epi32(_mm256_madd_epi16(scales, _mm256_loadu_si256((const __m256i *)x->sums)), 5);
-        __m512i acc = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(correction));
-        for (int half = 0; half < 2; half++) {
-            __m512i ql = _mm512_loadu_si512(block + 64 * half);
-            __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(block + 128 + 32 * half)));
-            // AVX2's levels[0] | levels[1], then levels[2] | levels[3]: qh's bit pairs 0, 1 and 2, 3 moved to bits 4–5.
-            __m512i high_first = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_slli_epi16(qh, 4), _mm512_slli_epi16(qh, 2));
-            __m512i high_second = _mm512_mask_blend_epi16(0xFFFF0000u, qh, _mm512_srli_epi16(qh, 2));
-            __m512i first = _mm512_or_si512(_mm512_and_si512(ql, low_nibbles), _mm512_and_si512(high_first, high_pair));
-            __m512i second = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low_nibbles), _mm512_and_si512(high_second, high_pair));
-            const int8_t *q = x->q + 128 * half;
-            acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(first, _mm512_loadu_si512(q)),
-                                      _mm512_permutexvar_epi16(scale_index[2 * half], wide_scales));
-            acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(second, _mm512_loadu_si512(q + 64)),
-                                      _mm512_permutexvar_epi16(scale_index[2 * half + 1], wide_scales));
-        }
-        sum += half_at(block + 208) * x->d * (float)_mm512_reduce_add_epi32(acc);
+    __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(block + 192)));
+    __m512i wide_scales = _mm512_zextsi256_si512(scales);
+    __m256i correction = _mm256_slli_epi32(_mm256_madd_epi16(scales, _mm256_loadu_si256((const __m256i *)x->sums)), 5);
+    __m512i acc = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(correction));
+    for (int half = 0; half < 2; half++) {
+        __m512i ql = _mm512_loadu_si512(block + 64 * half);
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(block + 128 + 32 * half)));
+        // AVX2's levels[0] | levels[1], then levels[2] | levels[3]: qh's bit pairs 0, 1 and 2, 3 moved to bits 4–5.
+        __m512i high_first = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_slli_epi16(qh, 4), _mm512_slli_epi16(qh, 2));
+        __m512i high_second = _mm512_mask_blend_epi16(0xFFFF0000u, qh, _mm512_srli_epi16(qh, 2));
+        __m512i first = _mm512_or_si512(_mm512_and_si512(ql, low_nibbles), _mm512_and_si512(high_first, high_pair));
+        __m512i second = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low_nibbles), _mm512_and_si512(high_second, high_pair));
+        const int8_t *q = x->q + 128 * half;
+        // Groups 8·half + 4k … + 3, one per 128-bit lane, for k = 0, 1.
+        __m512i first_scales = _mm512_permutexvar_epi16(_mm512_add_epi16(lanes, _mm512_set1_epi16((short)(8 * half))), wide_scales);
+        __m512i second_scales = _mm512_permutexvar_epi16(_mm512_add_epi16(lanes, _mm512_set1_epi16((short)(8 * half + 4))), wide_scales);
+        acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(first, _mm512_loadu_si512(q)), first_scales);
+        acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(second, _mm512_loadu_si512(q + 64)), second_scales);
     }
+    return _mm512_reduce_add_epi32(acc);
+}
+
+TARGET_Q6_K_AVX512 float bitnet_dot_q6_k_avx512(const uint8_t *block, const bitnet_q8_k_block *x, int64_t blocks) {
+#pragma clang fp contract(off)  // the per-block multiply-add exactly as the scalar dot rounds it
+    float sum = 0;
+    for (int64_t b = 0; b < blocks; b++, block += 210, x++) sum += half_at(block + 208) * x->d * (float)q6_k_block_sum_avx512(block, x);
     return sum;
+}
+
+/// bitnet_dot_q6_k_avx512 for ``BITNET_FLOAT_DECODE_ROWS`` weight rows, four at a time block by block, each row's
+/// floats in that dot's order; each row asks for its bytes ahead as it goes (``prefetch_decode_ahead``, every line
+/// of a 210-byte block). A decode step's 128256 × 2560 Q6_K output projection (Ice Lake, 2 threads): one row at a
+/// time, each with the next two rows asked for at once, read 21–22 GB/s; four rows asking as they go 27–30; eight
+/// 22–23.
+TARGET_Q6_K_AVX512 void bitnet_rows_q6_k_avx512(const uint8_t *w, size_t row_bytes, const bitnet_q8_k_block *x,
+                                                int64_t blocks, float out[BITNET_FLOAT_DECODE_ROWS]) {
+#pragma clang fp contract(off)
+    enum { GROUP = 4 };
+    for (int first = 0; first < BITNET_FLOAT_DECODE_ROWS; first += GROUP) {
+        float sum[GROUP] = {0};
+        for (int64_t b = 0; b < blocks; b++)
+            for (int r = 0; r < GROUP; r++) {
+                const uint8_t *block = w + (first + r) * row_bytes + b * 210;
+                for (int line = 0; line < 210; line += 64) prefetch_decode_ahead(block + line);
+                sum[r] += half_at(block + 208) * x[b].d * (float)q6_k_block_sum_avx512(block, x + b);
+            }
+        for (int r = 0; r < GROUP; r++) out[first + r] = sum[r];
+    }
 }
 
 __attribute__((target("avx2,fma")))
@@ -416,6 +439,7 @@ typedef struct {
     bitnet_float_dot4 dot4;
     bitnet_float_rows decode_rows;
     bitnet_q6_k_dot q6_k;
+    bitnet_q6_k_rows q6_k_rows;
     const bitnet_q8_k_block *quantized;  // Q6_K: the tokens' activations, columns / 256 blocks each
     const uint8_t *weights;
     size_t row_bytes;
@@ -431,6 +455,11 @@ static void float_rows(void *context, int64_t begin, int64_t end, int thread) {
     if (job->decode_rows && job->tokens == 1)
         for (float out[BITNET_FLOAT_DECODE_ROWS]; row + BITNET_FLOAT_DECODE_ROWS <= end; row += BITNET_FLOAT_DECODE_ROWS) {
             job->decode_rows(job->weights + row * job->row_bytes, job->row_bytes, job->x, job->columns, out);
+            for (int k = 0; k < BITNET_FLOAT_DECODE_ROWS; k++) job->output[row + k] = out[k];
+        }
+    if (job->q6_k_rows && job->tokens == 1)
+        for (float out[BITNET_FLOAT_DECODE_ROWS]; row + BITNET_FLOAT_DECODE_ROWS <= end; row += BITNET_FLOAT_DECODE_ROWS) {
+            job->q6_k_rows(job->weights + row * job->row_bytes, job->row_bytes, job->quantized, job->columns / 256, out);
             for (int k = 0; k < BITNET_FLOAT_DECODE_ROWS; k++) job->output[row + k] = out[k];
         }
     for (; row < end; row++) {
@@ -470,6 +499,7 @@ int bitnet_float_matmul(bitnet_pool *pool, int32_t encoding, const void *weights
         if (!quantized) return -1;
         for (int64_t t = 0; t < tokens; t++) quantize_q8_k(x + t * columns, columns, quantized + t * (columns / 256));
         job.q6_k = kernels->q6_k;
+        job.q6_k_rows = kernels->q6_k_rows;
         job.quantized = quantized;
     }
     // Whole groups of decode rows per task, so only the matrix's last rows go one at a time.

@@ -91,6 +91,11 @@ typedef struct {
 /// sums per block, one float multiply-add per block in block order, so every level gives the same float.
 typedef float (*bitnet_q6_k_dot)(const uint8_t *w, const bitnet_q8_k_block *x, int64_t blocks);
 
+/// The Q6_K dots of ``BITNET_FLOAT_DECODE_ROWS`` weight rows (`row_bytes` apart) with one token's activations, each
+/// in exactly the order of the level's ``bitnet_q6_k_dot``: a decode step's output projection.
+typedef void (*bitnet_q6_k_rows)(const uint8_t *w, size_t row_bytes, const bitnet_q8_k_block *x, int64_t blocks,
+                                 float out[BITNET_FLOAT_DECODE_ROWS]);
+
 /// Unpacks `rows` stored rows (`row_bytes` apart) of `blocks` blocks each into the form a tile reads, writing
 /// `unpacked_block_bytes` per block, rows `blocks · unpacked_block_bytes` apart. A prompt reads each row once per
 /// token block, so a form that is slow to decode is unpacked once per chunk of rows instead.
@@ -132,6 +137,7 @@ typedef struct {
     bitnet_float_dot4 dot4[5];       // the same, four tokens at once; NULL where there is none
     bitnet_float_rows rows[5];       // the same, BITNET_FLOAT_DECODE_ROWS rows at once; NULL where there is none
     bitnet_q6_k_dot q6_k;            // Q6_K, which takes Q8_K activations instead of `dot`
+    bitnet_q6_k_rows q6_k_rows;      // the same, BITNET_FLOAT_DECODE_ROWS rows at once; NULL where there is none
 } bitnet_kernel_table;
 
 const bitnet_kernel_table *bitnet_kernels_for_level(int level);
@@ -188,6 +194,7 @@ float bitnet_dot_f16_avx2(const void *, const float *, int64_t);
 void bitnet_dot4_f16_avx2(const void *, const float *, int64_t, int64_t, float[4]);
 void bitnet_dot4_f32_avx2(const void *, const float *, int64_t, int64_t, float[4]);
 void bitnet_rows_f16_avx512(const void *, size_t, const float *, int64_t, float[BITNET_FLOAT_DECODE_ROWS]);
+void bitnet_rows_q6_k_avx512(const uint8_t *, size_t, const bitnet_q8_k_block *, int64_t, float[BITNET_FLOAT_DECODE_ROWS]);
 float bitnet_dot_bf16_avx2(const void *, const float *, int64_t);
 float bitnet_dot_q8_0_avx2(const void *, const float *, int64_t);
 float bitnet_dot_q6_k_avx2(const uint8_t *, const bitnet_q8_k_block *, int64_t);
