@@ -37,8 +37,9 @@ static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "a
      {NONE, NONE, NONE},                                                                                            \
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},                  \
      {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},                                                \
-     {NULL},                                                                                                        \
-     bitnet_dot_q6_k_avx2}
+     {NULL, bitnet_rows_f16_avx2, NULL, NULL, NULL},                                                                \
+     bitnet_dot_q6_k_avx2,                                                                                          \
+     bitnet_rows_q6_k_avx2}
 
 /// Written once, before any thread can call a kernel, where the AVX-VNNI level takes its EVEX-encoded tiles.
 static bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {

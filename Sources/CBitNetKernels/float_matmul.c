@@ -175,6 +175,49 @@ float bitnet_dot_f16_avx2(const void *weights, const float *x, int64_t n) {
     return sum;
 }
 
+/// How far ahead of its loads the f16 decode kernels ask for each row's bytes, into L1.
+enum { F16_PREFETCH_BYTES = 512 };
+
+/// bitnet_dot_f16_avx2 for ``BITNET_FLOAT_DECODE_ROWS`` weight rows, four at a time (two accumulators each fill
+/// eight of the sixteen registers), operation for operation; each row asks for its bytes ahead as it goes, as
+/// bitnet_rows_f16_avx512 does.
+__attribute__((target("avx2,fma,f16c")))
+void bitnet_rows_f16_avx2(const void *weights, size_t row_bytes, const float *x, int64_t n,
+                          float out[BITNET_FLOAT_DECODE_ROWS]) {
+    enum { GROUP = 4 };
+    for (int first = 0; first < BITNET_FLOAT_DECODE_ROWS; first += GROUP) {
+        const uint16_t *w[GROUP];
+        __m256 a0[GROUP], a1[GROUP];
+        for (int r = 0; r < GROUP; r++) {
+            w[r] = (const uint16_t *)((const uint8_t *)weights + (first + r) * row_bytes);
+            a0[r] = a1[r] = _mm256_setzero_ps();
+        }
+        int64_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            for (int r = 0; r < GROUP; r++) __builtin_prefetch((const uint8_t *)(w[r] + i) + F16_PREFETCH_BYTES, 0, 3);
+            for (int half = 0; half < 32; half += 16) {
+                __m256 x0 = _mm256_loadu_ps(x + i + half), x1 = _mm256_loadu_ps(x + i + half + 8);
+                for (int r = 0; r < GROUP; r++) {
+                    a0[r] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w[r] + i + half))), x0, a0[r]);
+                    a1[r] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w[r] + i + half + 8))), x1, a1[r]);
+                }
+            }
+        }
+        for (; i + 16 <= n; i += 16) {
+            __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+            for (int r = 0; r < GROUP; r++) {
+                a0[r] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w[r] + i))), x0, a0[r]);
+                a1[r] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w[r] + i + 8))), x1, a1[r]);
+            }
+        }
+        for (int r = 0; r < GROUP; r++) {
+            float sum = sum_lanes_ps_avx2(_mm256_add_ps(a0[r], a1[r]));
+            for (int64_t j = i; j < n; j++) sum += bitnet_half_to_float(w[r][j]) * x[j];
+            out[first + r] = sum;
+        }
+    }
+}
+
 /// bitnet_dot_f16_avx2 for four tokens, operation for operation, with each weight vector converted once.
 __attribute__((target("avx2,fma,f16c")))
 void bitnet_dot4_f16_avx2(const void *weights, const float *x, int64_t x_stride, int64_t n, float out[4]) {
@@ -196,9 +239,6 @@ void bitnet_dot4_f16_avx2(const void *weights, const float *x, int64_t x_stride,
         out[t] = sum;
     }
 }
-
-/// How far ahead of its loads the f16 decode kernel asks for each row's bytes, into L1.
-enum { F16_PREFETCH_BYTES = 512 };
 
 /// bitnet_dot_f16_avx2 for ``BITNET_FLOAT_DECODE_ROWS`` weight rows, operation for operation: lanes 0–7 of a row's
 /// 512-bit accumulator are that dot's first accumulator and lanes 8–15 its second. Each row asks for its line
@@ -279,43 +319,71 @@ float bitnet_dot_q8_0_avx2(const void *weights, const float *x, int64_t n) {
 /// 64 + l, 96 + l of the half), each two groups of 16 with their own scale. Levels (0…63) × q (±127) pair up in
 /// `vpmaddubsw` without saturating; the group scales join in `vpmaddwd`, each broadcast to its 128-bit lane by a
 /// byte shuffle, and the −32 · Σq correction is one more `vpmaddwd` a block.
-__attribute__((target("avx2,fma")))
+/// The integer sum of one Q6_K block with Q8_K activations (256-bit vectors).
+__attribute__((target("avx2,fma,f16c"))) static ALWAYS_INLINE int32_t q6_k_block_sum_avx2(const uint8_t *block, const bitnet_q8_k_block *x) {
+    const __m256i low_nibbles = _mm256_set1_epi8(0x0F), high_pair = _mm256_set1_epi8(0x30);
+    __m128i scale_bytes = _mm_loadu_si128((const __m128i *)(block + 192));
+    __m256i both_lanes = _mm256_broadcastsi128_si256(scale_bytes);
+    __m256i correction = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_bytes), _mm256_loadu_si256((const __m256i *)x->sums));
+    __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(correction, 5));
+    for (int half = 0; half < 2; half++) {
+        __m256i ql0 = _mm256_loadu_si256((const __m256i *)(block + 64 * half));
+        __m256i ql1 = _mm256_loadu_si256((const __m256i *)(block + 64 * half + 32));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(block + 128 + 32 * half));
+        __m256i levels[4] = {
+            _mm256_or_si256(_mm256_and_si256(ql0, low_nibbles), _mm256_and_si256(_mm256_slli_epi16(qh, 4), high_pair)),
+            _mm256_or_si256(_mm256_and_si256(ql1, low_nibbles), _mm256_and_si256(_mm256_slli_epi16(qh, 2), high_pair)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low_nibbles), _mm256_and_si256(qh, high_pair)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_nibbles), _mm256_and_si256(_mm256_srli_epi16(qh, 2), high_pair)),
+        };
+        for (int lane = 0; lane < 4; lane++) {
+            // Scale bytes 2p (low lane) and 2p + 1 (high lane) into the high byte of every 16-bit element, p = 4 · half
+            // + lane; 0x80 gives zero.
+            const int p = 4 * half + lane;
+            const __m256i pair_of_scales = _mm256_setr_m128i(_mm_set1_epi16((short)(2 * p << 8 | 0x80)), _mm_set1_epi16((short)((2 * p + 1) << 8 | 0x80)));
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 128 * half + 32 * lane));
+            __m256i pairs = _mm256_maddubs_epi16(levels[lane], q);
+            __m256i scale = _mm256_srai_epi16(_mm256_shuffle_epi8(both_lanes, pair_of_scales), 8);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale));
+        }
+    }
+    __m128i lanes = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    lanes = _mm_add_epi32(lanes, _mm_shuffle_epi32(lanes, 0x4E));
+    lanes = _mm_add_epi32(lanes, _mm_shuffle_epi32(lanes, 0xB1));
+    return _mm_cvtsi128_si32(lanes);
+}
+
+__attribute__((target("avx2,fma,f16c")))
 float bitnet_dot_q6_k_avx2(const uint8_t *block, const bitnet_q8_k_block *x, int64_t blocks) {
 #pragma clang fp contract(off)  // the per-block multiply-add exactly as the scalar dot rounds it
-    const __m256i low_nibbles = _mm256_set1_epi8(0x0F), high_pair = _mm256_set1_epi8(0x30);
-    // Scale bytes 2p (low lane) and 2p + 1 (high lane) into the high byte of every 16-bit element; 0x80 gives zero.
-    __m256i pair_of_scales[8];
-    for (int p = 0; p < 8; p++)
-        pair_of_scales[p] = _mm256_setr_m128i(_mm_set1_epi16((short)(2 * p << 8 | 0x80)), _mm_set1_epi16((short)((2 * p + 1) << 8 | 0x80)));
     float sum = 0;
-    for (int64_t b = 0; b < blocks; b++, block += 210, x++) {
-        __m128i scale_bytes = _mm_loadu_si128((const __m128i *)(block + 192));
-        __m256i both_lanes = _mm256_broadcastsi128_si256(scale_bytes);
-        __m256i correction = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_bytes), _mm256_loadu_si256((const __m256i *)x->sums));
-        __m256i acc = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(correction, 5));
-        for (int half = 0; half < 2; half++) {
-            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(block + 64 * half));
-            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(block + 64 * half + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(block + 128 + 32 * half));
-            __m256i levels[4] = {
-                _mm256_or_si256(_mm256_and_si256(ql0, low_nibbles), _mm256_and_si256(_mm256_slli_epi16(qh, 4), high_pair)),
-                _mm256_or_si256(_mm256_and_si256(ql1, low_nibbles), _mm256_and_si256(_mm256_slli_epi16(qh, 2), high_pair)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low_nibbles), _mm256_and_si256(qh, high_pair)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_nibbles), _mm256_and_si256(_mm256_srli_epi16(qh, 2), high_pair)),
-            };
-            for (int lane = 0; lane < 4; lane++) {
-                __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 128 * half + 32 * lane));
-                __m256i pairs = _mm256_maddubs_epi16(levels[lane], q);
-                __m256i scale = _mm256_srai_epi16(_mm256_shuffle_epi8(both_lanes, pair_of_scales[4 * half + lane]), 8);
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale));
-            }
-        }
-        __m128i lanes = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-        lanes = _mm_add_epi32(lanes, _mm_shuffle_epi32(lanes, 0x4E));
-        lanes = _mm_add_epi32(lanes, _mm_shuffle_epi32(lanes, 0xB1));
-        sum += half_at(block + 208) * x->d * (float)_mm_cvtsi128_si32(lanes);
-    }
+    for (int64_t b = 0; b < blocks; b++, block += 210, x++) sum += half_at(block + 208) * x->d * (float)q6_k_block_sum_avx2(block, x);
     return sum;
+}
+
+/// The rows of a decode step's Q6_K output projection, `GROUP` at a time block by block, each row's floats in
+/// its level's dot's order; each row asks for every line of its blocks ahead as it goes (``prefetch_decode_ahead``).
+/// A macro over the level's block sum. Measured on the 128256 × 2560 projection (Ice Lake, 2 threads, AVX-512):
+/// one row at a time, each with the next two rows asked for at once, read 21–22 GB/s; four rows asking as they
+/// go 27–30; eight 22–23.
+#define Q6_K_ROWS(block_sum)                                                                                      \
+    enum { GROUP = 4 };                                                                                           \
+    for (int first = 0; first < BITNET_FLOAT_DECODE_ROWS; first += GROUP) {                                       \
+        float sum[GROUP] = {0};                                                                                   \
+        for (int64_t b = 0; b < blocks; b++)                                                                      \
+            for (int r = 0; r < GROUP; r++) {                                                                     \
+                const uint8_t *block = w + (first + r) * row_bytes + b * 210;                                     \
+                for (int line = 0; line < 210; line += 64) prefetch_decode_ahead(block + line);                   \
+                sum[r] += half_at(block + 208) * x[b].d * (float)block_sum(block, x + b);                         \
+            }                                                                                                     \
+        for (int r = 0; r < GROUP; r++) out[first + r] = sum[r];                                                  \
+    }
+
+__attribute__((target("avx2,fma,f16c")))
+void bitnet_rows_q6_k_avx2(const uint8_t *w, size_t row_bytes, const bitnet_q8_k_block *x, int64_t blocks,
+                           float out[BITNET_FLOAT_DECODE_ROWS]) {
+#pragma clang fp contract(off)
+    Q6_K_ROWS(q6_k_block_sum_avx2)
 }
 
 #define TARGET_Q6_K_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vnni")))
@@ -359,25 +427,11 @@ TARGET_Q6_K_AVX512 float bitnet_dot_q6_k_avx512(const uint8_t *block, const bitn
     return sum;
 }
 
-/// bitnet_dot_q6_k_avx512 for ``BITNET_FLOAT_DECODE_ROWS`` weight rows, four at a time block by block, each row's
-/// floats in that dot's order; each row asks for its bytes ahead as it goes (``prefetch_decode_ahead``, every line
-/// of a 210-byte block). A decode step's 128256 × 2560 Q6_K output projection (Ice Lake, 2 threads): one row at a
-/// time, each with the next two rows asked for at once, read 21–22 GB/s; four rows asking as they go 27–30; eight
-/// 22–23.
+/// bitnet_dot_q6_k_avx512 for ``BITNET_FLOAT_DECODE_ROWS`` weight rows (see ``Q6_K_ROWS``).
 TARGET_Q6_K_AVX512 void bitnet_rows_q6_k_avx512(const uint8_t *w, size_t row_bytes, const bitnet_q8_k_block *x,
                                                 int64_t blocks, float out[BITNET_FLOAT_DECODE_ROWS]) {
 #pragma clang fp contract(off)
-    enum { GROUP = 4 };
-    for (int first = 0; first < BITNET_FLOAT_DECODE_ROWS; first += GROUP) {
-        float sum[GROUP] = {0};
-        for (int64_t b = 0; b < blocks; b++)
-            for (int r = 0; r < GROUP; r++) {
-                const uint8_t *block = w + (first + r) * row_bytes + b * 210;
-                for (int line = 0; line < 210; line += 64) prefetch_decode_ahead(block + line);
-                sum[r] += half_at(block + 208) * x[b].d * (float)q6_k_block_sum_avx512(block, x + b);
-            }
-        for (int r = 0; r < GROUP; r++) out[first + r] = sum[r];
-    }
+    Q6_K_ROWS(q6_k_block_sum_avx512)
 }
 
 __attribute__((target("avx2,fma")))
