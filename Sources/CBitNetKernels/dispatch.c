@@ -37,7 +37,7 @@ static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "a
      {NONE, NONE, NONE},                                                                                            \
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},                  \
      {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},                                                \
-     {NULL, bitnet_rows_f16_avx2, NULL, NULL, NULL},                                                                \
+     {NULL, bitnet_rows_f16_avx2, bitnet_rows_bf16_avx2, NULL, NULL},                                               \
      bitnet_dot_q6_k_avx2,                                                                                          \
      bitnet_rows_q6_k_avx2}
 
@@ -67,7 +67,7 @@ static bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
       STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, 3, 8)},
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},
      {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},
-     {NULL, bitnet_rows_f16_avx512, NULL, NULL, NULL},
+     {NULL, bitnet_rows_f16_avx512, bitnet_rows_bf16_avx2, NULL, NULL},
      bitnet_dot_q6_k_avx512,
      bitnet_rows_q6_k_avx512},
 #elif defined(BITNET_ARM64)

@@ -294,6 +294,35 @@ float bitnet_dot_bf16_avx2(const void *weights, const float *x, int64_t n) {
     return sum;
 }
 
+/// bitnet_dot_bf16_avx2 for ``BITNET_FLOAT_DECODE_ROWS`` weight rows (one accumulator each), operation for
+/// operation; each row asks for its bytes ahead as it goes, as the f16 decode kernels do.
+__attribute__((target("avx2,fma")))
+void bitnet_rows_bf16_avx2(const void *weights, size_t row_bytes, const float *x, int64_t n,
+                           float out[BITNET_FLOAT_DECODE_ROWS]) {
+    enum { R = BITNET_FLOAT_DECODE_ROWS };
+    const uint16_t *w[R];
+    __m256 acc[R];
+    for (int r = 0; r < R; r++) {
+        w[r] = (const uint16_t *)((const uint8_t *)weights + r * row_bytes);
+        acc[r] = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        if (i % 32 == 0)
+            for (int r = 0; r < R; r++) __builtin_prefetch((const uint8_t *)(w[r] + i) + F16_PREFETCH_BYTES, 0, 3);
+        __m256 xv = _mm256_loadu_ps(x + i);
+        for (int r = 0; r < R; r++) {
+            __m256i wide = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w[r] + i))), 16);
+            acc[r] = _mm256_fmadd_ps(_mm256_castsi256_ps(wide), xv, acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float sum = sum_lanes_ps_avx2(acc[r]);
+        for (int64_t j = i; j < n; j++) sum += bf16_to_float(w[r][j]) * x[j];
+        out[r] = sum;
+    }
+}
+
 /// acc + Σ (scale · q[i]) · x[i] over 16 int8 q.
 __attribute__((target("avx2,fma")))
 static inline __m256 scaled_int8_fma_avx2(__m128i q, float scale, const float *x, __m256 acc) {

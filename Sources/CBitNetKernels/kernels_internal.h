@@ -193,6 +193,7 @@ float bitnet_dot_f32_avx2(const void *, const float *, int64_t);
 float bitnet_dot_f16_avx2(const void *, const float *, int64_t);
 void bitnet_dot4_f16_avx2(const void *, const float *, int64_t, int64_t, float[4]);
 void bitnet_dot4_f32_avx2(const void *, const float *, int64_t, int64_t, float[4]);
+void bitnet_rows_bf16_avx2(const void *, size_t, const float *, int64_t, float[BITNET_FLOAT_DECODE_ROWS]);
 void bitnet_rows_f16_avx2(const void *, size_t, const float *, int64_t, float[BITNET_FLOAT_DECODE_ROWS]);
 void bitnet_rows_f16_avx512(const void *, size_t, const float *, int64_t, float[BITNET_FLOAT_DECODE_ROWS]);
 void bitnet_rows_q6_k_avx2(const uint8_t *, size_t, const bitnet_q8_k_block *, int64_t, float[BITNET_FLOAT_DECODE_ROWS]);

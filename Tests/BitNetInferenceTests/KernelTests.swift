@@ -299,7 +299,7 @@ import Testing
     /// encoding at every level, 11 tokens at once (the four-token kernels and the single-token tail) against
     /// each token alone (the decode kernel's groups of 8 rows where the level has one, then single rows), bit for
     /// bit. F16 at 37, 57 and 2560 columns: the decode kernel's 32- and 16-value steps and its tail.
-    @Test(arguments: [(BITNET_FLOAT_F32, 37), (BITNET_FLOAT_F16, 37), (BITNET_FLOAT_F16, 57), (BITNET_FLOAT_F16, 2560), (BITNET_FLOAT_BF16, 40),
+    @Test(arguments: [(BITNET_FLOAT_F32, 37), (BITNET_FLOAT_F16, 37), (BITNET_FLOAT_F16, 57), (BITNET_FLOAT_F16, 2560), (BITNET_FLOAT_BF16, 40), (BITNET_FLOAT_BF16, 45),
                       (BITNET_FLOAT_Q8_0, 64), (BITNET_FLOAT_Q6_K, 512)])
     func floatMatmulGivesEachTokenWhatItGetsAlone(encoding: bitnet_float_encoding, columns: Int) throws {
         let rows = 19, tokens = 11  // with 2 threads: two groups of 8 rows, then 3 rows one at a time
