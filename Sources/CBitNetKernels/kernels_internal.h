@@ -59,6 +59,30 @@ static ALWAYS_INLINE void prefetch_decode_ahead(const uint8_t *p) {
 typedef void (*bitnet_ternary_tile)(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride,
                                     int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums);
 
+/// Generates the exported tile from a body specialized for constant (rows, tokens): the shapes the driver uses
+/// (2 × 1 for decode, `prompt_rows` × 4 for prompts, and 3 × 8 for short-row prompts where `short_rows` is 1) run
+/// unrolled; any other runs one row at a time, unrolled over up to 4 tokens at a time.
+#define TILE_DISPATCH(name, target, body, prompt_rows, short_rows)                                                \
+    target void name(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride, int64_t b0,         \
+                     int64_t b1, int rows, int tokens, int32_t *sums) {                                           \
+        if (rows == 2 && tokens == 1) body(w, row_bytes, x, x_stride, b0, b1, 2, 1, sums);                        \
+        else if (rows == prompt_rows && tokens == 4) body(w, row_bytes, x, x_stride, b0, b1, prompt_rows, 4, sums); \
+        else if (short_rows && rows == 3 && tokens == 8) body(w, row_bytes, x, x_stride, b0, b1, 3, 8, sums);     \
+        else                                                                                                      \
+            for (int r = 0; r < rows; r++)                                                                        \
+                for (int t = 0; t < tokens; t += 4) {                                                             \
+                    const uint8_t *row = w + r * row_bytes;                                                       \
+                    const int8_t *xt = x + t * x_stride;                                                          \
+                    int32_t *out = sums + r * tokens + t;                                                         \
+                    switch (tokens - t) {                                                                         \
+                    case 1: body(row, row_bytes, xt, x_stride, b0, b1, 1, 1, out); break;                         \
+                    case 2: body(row, row_bytes, xt, x_stride, b0, b1, 1, 2, out); break;                         \
+                    case 3: body(row, row_bytes, xt, x_stride, b0, b1, 1, 3, out); break;                         \
+                    default: body(row, row_bytes, xt, x_stride, b0, b1, 1, 4, out); break;                        \
+                    }                                                                                             \
+                }                                                                                                 \
+    }
+
 /// Writes one token's `columns` int8 activations in the order a level's tiles read them for `encoding`.
 typedef void (*bitnet_ternary_prepare)(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
 

@@ -112,30 +112,9 @@ TARGET_DOTPROD static ALWAYS_INLINE void i2_s_neon(const uint8_t *w, int64_t row
     fields_tile_neon(w, row_bytes, x, xs, b0, b1, R, T, sums, 32, 128, 1, 1);
 }
 
-/// The exported tile from a body specialized for the driver's shapes (2 × 1 for decode, 2 × 4 for prompts); any
-/// other runs one row at a time, up to 4 tokens at a time.
-#define TILE_DISPATCH_NEON(name, body)                                                                            \
-    TARGET_DOTPROD void name(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride, int64_t b0, \
-                             int64_t b1, int rows, int tokens, int32_t *sums) {                                   \
-        if (rows == 2 && tokens == 1) body(w, row_bytes, x, x_stride, b0, b1, 2, 1, sums);                        \
-        else if (rows == 2 && tokens == 4) body(w, row_bytes, x, x_stride, b0, b1, 2, 4, sums);                   \
-        else                                                                                                      \
-            for (int r = 0; r < rows; r++)                                                                        \
-                for (int t = 0; t < tokens; t += 4) {                                                             \
-                    const uint8_t *row = w + r * row_bytes;                                                       \
-                    const int8_t *xt = x + t * x_stride;                                                          \
-                    int32_t *out = sums + r * tokens + t;                                                         \
-                    switch (tokens - t) {                                                                         \
-                    case 1: body(row, row_bytes, xt, x_stride, b0, b1, 1, 1, out); break;                         \
-                    case 2: body(row, row_bytes, xt, x_stride, b0, b1, 1, 2, out); break;                         \
-                    case 3: body(row, row_bytes, xt, x_stride, b0, b1, 1, 3, out); break;                         \
-                    default: body(row, row_bytes, xt, x_stride, b0, b1, 1, 4, out); break;                        \
-                    }                                                                                             \
-                }                                                                                                 \
-    }
-
-TILE_DISPATCH_NEON(bitnet_tq2_0_tile_neon, tq2_0_neon)
-TILE_DISPATCH_NEON(bitnet_tq1_0_tile_neon, tq1_0_tile_neon)
-TILE_DISPATCH_NEON(bitnet_i2_s_tile_neon, i2_s_neon)
+// Decode 2 × 1, prompts 2 × 4 (``TILE_DISPATCH``).
+TILE_DISPATCH(bitnet_tq2_0_tile_neon, TARGET_DOTPROD, tq2_0_neon, 2, 0)
+TILE_DISPATCH(bitnet_tq1_0_tile_neon, TARGET_DOTPROD, tq1_0_tile_neon, 2, 0)
+TILE_DISPATCH(bitnet_i2_s_tile_neon, TARGET_DOTPROD, i2_s_neon, 2, 0)
 
 #endif
