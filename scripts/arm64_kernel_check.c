@@ -1,7 +1,7 @@
-// The Arm64 kernels against the scalar ones, run under user-mode emulation by scripts/check-arm64-kernels: every
-// ternary encoding, uniform and per-block scales, odd rows and tokens, 1 and 3 threads, must give the scalar
-// floats to the bit (the same integer sums, the same rescale); the NEON float dots must agree with double sums,
-// and a float matmul must give each token what it gets alone.
+// The Arm64 kernels, run under user-mode emulation by scripts/check-arm64-kernels: every ternary encoding, uniform
+// and per-block scales, odd rows and tokens, 1 and 3 threads, must give the scalar kernels' floats to the bit (the
+// same integer sums, the same rescale), told which rows have one scale or not; the NEON float dots must agree with
+// double-precision sums, and a float matmul must give each token what it gets alone.
 #include "bitnet_kernels.h"
 
 #include <math.h>
@@ -45,24 +45,30 @@ static void check_ternary(int32_t encoding, int64_t rows, int64_t columns, int64
     float *scales = malloc((size_t)tokens * sizeof(float));
     for (int64_t i = 0; i < tokens * columns; i++) x[i] = i % 7 == 0 ? -128 : i % 11 == 0 ? 127 : (int8_t)next();
     for (int64_t t = 0; t < tokens; t++) scales[t] = 0.5f + (float)(next() % 4000) / 100;
-    float *outputs[2];
-    const char *levels[2] = {"scalar", "neondot"};
-    for (int level = 0; level < 2; level++) {
-        outputs[level] = malloc((size_t)(tokens * rows) * sizeof(float));
-        if (bitnet_kernels_force(levels[level]) != 0) {
-            printf("FAIL: cannot force %s\n", levels[level]);
+    uint8_t *flags = malloc((size_t)rows);
+    bitnet_ternary_matrix found = {encoding, rows, columns, w, NULL};
+    bitnet_ternary_uniform_rows(pool, &found, flags);
+    // Scalar, NEON, then NEON told which rows have one scale.
+    float *outputs[3];
+    const char *levels[3] = {"scalar", "neondot", "neondot"};
+    for (int run = 0; run < 3; run++) {
+        outputs[run] = malloc((size_t)(tokens * rows) * sizeof(float));
+        if (bitnet_kernels_force(levels[run]) != 0) {
+            printf("FAIL: cannot force %s\n", levels[run]);
             exit(1);
         }
-        bitnet_ternary_matrix matrix = {encoding, rows, columns, w, NULL};
-        if (bitnet_ternary_matmul(pool, &matrix, x, scales, tokens, outputs[level]) != 0) failures++;
+        bitnet_ternary_matrix matrix = {encoding, rows, columns, w, run == 2 ? flags : NULL};
+        if (bitnet_ternary_matmul(pool, &matrix, x, scales, tokens, outputs[run]) != 0) failures++;
         bitnet_kernels_force(NULL);
     }
-    if (memcmp(outputs[0], outputs[1], (size_t)(tokens * rows) * sizeof(float)) != 0) {
-        printf("FAIL: encoding %d, %lld × %lld, %lld tokens, uniform %d, %d threads: neondot differs from scalar\n",
-               encoding, (long long)rows, (long long)columns, (long long)tokens, uniform, bitnet_pool_threads(pool));
-        failures++;
-    }
-    free(outputs[0]), free(outputs[1]), free(x), free(scales), free(w);
+    for (int run = 1; run < 3; run++)
+        if (memcmp(outputs[0], outputs[run], (size_t)(tokens * rows) * sizeof(float)) != 0) {
+            printf("FAIL: encoding %d, %lld × %lld, %lld tokens, uniform %d, %d threads%s: neondot differs from scalar\n",
+                   encoding, (long long)rows, (long long)columns, (long long)tokens, uniform, bitnet_pool_threads(pool),
+                   run == 2 ? ", told the uniform rows" : "");
+            failures++;
+        }
+    free(outputs[0]), free(outputs[1]), free(outputs[2]), free(flags), free(x), free(scales), free(w);
 }
 
 static void check_float(int32_t encoding, int64_t rows, int64_t columns, bitnet_pool *pool) {
@@ -106,14 +112,28 @@ static void check_float(int32_t encoding, int64_t rows, int64_t columns, bitnet_
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "without-dotprod") == 0) {
         // A CPU without `sdot` (Cortex-A72): the scalar kernels, and no way to force the others.
+        // A CPU without `sdot` (Cortex-A72): the scalar kernels, no way to force the others, and a TQ2_0 decode
+        // step that gives the codes' sums (scale 1, activation scale 1: exact in float).
         int ok = strcmp(bitnet_kernels_isa(), "scalar") == 0 && bitnet_kernels_force("neondot") != 0;
-        float out[7];
-        int8_t x[512] = {1};
-        float scale = 1;
-        uint8_t w[7 * 2 * 66] = {0};
-        bitnet_ternary_matrix matrix = {BITNET_TERNARY_TQ2_0, 7, 512, w, NULL};
-        ok = ok && bitnet_ternary_matmul(NULL, &matrix, x, &scale, 1, out) == 0 && out[0] == 0;
-        printf("without dotprod: %s\n", ok ? "scalar kernels, neondot refused" : "FAILED");
+        enum { ROWS = 7, COLUMNS = 512 };
+        uint8_t w[ROWS * 2 * 66];
+        int8_t x[COLUMNS];
+        for (size_t i = 0; i < sizeof w; i++) w[i] = (uint8_t)next();
+        for (int i = 0; i < COLUMNS; i++) x[i] = (int8_t)next();
+        for (int b = 0; b < ROWS * 2; b++) w[b * 66 + 64] = 0x00, w[b * 66 + 65] = 0x3C;  // f16 1.0
+        float out[ROWS], scale = 1;
+        bitnet_ternary_matrix matrix = {BITNET_TERNARY_TQ2_0, ROWS, COLUMNS, w, NULL};
+        ok = ok && bitnet_ternary_matmul(NULL, &matrix, x, &scale, 1, out) == 0;
+        for (int r = 0; r < ROWS && ok; r++) {
+            int64_t sum = 0;  // byte i of half h: values 128h + 32·lane + i at bits 2·lane, code − 1
+            for (int b = 0; b < 2; b++)
+                for (int h = 0; h < 2; h++)
+                    for (int lane = 0; lane < 4; lane++)
+                        for (int i = 0; i < 32; i++)
+                            sum += (int64_t)(((w[(r * 2 + b) * 66 + 32 * h + i] >> (2 * lane)) & 3) - 1) * x[256 * b + 128 * h + 32 * lane + i];
+            ok = out[r] == (float)sum;
+        }
+        printf("without dotprod: %s\n", ok ? "scalar kernels, neondot refused, a decode step's sums right" : "FAILED");
         return !ok;
     }
     if (bitnet_kernels_level_count() != 2 || strcmp(bitnet_kernels_isa(), "neondot") != 0) {

@@ -344,11 +344,11 @@ float bitnet_dot_q8_0_avx2(const void *weights, const float *x, int64_t n) {
     return sum_lanes_ps_avx2(acc);
 }
 
-/// Q6_K: per half block, ql[0..32), ql[32..64) and qh[0..32) give four vectors of 32 levels (values l, 32 + l,
-/// 64 + l, 96 + l of the half), each two groups of 16 with their own scale. Levels (0…63) × q (±127) pair up in
-/// `vpmaddubsw` without saturating; the group scales join in `vpmaddwd`, each broadcast to its 128-bit lane by a
-/// byte shuffle, and the −32 · Σq correction is one more `vpmaddwd` a block.
-/// The integer sum of one Q6_K block with Q8_K activations (256-bit vectors).
+/// The integer sum of one Q6_K block with Q8_K activations (256-bit vectors): per half block, ql[0..32),
+/// ql[32..64) and qh[0..32) give four vectors of 32 levels (values l, 32 + l, 64 + l, 96 + l of the half), each two
+/// groups of 16 with their own scale. Levels (0…63) × q (±127) pair up in `vpmaddubsw` without saturating; the
+/// group scales join in `vpmaddwd`, each broadcast to its 128-bit lane by a byte shuffle, and the −32 · Σq
+/// correction is one more `vpmaddwd` a block.
 __attribute__((target("avx2,fma,f16c"))) static ALWAYS_INLINE int32_t q6_k_block_sum_avx2(const uint8_t *block, const bitnet_q8_k_block *x) {
     const __m256i low_nibbles = _mm256_set1_epi8(0x0F), high_pair = _mm256_set1_epi8(0x30);
     __m128i scale_bytes = _mm_loadu_si128((const __m128i *)(block + 192));
@@ -382,6 +382,7 @@ __attribute__((target("avx2,fma,f16c"))) static ALWAYS_INLINE int32_t q6_k_block
     return _mm_cvtsi128_si32(lanes);
 }
 
+/// Σ w·x over a Q6_K row: each block's integer sum, then one float multiply-add a block in block order.
 __attribute__((target("avx2,fma,f16c")))
 float bitnet_dot_q6_k_avx2(const uint8_t *block, const bitnet_q8_k_block *x, int64_t blocks) {
 #pragma clang fp contract(off)  // the per-block multiply-add exactly as the scalar dot rounds it

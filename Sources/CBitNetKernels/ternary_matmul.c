@@ -1,6 +1,6 @@
 // The ternary matmul: activation preparation, the split of rows between threads, the token × row tiling and the
 // float rescale, shared by every instruction set; only the integer tiles differ (scalar here, x86 in
-// ternary_x86.c). Every level computes the same integer sums and rescales them with this file's code, so
+// ternary_x86.c, Arm64 in ternary_arm64.c). Every level computes the same integer sums and rescales them with this file's code, so
 // every level gives the same floats.
 #include "kernels_internal.h"
 
@@ -88,8 +88,10 @@ static void scalar_tile(int32_t encoding, scalar_block_dot dot, const uint8_t *w
     for (int r = 0; r < rows; r++) {
         for (int t = 0; t < tokens; t++) {
             int32_t sum = 0;
-            for (int64_t b = first_block; b < end_block; b++)
+            for (int64_t b = first_block; b < end_block; b++) {
+                if (tokens == 1) prefetch_decode_ahead(w + r * row_bytes + b * layout.block_bytes);  // as the SIMD tiles
                 sum += dot(w + r * row_bytes + b * layout.block_bytes, x + t * x_stride + b * layout.prepared_block_bytes);
+            }
             sums[r * tokens + t] = sum;
         }
     }
