@@ -175,8 +175,8 @@ float bitnet_dot_f16_avx2(const void *weights, const float *x, int64_t n) {
     return sum;
 }
 
-/// How far ahead of its loads the f16 decode kernels ask for each row's bytes, into L1.
-enum { F16_PREFETCH_BYTES = 512 };
+/// How far ahead of its loads each row of the f16 and bf16 decode kernels asks for its bytes, into L1.
+enum { FLOAT_ROW_PREFETCH_BYTES = 512 };
 
 /// bitnet_dot_f16_avx2 for ``BITNET_FLOAT_DECODE_ROWS`` weight rows, four at a time (two accumulators each fill
 /// eight of the sixteen registers), operation for operation; each row asks for its bytes ahead as it goes, as
@@ -194,7 +194,7 @@ void bitnet_rows_f16_avx2(const void *weights, size_t row_bytes, const float *x,
         }
         int64_t i = 0;
         for (; i + 32 <= n; i += 32) {
-            for (int r = 0; r < GROUP; r++) __builtin_prefetch((const uint8_t *)(w[r] + i) + F16_PREFETCH_BYTES, 0, 3);
+            for (int r = 0; r < GROUP; r++) __builtin_prefetch((const uint8_t *)(w[r] + i) + FLOAT_ROW_PREFETCH_BYTES, 0, 3);
             for (int half = 0; half < 32; half += 16) {
                 __m256 x0 = _mm256_loadu_ps(x + i + half), x1 = _mm256_loadu_ps(x + i + half + 8);
                 for (int r = 0; r < GROUP; r++) {
@@ -242,7 +242,7 @@ void bitnet_dot4_f16_avx2(const void *weights, const float *x, int64_t x_stride,
 
 /// bitnet_dot_f16_avx2 for ``BITNET_FLOAT_DECODE_ROWS`` weight rows, operation for operation: lanes 0–7 of a row's
 /// 512-bit accumulator are that dot's first accumulator and lanes 8–15 its second. Each row asks for its line
-/// `F16_PREFETCH_BYTES` ahead as it goes. Measured on a decode step's 128256 × 2560 output projection (Ice Lake,
+/// `FLOAT_ROW_PREFETCH_BYTES` ahead as it goes. Measured on a decode step's 128256 × 2560 output projection (Ice Lake,
 /// 2 threads, against 29–30 GB/s of plain reads): 4 rows with the next four rows asked for at once read 23–24
 /// GB/s; 4 rows asking as they go 26.5–27.5; 8 rows asking as they go 28–29 (12 or 16 rows no more; 8 rows
 /// without the requests 22.5–24.5).
@@ -259,7 +259,7 @@ void bitnet_rows_f16_avx512(const void *weights, size_t row_bytes, const float *
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
         // Past a row's end this asks for the next row's bytes, or for nothing (a prefetch never faults).
-        for (int r = 0; r < R; r++) __builtin_prefetch((const uint8_t *)(w[r] + i) + F16_PREFETCH_BYTES, 0, 3);
+        for (int r = 0; r < R; r++) __builtin_prefetch((const uint8_t *)(w[r] + i) + FLOAT_ROW_PREFETCH_BYTES, 0, 3);
         for (int half = 0; half < 32; half += 16) {
             __m512 xv = _mm512_loadu_ps(x + i + half);
             for (int r = 0; r < R; r++)
@@ -295,7 +295,7 @@ float bitnet_dot_bf16_avx2(const void *weights, const float *x, int64_t n) {
 }
 
 /// bitnet_dot_bf16_avx2 for ``BITNET_FLOAT_DECODE_ROWS`` weight rows (one accumulator each), operation for
-/// operation; each row asks for its bytes ahead as it goes, as the f16 decode kernels do.
+/// operation; each row asks for its bytes `FLOAT_ROW_PREFETCH_BYTES` ahead as it goes, as the f16 ones do.
 __attribute__((target("avx2,fma")))
 void bitnet_rows_bf16_avx2(const void *weights, size_t row_bytes, const float *x, int64_t n,
                            float out[BITNET_FLOAT_DECODE_ROWS]) {
@@ -309,7 +309,7 @@ void bitnet_rows_bf16_avx2(const void *weights, size_t row_bytes, const float *x
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         if (i % 32 == 0)
-            for (int r = 0; r < R; r++) __builtin_prefetch((const uint8_t *)(w[r] + i) + F16_PREFETCH_BYTES, 0, 3);
+            for (int r = 0; r < R; r++) __builtin_prefetch((const uint8_t *)(w[r] + i) + FLOAT_ROW_PREFETCH_BYTES, 0, 3);
         __m256 xv = _mm256_loadu_ps(x + i);
         for (int r = 0; r < R; r++) {
             __m256i wide = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w[r] + i))), 16);
@@ -536,14 +536,12 @@ static void float_rows(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const float_job *job = context;
     int64_t row = begin;
-    if (job->decode_rows && job->tokens == 1)
+    // A decode step's groups of rows (Q6_K's kernel takes the quantized activations, the others the floats).
+    if (job->tokens == 1 && (job->decode_rows || job->q6_k_rows))
         for (float out[BITNET_FLOAT_DECODE_ROWS]; row + BITNET_FLOAT_DECODE_ROWS <= end; row += BITNET_FLOAT_DECODE_ROWS) {
-            job->decode_rows(job->weights + row * job->row_bytes, job->row_bytes, job->x, job->columns, out);
-            for (int k = 0; k < BITNET_FLOAT_DECODE_ROWS; k++) job->output[row + k] = out[k];
-        }
-    if (job->q6_k_rows && job->tokens == 1)
-        for (float out[BITNET_FLOAT_DECODE_ROWS]; row + BITNET_FLOAT_DECODE_ROWS <= end; row += BITNET_FLOAT_DECODE_ROWS) {
-            job->q6_k_rows(job->weights + row * job->row_bytes, job->row_bytes, job->quantized, job->columns / 256, out);
+            const uint8_t *w = job->weights + row * job->row_bytes;
+            if (job->q6_k_rows) job->q6_k_rows(w, job->row_bytes, job->quantized, job->columns / 256, out);
+            else job->decode_rows(w, job->row_bytes, job->x, job->columns, out);
             for (int k = 0; k < BITNET_FLOAT_DECODE_ROWS; k++) job->output[row + k] = out[k];
         }
     for (; row < end; row++) {

@@ -1,7 +1,7 @@
 // The ternary matmul: activation preparation, the split of rows between threads, the token × row tiling and the
 // float rescale, shared by every instruction set; only the integer tiles differ (scalar here, x86 in
-// ternary_x86.c, Arm64 in ternary_arm64.c). Every level computes the same integer sums and rescales them with this file's code, so
-// every level gives the same floats.
+// ternary_x86.c, Arm64 in ternary_arm64.c). Every level computes the same integer sums and rescales them with
+// this file's code, so every level gives the same floats.
 #include "kernels_internal.h"
 
 #include <stdatomic.h>
