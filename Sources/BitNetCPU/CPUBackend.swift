@@ -69,6 +69,8 @@ struct CPUModel: BackendModel {
     let weights: [CPUWeight]
     /// Rotary inverse frequencies for each embedding the graph uses.
     let inverseFrequencies: [RotaryEmbedding: [Float]]
+    /// For each op index (and one past the last), the weight of the first matmul at or after it.
+    let nextMatrix: [Int?]
 
     init(graph: ForwardGraph, backend: CPUBackend) throws {
         self.graph = graph
@@ -77,6 +79,14 @@ struct CPUModel: BackendModel {
         var frequencies: [RotaryEmbedding: [Float]] = [:]
         for case .rope(_, _, let rotary) in graph.ops { frequencies[rotary] = rotary.inverseFrequencies }
         inverseFrequencies = frequencies
+        var next: [Int?] = [nil]
+        for op in graph.ops.reversed() {
+            switch op {
+            case .bitLinear(_, let weight, _), .project(_, let weight, _): next.append(weight.index)
+            default: next.append(next.last!)
+            }
+        }
+        nextMatrix = next.reversed()
     }
 
     func makeCacheStorage(slots: Int, capacity: Int, type: KeyValueCacheType) throws -> any KeyValueStorage {

@@ -38,8 +38,23 @@ struct CPUExecution {
         for (index, buffer) in graph.buffers.enumerated() where buffer.element == .float32 {
             cache.prepareActivation(index, count: rows(buffer.rows) * buffer.width)
         }
-        for op in graph.ops { execute(op) }
+        if let first = model.nextMatrix.first, let weight = first { warm(weight) }
+        for (index, op) in graph.ops.enumerated() {
+            execute(op)
+            if op.readsMatrix, let next = model.nextMatrix[index + 1] { warm(next) }
+        }
         return Array(values(graph.logits))
+    }
+
+    /// Tells the pool's waiting threads which weights the next matmul reads.
+    private func warm(_ weight: Int) {
+        let bytes: TensorBytes
+        switch model.weights[weight] {
+        case .ternary(let linear): bytes = linear.bytes
+        case .matrix(let matrix): bytes = matrix.bytes
+        case .vector: return
+        }
+        bytes.withUnsafeBytes { bitnet_pool_warm(pool.pointer, $0.baseAddress, Int64($0.count)) }
     }
 
     private func rows(_ domain: RowDomain) -> Int {
@@ -188,6 +203,16 @@ struct CPUExecution {
                     out[row * width + d] = sum / Float(chosen.count)
                 }
             }
+        }
+    }
+}
+
+extension ForwardOp {
+    /// Whether the op multiplies by a weight matrix (the reads that bound a decode step).
+    var readsMatrix: Bool {
+        switch self {
+        case .bitLinear, .project: true
+        default: false
         }
     }
 }

@@ -43,7 +43,7 @@ int bitnet_level(void);
 /// for a 6912-column TQ1_0 row). Measured on the 2B-4T shapes (Ice Lake, 2 threads, GEMV over 512 MiB of
 /// matrices): TQ2_0 ffn_down 20.7 → 23–25 GB/s, TQ1_0 ffn_down 12 → 15–17, I2_S 22 → 26; ffn_up within noise
 /// or better. 512 bytes ahead into L1 did less; 4 KiB into L2 less, 12 or 16 KiB no more.
-enum { DECODE_PREFETCH_L1_BYTES = 1024, DECODE_PREFETCH_L2_BYTES = 8192 };
+enum { DECODE_PREFETCH_L1_BYTES = 3072, DECODE_PREFETCH_L2_BYTES = 12288 };
 
 /// The decode tiles' requests for the bytes ahead of `p` (a prefetch never faults: past a matrix's end it asks for
 /// nothing useful, and costs nothing).

@@ -324,10 +324,10 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
 
     // Chunks of rows small enough to balance the threads, large enough that a chunk's weights fill the tiles.
     int threads = bitnet_pool_threads(pool);
-    // A decode step takes two chunks a thread: each chunk starts its tiles' requests ahead anew, so its first
-    // KiBs wait on memory. At eight chunks a thread, 2B-4T's 640-row K and V GEMVs read 18 GB/s; at two, 22
-    // (every shape gained 0–5 %; one chunk a thread gave the same as two, with no slack for an uneven split).
-    int64_t grain = weights->rows / (threads * (tokens == 1 ? 2 : 8));
+    // Each thread reads its share of the rows as one stream and the pool moves chunks only when a thread runs out
+    // (thread_pool.c), so a decode step's chunks are small: 16 a thread balanced 2B-4T's decode best (at 2, a
+    // thread waited on its peer's last quarter of the rows at the end of every matmul).
+    int64_t grain = weights->rows / (threads * (tokens == 1 ? 16 : 8));
     if (grain < 16) grain = 16;
     grain = (grain + 3) & ~(int64_t)3;
     bitnet_pool_run(pool, weights->rows, grain, matmul_rows, &job);

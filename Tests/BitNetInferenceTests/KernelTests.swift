@@ -1,5 +1,6 @@
 import BitNetInference
 import BitNetQuantization
+import Foundation
 import CBitNetKernels
 import TestSupport
 import Testing
@@ -206,6 +207,45 @@ import Testing
                     }, hits.baseAddress)
                 }
                 #expect(hits.allSatisfy { $0 == 1 }, "\(threads) threads, \(count) items in chunks of \(grain)")
+            }
+        }
+    }
+
+    /// Threads start with contiguous shares and take from one another when theirs run out: with the first quarter
+    /// of the items slow, other threads take them over, in whole chunks, each item once.
+    @Test func threadPoolMovesChunksFromASlowShare() {
+        struct Job {
+            let hits: UnsafeMutablePointer<Int32>
+            /// Each item's chunk, as the task was called with it.
+            let begins: UnsafeMutablePointer<Int64>, ends: UnsafeMutablePointer<Int64>
+            let slow: Int
+        }
+        for threads: Int32 in [2, 3, 8] {
+            let pool = bitnet_pool_create(threads)
+            defer { bitnet_pool_destroy(pool) }
+            for (count, grain) in [(997, 5), (64, 1), (1000, 64)] {
+                var hits = [Int32](repeating: 0, count: count)
+                var begins = [Int64](repeating: -1, count: count), ends = [Int64](repeating: -1, count: count)
+                hits.withUnsafeMutableBufferPointer { hits in
+                    begins.withUnsafeMutableBufferPointer { begins in
+                        ends.withUnsafeMutableBufferPointer { ends in
+                            var job = Job(hits: hits.baseAddress!, begins: begins.baseAddress!, ends: ends.baseAddress!, slow: count / 4)
+                            bitnet_pool_run(pool, Int64(count), Int64(grain), { context, begin, end, _ in
+                                let job = context!.assumingMemoryBound(to: Job.self).pointee
+                                for item in Int(begin)..<Int(end) {
+                                    job.hits[item] += 1
+                                    job.begins[item] = begin
+                                    job.ends[item] = end
+                                    if item < job.slow { usleep(20) }
+                                }
+                            }, &job)
+                        }
+                    }
+                }
+                let label = "\(threads) threads, \(count) items in chunks of \(grain)"
+                #expect(hits.allSatisfy { $0 == 1 }, "\(label)")
+                #expect(begins.allSatisfy { $0 % Int64(grain) == 0 }, "\(label)")
+                #expect(zip(begins, ends).allSatisfy { $1 == min($0 + Int64(grain), Int64(count)) }, "\(label)")
             }
         }
     }

@@ -48,6 +48,11 @@ int bitnet_pool_threads(const bitnet_pool *pool);
 /// serially on its thread. A NULL pool runs everything on the calling thread.
 void bitnet_pool_run(bitnet_pool *pool, int64_t count, int64_t grain, bitnet_task task, void *context);
 
+/// Tells the workers which `bytes` bytes at `data` the next job will read, split between the threads as its rows
+/// are: while they wait for it, each asks its caches for the start of its share. Only a hint: the bytes are
+/// never loaded, so a stale or mixed-up hint costs bandwidth, never correctness.
+void bitnet_pool_warm(bitnet_pool *pool, const void *data, int64_t bytes);
+
 /// Reads `region_count` regions (`counts[r]` bytes from `regions[r]`) once, in 1 MiB chunks shared out between
 /// the pool's threads, with the widest loads of the calling thread's instruction set; returns the bytes' sum as
 /// 64-bit words (a checksum, so no read can be left out). The fastest a kernel here could stream the same memory: a
