@@ -42,7 +42,9 @@ int bitnet_level(void);
 /// the requests stay spread out, where asking for whole rows ahead from the driver came in bursts (up to 46 lines
 /// for a 6912-column TQ1_0 row). Measured on the 2B-4T shapes (Ice Lake, 2 threads, GEMV over 512 MiB of
 /// matrices): TQ2_0 ffn_down 20.7 → 23–25 GB/s, TQ1_0 ffn_down 12 → 15–17, I2_S 22 → 26; ffn_up within noise
-/// or better. 512 bytes ahead into L1 did less; 4 KiB into L2 less, 12 or 16 KiB no more.
+/// or better. Then 1 KiB into L1 and 8 KiB into L2; 3 and 12 KiB took a 2B-4T layer's seven TQ2_0 GEMVs, read
+/// from the model file in order, from 26.3 to 28.2 GB/s (a plain read: 30), and its decode steps 3 % faster;
+/// 2–4 KiB into L1 and 12–24 KiB into L2 were all within noise of that, 512 bytes into L1 slower.
 enum { DECODE_PREFETCH_L1_BYTES = 3072, DECODE_PREFETCH_L2_BYTES = 12288 };
 
 /// The decode tiles' requests for the bytes ahead of `p` (a prefetch never faults: past a matrix's end it asks for
@@ -60,12 +62,12 @@ typedef void (*bitnet_ternary_tile)(const uint8_t *w, int64_t row_bytes, const i
                                     int64_t first_block, int64_t end_block, int rows, int tokens, int32_t *sums);
 
 /// Generates the exported tile from a body specialized for constant (rows, tokens): the shapes the driver uses
-/// (2 × 1 for decode, `prompt_rows` × 4 for prompts, and 3 × 8 for short-row prompts where `short_rows` is 1) run
-/// unrolled; any other runs one row at a time, unrolled over up to 4 tokens at a time.
-#define TILE_DISPATCH(name, target, body, prompt_rows, short_rows)                                                \
+/// (`decode_rows` × 1 for decode, `prompt_rows` × 4 for prompts, and 3 × 8 for short-row prompts where `short_rows`
+/// is 1) run unrolled; any other runs one row at a time, unrolled over up to 4 tokens at a time.
+#define TILE_DISPATCH(name, target, body, decode_rows, prompt_rows, short_rows)                                   \
     target void name(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t x_stride, int64_t b0,         \
                      int64_t b1, int rows, int tokens, int32_t *sums) {                                           \
-        if (rows == 2 && tokens == 1) body(w, row_bytes, x, x_stride, b0, b1, 2, 1, sums);                        \
+        if (rows == decode_rows && tokens == 1) body(w, row_bytes, x, x_stride, b0, b1, decode_rows, 1, sums);    \
         else if (rows == prompt_rows && tokens == 4) body(w, row_bytes, x, x_stride, b0, b1, prompt_rows, 4, sums); \
         else if (short_rows && rows == 3 && tokens == 8) body(w, row_bytes, x, x_stride, b0, b1, 3, 8, sums);     \
         else                                                                                                      \

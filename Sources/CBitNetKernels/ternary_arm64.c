@@ -113,8 +113,8 @@ TARGET_DOTPROD static ALWAYS_INLINE void i2_s_neon(const uint8_t *w, int64_t row
 }
 
 // Decode 2 × 1, prompts 2 × 4 (``TILE_DISPATCH``).
-TILE_DISPATCH(bitnet_tq2_0_tile_neon, TARGET_DOTPROD, tq2_0_neon, 2, 0)
-TILE_DISPATCH(bitnet_tq1_0_tile_neon, TARGET_DOTPROD, tq1_0_tile_neon, 2, 0)
-TILE_DISPATCH(bitnet_i2_s_tile_neon, TARGET_DOTPROD, i2_s_neon, 2, 0)
+TILE_DISPATCH(bitnet_tq2_0_tile_neon, TARGET_DOTPROD, tq2_0_neon, 2, 2, 0)
+TILE_DISPATCH(bitnet_tq1_0_tile_neon, TARGET_DOTPROD, tq1_0_tile_neon, 2, 2, 0)
+TILE_DISPATCH(bitnet_i2_s_tile_neon, TARGET_DOTPROD, i2_s_neon, 2, 2, 0)
 
 #endif

@@ -195,9 +195,43 @@ static void row_with_block_scales(const matmul_job *job, const uint8_t *w, int64
 /// Rows of a chunk: their weights (about 40 KiB) stay in cache while every token block passes over them.
 enum { CHUNK_ROWS = 64 };
 
+/// A decode step's rows (one token, stored rows, the caller's uniform flags): each tile's sums rescaled as they
+/// come, in the general path's arithmetic, without its staging per chunk, and with one half-to-float conversion
+/// per run of rows that share scale bits (all of a BitNet matrix's). The staging cost a third as much as a
+/// 2560-column row's tile.
+static void decode_rows(const matmul_job *job, int64_t begin, int64_t end) {
+    const bitnet_ternary_kernel *kernel = &job->kernel;
+    const uint8_t *uniform = job->weights->uniform_rows;
+    const int32_t row_sum = job->row_sums[0];
+    const float x_scale = job->x_scales[0];
+    uint32_t bits = UINT32_MAX;  // no half's bits
+    float scale = job->tensor_scale;
+    for (int64_t row = begin; row < end; row += kernel->tile_rows) {
+        int count = end - row < kernel->tile_rows ? (int)(end - row) : kernel->tile_rows;
+        int32_t sums[MAX_TILE_ROWS];
+        const uint8_t *w = job->weights->data + row * job->row_bytes;
+        kernel->tile(w, job->row_bytes, job->prepared, job->prepared_stride, 0, job->blocks, count, 1, sums);
+        for (int r = 0; r < count; r++) {
+            if (!uniform[row + r]) {
+                row_with_block_scales(job, w + r * job->row_bytes, job->row_bytes, row + r, 0, 1);
+                continue;
+            }
+            if (job->layout.scale_offset >= 0 && block_scale_bits(job, row + r, 0) != bits) {
+                bits = block_scale_bits(job, row + r, 0);
+                scale = bitnet_half_to_float((uint16_t)bits);
+            }
+            job->output[row + r] = scale * (float)(sums[r] - row_sum) / x_scale;
+        }
+    }
+}
+
 static void matmul_rows(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const matmul_job *job = context;
+    if (job->tokens == 1 && !job->kernel.unpack && job->weights->uniform_rows) {
+        decode_rows(job, begin, end);
+        return;
+    }
     const int64_t rows = job->weights->rows;
     const bitnet_ternary_kernel *kernel = &job->kernel;
     const int tile_rows = kernel->tile_rows;

@@ -153,12 +153,17 @@ extension ForwardOpKernelTests {
                 valueBytes.withUnsafeBytes { valueBytes in
                     queries.withUnsafeBufferPointer { queries in
                         output.withUnsafeMutableBufferPointer { output in
-                            var arguments = bitnet_attention_args(
-                                cache_type: Int32(cacheType.rawValue), keys: keyBytes.baseAddress, values: valueBytes.baseAddress,
-                                cache_width: Int64(kvHeads * dimension), queries: queries.baseAddress, output: output.baseAddress,
-                                row_stride: Int64(heads * dimension), rows: rows, positions: tokenPositions, tokens: Int64(tokens),
-                                heads: Int32(heads), key_value_heads: Int32(kvHeads), head_dimension: Int32(dimension), scale: scale)
-                            return bitnet_attention(pool, &arguments)
+                            rows.withUnsafeBufferPointer { rows in
+                                tokenPositions.withUnsafeBufferPointer { tokenPositions in
+                                    var arguments = bitnet_attention_args(
+                                        cache_type: Int32(cacheType.rawValue), keys: keyBytes.baseAddress, values: valueBytes.baseAddress,
+                                        cache_width: Int64(kvHeads * dimension), queries: queries.baseAddress, output: output.baseAddress,
+                                        row_stride: Int64(heads * dimension), rows: rows.baseAddress, positions: tokenPositions.baseAddress,
+                                        tokens: Int64(tokens), heads: Int32(heads), key_value_heads: Int32(kvHeads), head_dimension: Int32(dimension),
+                                        scale: scale)
+                                    return bitnet_attention(pool, &arguments)
+                                }
+                            }
                         }
                     }
                 }

@@ -122,7 +122,7 @@ import Testing
     }
 
     /// Decode, prompt and short-row prompt tiles (8 tokens where a row is short enough), with tails of rows and tokens.
-    static let shapes: [(rows: Int, columns: Int, tokens: Int)] = [(1, 256, 1), (7, 512, 1), (9, 768, 5), (6, 2560, 3), (13, 256, 9), (66, 1280, 4),
+    static let shapes: [(rows: Int, columns: Int, tokens: Int)] = [(1, 256, 1), (7, 512, 1), (70, 768, 1), (9, 768, 5), (6, 2560, 3), (13, 256, 9), (66, 1280, 4),
                                                                    (33, 512, 2), (7, 1024, 17), (5, 3584, 8)]
 
     /// Every encoding, uniform and per-block scales, odd rows and tokens (tile tails), 1 and 3 threads: each
