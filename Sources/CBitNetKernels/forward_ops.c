@@ -286,6 +286,17 @@ static void softmax(float *scores, int64_t count) {
     for (int64_t p = 0; p < count; p++) scores[p] /= total;
 }
 
+/// How many cached positions ahead an attention item asks for its key and value rows.
+enum { ATTENTION_PREFETCH_ROWS = 8 };
+
+/// Asks for one head's key row (into L1) and value row (into L2, read after the softmax) at `offset`.
+static inline void prefetch_head_rows(const uint8_t *keys, const uint8_t *values, int64_t offset, int64_t head_bytes) {
+    for (int64_t byte = 0; byte < head_bytes; byte += 64) {
+        __builtin_prefetch(keys + offset + byte, 0, 3);
+        __builtin_prefetch(values + offset + byte, 0, 2);
+    }
+}
+
 static void attention_task(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     attention_job *job = context;
@@ -308,8 +319,15 @@ static void attention_task(void *context, int64_t begin, int64_t end, int thread
         const float *queries = a->queries + a->rows[token] * a->row_stride + kv_head * group * dimension;
         const uint8_t *keys = (const uint8_t *)a->keys + kv_head * dimension * (int64_t)job->element_bytes;
         const uint8_t *values = (const uint8_t *)a->values + kv_head * dimension * (int64_t)job->element_bytes;
+        // Between two decode steps the weights' stream pushes the cache out of every cache, and rows `stride`
+        // apart are no stream a core's prefetcher follows: each position asks for the keys and values ahead.
+        const int64_t head_bytes = dimension * (int64_t)job->element_bytes;
+        for (int64_t position = 0; position < ATTENTION_PREFETCH_ROWS && position < visible; position++)
+            prefetch_head_rows(keys, values, position * stride, head_bytes);
         for (int64_t position = 0; position < visible; position++) {
             const uint8_t *key = keys + position * stride;
+            if (position + ATTENTION_PREFETCH_ROWS < visible)
+                prefetch_head_rows(keys, values, (position + ATTENTION_PREFETCH_ROWS) * stride, head_bytes);
             int64_t h = 0;
             for (; job->dot4 && h + 4 <= group; h += 4) {
                 float dots[4];
