@@ -278,11 +278,10 @@ static void softmax(float *scores, int64_t count) {
     float maximum = -INFINITY;
     for (int64_t p = 0; p < count; p++)
         if (scores[p] > maximum) maximum = scores[p];
+    for (int64_t p = 0; p < count; p++) scores[p] -= maximum;
+    bitnet_exp_in_place(scores, count);
     float total = 0;
-    for (int64_t p = 0; p < count; p++) {
-        scores[p] = expf(scores[p] - maximum);
-        total += scores[p];
-    }
+    for (int64_t p = 0; p < count; p++) total += scores[p];
     for (int64_t p = 0; p < count; p++) scores[p] /= total;
 }
 

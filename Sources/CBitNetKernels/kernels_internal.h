@@ -189,6 +189,10 @@ float bitnet_dot_bf16_scalar(const void *, const float *, int64_t);
 float bitnet_dot_q8_0_scalar(const void *, const float *, int64_t);
 float bitnet_dot_q6_k_scalar(const uint8_t *, const bitnet_q8_k_block *, int64_t);
 float bitnet_half_to_float(uint16_t h);
+
+/// `values[i] = expf(values[i])`, libm's floats to the bit: 8 at a time where the level has AVX2 and the vector
+/// expf was found to agree with this process's libm (pointwise_ops.c), else libm's expf one at a time.
+void bitnet_exp_in_place(float *values, int64_t count);
 void bitnet_prepare_tq1_0(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
 
 #ifdef BITNET_ARM64

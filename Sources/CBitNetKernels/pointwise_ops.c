@@ -77,6 +77,23 @@ TARGET_AVX2 static void silu_avx2(const float *gate, const float *up, float *out
     for (; i < end; i++) out[i] = gate[i] / (1 + expf(-gate[i])) * up[i];
 }
 
+/// expf of 8 values in place; 0 (nothing written) where some |x| ≥ 88, NaN or ∞ included.
+TARGET_AVX2 static ALWAYS_INLINE int exp8_avx2(float *values) {
+    __m256 x = _mm256_loadu_ps(values);
+    __m256i magnitude = _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7FFFFFFF));
+    if (!_mm256_testz_si256(_mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x42AFFFFF)), _mm256_set1_epi32(-1))) return 0;
+    _mm256_storeu_ps(values, _mm256_set_m128(expf4_avx2(_mm256_extractf128_ps(x, 1)), expf4_avx2(_mm256_castps256_ps128(x))));
+    return 1;
+}
+
+TARGET_AVX2 static void exp_avx2(float *values, int64_t count) {
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8)
+        if (!exp8_avx2(values + i))
+            for (int k = 0; k < 8; k++) values[i + k] = expf(values[i + k]);
+    for (; i < count; i++) values[i] = expf(values[i]);
+}
+
 /// Whether expf4_avx2 gives this process's expf on a sweep of its range (32 K floats below 88 in magnitude, about
 /// 0.3 ms): a libm with another expf keeps the scalar loop. Set once at load, before any thread can run a kernel.
 static int vector_expf_agrees = 0;
@@ -153,6 +170,16 @@ void bitnet_gated_activation(bitnet_pool *pool, int32_t activation, const float 
     job.vector = vector_expf_agrees && bitnet_level() >= BITNET_LEVEL_AVX2;
 #endif
     bitnet_pool_run(pool, count, POINTWISE_GRAIN, activation_task, &job);
+}
+
+void bitnet_exp_in_place(float *values, int64_t count) {
+#ifdef BITNET_X86
+    if (vector_expf_agrees && bitnet_level() >= BITNET_LEVEL_AVX2) {
+        exp_avx2(values, count);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < count; i++) values[i] = expf(values[i]);
 }
 
 // MARK: - Residual add
