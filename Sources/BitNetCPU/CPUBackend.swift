@@ -80,12 +80,7 @@ struct CPUModel: BackendModel {
         for case .rope(_, _, let rotary) in graph.ops { frequencies[rotary] = rotary.inverseFrequencies }
         inverseFrequencies = frequencies
         var next: [Int?] = [nil]
-        for op in graph.ops.reversed() {
-            switch op {
-            case .bitLinear(_, let weight, _), .project(_, let weight, _): next.append(weight.index)
-            default: next.append(next.last!)
-            }
-        }
+        for op in graph.ops.reversed() { next.append(op.matrixWeight?.index ?? next.last!) }
         nextMatrix = next.reversed()
     }
 

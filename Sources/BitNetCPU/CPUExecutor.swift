@@ -41,7 +41,7 @@ struct CPUExecution {
         if let first = model.nextMatrix.first, let weight = first { warm(weight) }
         for (index, op) in graph.ops.enumerated() {
             execute(op)
-            if op.readsMatrix, let next = model.nextMatrix[index + 1] { warm(next) }
+            if op.endsWarming, let next = model.nextMatrix[index + 1] { warm(next) }
         }
         return Array(values(graph.logits))
     }
@@ -208,12 +208,20 @@ struct CPUExecution {
 }
 
 extension ForwardOp {
-    /// Whether the op multiplies by a weight matrix (the reads that bound a decode step).
-    var readsMatrix: Bool {
+    /// The weight matrix the op multiplies by (the reads that bound a decode step), if any.
+    var matrixWeight: WeightID? {
         switch self {
-        case .bitLinear, .project: true
-        default: false
+        case .bitLinear(_, let weight, _), .project(_, let weight, _): weight
+        default: nil
         }
+    }
+
+    /// Whether the op's pool job stops the workers' warming of the next weights, so that the next matmul's is
+    /// told again after it: matmuls and attention (a decode step's norms, quantization and pointwise ops run on
+    /// the calling thread alone).
+    var endsWarming: Bool {
+        if case .attention = self { return true }
+        return matrixWeight != nil
     }
 }
 

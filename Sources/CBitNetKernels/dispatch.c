@@ -55,9 +55,9 @@ static bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
 #ifdef BITNET_X86
     KERNELS_256(avx2),
     KERNELS_256(avxvnni),
-    {{STORED(bitnet_tq2_0_tile_vnni, bitnet_prepare_lanes_vnni, 256, 4, 1),
+    {{STORED(bitnet_tq2_0_tile_vnni, bitnet_prepare_lanes_vnni, 256, BITNET_VNNI_DECODE_ROWS, 1),
       STORED(bitnet_tq1_0_tile_vnni, bitnet_prepare_tq1_0, 640, 2, 1),
-      STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, 4, 1)},
+      STORED(bitnet_i2_s_tile_vnni, bitnet_prepare_lanes_vnni, 128, BITNET_VNNI_DECODE_ROWS, 1)},
      // TQ1_0's prompts unpack each chunk of rows into TQ2_0's density, 64 bytes a block, once for every token.
      {STORED(bitnet_tq2_0_tile_vnni, bitnet_prepare_lanes_vnni, 256, BITNET_VNNI_PROMPT_ROWS, 4),
       {bitnet_fields_tile_vnni, bitnet_prepare_lanes_vnni, 256, bitnet_tq1_0_unpack_vnni, 64, BITNET_VNNI_PROMPT_ROWS, 4},

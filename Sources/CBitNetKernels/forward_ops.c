@@ -268,18 +268,19 @@ typedef struct {
     bitnet_float_dot dot;
     bitnet_float_dot4 dot4;  // NULL: one dot at a time
     accumulate_fn accumulate;
+    int vector_expf;  // ``bitnet_vector_expf`` of the calling thread's level
     size_t element_bytes;
     _Atomic int failed;
 } attention_job;
 
 /// Softmax in place over `count` scores: the maximum, e^(s − max) and their total in position order, then each
 /// divided by the total.
-static void softmax(float *scores, int64_t count) {
+static void softmax(float *scores, int64_t count, int vector_expf) {
     float maximum = -INFINITY;
     for (int64_t p = 0; p < count; p++)
         if (scores[p] > maximum) maximum = scores[p];
     for (int64_t p = 0; p < count; p++) scores[p] -= maximum;
-    bitnet_exp_in_place(scores, count);
+    bitnet_exp_in_place(scores, count, vector_expf);
     float total = 0;
     for (int64_t p = 0; p < count; p++) total += scores[p];
     for (int64_t p = 0; p < count; p++) scores[p] /= total;
@@ -335,7 +336,7 @@ static void attention_task(void *context, int64_t begin, int64_t end, int thread
             }
             for (; h < group; h++) scores[h * visible + position] = job->dot(key, queries + h * dimension, dimension) * a->scale;
         }
-        for (int64_t h = 0; h < group; h++) softmax(scores + h * visible, visible);
+        for (int64_t h = 0; h < group; h++) softmax(scores + h * visible, visible, job->vector_expf);
         float *result = a->output + a->rows[token] * a->row_stride + kv_head * group * dimension;
         for (int64_t h = 0; h < group; h += 4)
             job->accumulate(result + h * dimension, scores + h * visible, visible, group - h < 4 ? (int)(group - h) : 4,
@@ -354,6 +355,7 @@ int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
         .dot = table->dot[encoding],
         .dot4 = table->dot4[encoding],
         .accumulate = half ? accumulate_f16_scalar : accumulate_f32_scalar,
+        .vector_expf = bitnet_vector_expf(level),
         .element_bytes = half ? 2 : 4,
     };
 #ifdef BITNET_X86

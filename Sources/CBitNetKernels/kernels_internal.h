@@ -140,8 +140,9 @@ typedef struct {
 
 /// Rows of a prompt tile: as many as the level's registers hold accumulators for. The AVX2 tiles have 16
 /// registers; the VNNI field tiles keep one accumulator per row and token in 32, and need 16 chains to hide
-/// vpdpbusd's latency at two per cycle (measured on one core: 2 × 4 at 3.9, 4 × 4 at 4.3 vpdpbusd per ns).
-enum { BITNET_AVX2_PROMPT_ROWS = 2, BITNET_VNNI_PROMPT_ROWS = 4 };
+/// vpdpbusd's latency at two per cycle (measured on one core: 2 × 4 at 3.9, 4 × 4 at 4.3 vpdpbusd per ns). The VNNI
+/// TQ2_0 and I2_S decode tiles take 4 rows for the same reason (two accumulators a row: 8 chains).
+enum { BITNET_AVX2_PROMPT_ROWS = 2, BITNET_VNNI_PROMPT_ROWS = 4, BITNET_VNNI_DECODE_ROWS = 4 };
 
 /// The most bytes of activations a short-row prompt tile's token block may read per row: half of a 48 KiB L1, so
 /// the chunk's weights keep some of it. 8 tokens of a 2560-column row (20 KiB) fit; of a 6912-column one do not.
@@ -190,9 +191,13 @@ float bitnet_dot_q8_0_scalar(const void *, const float *, int64_t);
 float bitnet_dot_q6_k_scalar(const uint8_t *, const bitnet_q8_k_block *, int64_t);
 float bitnet_half_to_float(uint16_t h);
 
-/// `values[i] = expf(values[i])`, libm's floats to the bit: 8 at a time where the level has AVX2 and the vector
-/// expf was found to agree with this process's libm (pointwise_ops.c), else libm's expf one at a time.
-void bitnet_exp_in_place(float *values, int64_t count);
+/// Whether `level` takes expf 8 at a time: it has AVX2, and the vector expf was found to agree with this
+/// process's libm at load (pointwise_ops.c). Asked on the thread that starts a job (a forced level is per thread).
+int bitnet_vector_expf(int level);
+
+/// `values[i] = expf(values[i])`, libm's floats to the bit: 8 at a time where `vector` (``bitnet_vector_expf``),
+/// else libm's expf one at a time.
+void bitnet_exp_in_place(float *values, int64_t count, int vector);
 void bitnet_prepare_tq1_0(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
 
 #ifdef BITNET_ARM64

@@ -58,12 +58,20 @@ TARGET_AVX2 static ALWAYS_INLINE __m128 expf4_avx2(__m128 x) {
 
 /// SiLU's `x / (1 + expf(-x)) * up` for 8 values, the scalar loop's operations in its order; 0 (nothing written)
 /// where some |x| ≥ 88, NaN or ∞ included, which glibc's expf treats apart.
+/// Whether all 8 values are below 88 in magnitude (NaN and ∞ are not), where expf4_avx2 is glibc's expf.
+TARGET_AVX2 static ALWAYS_INLINE int in_expf_range8(__m256 x) {
+    __m256i magnitude = _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7FFFFFFF));
+    return _mm256_testz_si256(_mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x42AFFFFF)), _mm256_set1_epi32(-1));
+}
+
+TARGET_AVX2 static ALWAYS_INLINE __m256 expf8_avx2(__m256 x) {
+    return _mm256_set_m128(expf4_avx2(_mm256_extractf128_ps(x, 1)), expf4_avx2(_mm256_castps256_ps128(x)));
+}
+
 TARGET_AVX2 static ALWAYS_INLINE int silu8_avx2(const float *gate, const float *up, float *out) {
     __m256 x = _mm256_loadu_ps(gate);
-    __m256i magnitude = _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7FFFFFFF));
-    if (!_mm256_testz_si256(_mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x42AFFFFF)), _mm256_set1_epi32(-1))) return 0;
-    __m256 negated = _mm256_xor_ps(x, _mm256_set1_ps(-0.0f));
-    __m256 e = _mm256_set_m128(expf4_avx2(_mm256_extractf128_ps(negated, 1)), expf4_avx2(_mm256_castps256_ps128(negated)));
+    if (!in_expf_range8(x)) return 0;
+    __m256 e = expf8_avx2(_mm256_xor_ps(x, _mm256_set1_ps(-0.0f)));
     __m256 silu = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1), e));
     _mm256_storeu_ps(out, _mm256_mul_ps(silu, _mm256_loadu_ps(up)));
     return 1;
@@ -77,20 +85,13 @@ TARGET_AVX2 static void silu_avx2(const float *gate, const float *up, float *out
     for (; i < end; i++) out[i] = gate[i] / (1 + expf(-gate[i])) * up[i];
 }
 
-/// expf of 8 values in place; 0 (nothing written) where some |x| ≥ 88, NaN or ∞ included.
-TARGET_AVX2 static ALWAYS_INLINE int exp8_avx2(float *values) {
-    __m256 x = _mm256_loadu_ps(values);
-    __m256i magnitude = _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7FFFFFFF));
-    if (!_mm256_testz_si256(_mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x42AFFFFF)), _mm256_set1_epi32(-1))) return 0;
-    _mm256_storeu_ps(values, _mm256_set_m128(expf4_avx2(_mm256_extractf128_ps(x, 1)), expf4_avx2(_mm256_castps256_ps128(x))));
-    return 1;
-}
-
 TARGET_AVX2 static void exp_avx2(float *values, int64_t count) {
     int64_t i = 0;
-    for (; i + 8 <= count; i += 8)
-        if (!exp8_avx2(values + i))
-            for (int k = 0; k < 8; k++) values[i + k] = expf(values[i + k]);
+    for (; i + 8 <= count; i += 8) {
+        __m256 x = _mm256_loadu_ps(values + i);
+        if (in_expf_range8(x)) _mm256_storeu_ps(values + i, expf8_avx2(x));
+        else for (int k = 0; k < 8; k++) values[i + k] = expf(values[i + k]);
+    }
     for (; i < count; i++) values[i] = expf(values[i]);
 }
 
@@ -163,24 +164,34 @@ static void activation_task(void *context, int64_t begin, int64_t end, int threa
     }
 }
 
+int bitnet_vector_expf(int level) {
+#ifdef BITNET_X86
+    return vector_expf_agrees && level >= BITNET_LEVEL_AVX2;
+#else
+    (void)level;
+    return 0;
+#endif
+}
+
 void bitnet_gated_activation(bitnet_pool *pool, int32_t activation, const float *gate, const float *up, int64_t count,
                              float *output) {
-    activation_job job = {activation, 0, gate, up, output};
-#ifdef BITNET_X86
-    job.vector = vector_expf_agrees && bitnet_level() >= BITNET_LEVEL_AVX2;
-#endif
+    activation_job job = {activation, bitnet_vector_expf(bitnet_level()), gate, up, output};
     bitnet_pool_run(pool, count, POINTWISE_GRAIN, activation_task, &job);
 }
 
-void bitnet_exp_in_place(float *values, int64_t count) {
+void bitnet_exp_in_place(float *values, int64_t count, int vector) {
 #ifdef BITNET_X86
-    if (vector_expf_agrees && bitnet_level() >= BITNET_LEVEL_AVX2) {
+    if (vector) {
         exp_avx2(values, count);
         return;
     }
+#else
+    (void)vector;
 #endif
     for (int64_t i = 0; i < count; i++) values[i] = expf(values[i]);
 }
+
+void bitnet_exp(float *values, int64_t count) { bitnet_exp_in_place(values, count, bitnet_vector_expf(bitnet_level())); }
 
 // MARK: - Residual add
 

@@ -243,9 +243,9 @@ TARGET_VNNI static ALWAYS_INLINE void tq1_0_vnni(const uint8_t *w, int64_t row_b
         }
 }
 
-TILE_DISPATCH(bitnet_tq2_0_tile_vnni, TARGET_VNNI, tq2_0_vnni, 4, BITNET_VNNI_PROMPT_ROWS, 1)
+TILE_DISPATCH(bitnet_tq2_0_tile_vnni, TARGET_VNNI, tq2_0_vnni, BITNET_VNNI_DECODE_ROWS, BITNET_VNNI_PROMPT_ROWS, 1)
 // TQ1_0's VNNI tile runs decode steps only (its prompts unpack rows for the field tile), and 2 rows for 4 tokens.
 TILE_DISPATCH(bitnet_tq1_0_tile_vnni, TARGET_VNNI, tq1_0_vnni, 2, 2, 0)
-TILE_DISPATCH(bitnet_i2_s_tile_vnni, TARGET_VNNI, i2_s_vnni, 4, BITNET_VNNI_PROMPT_ROWS, 1)
+TILE_DISPATCH(bitnet_i2_s_tile_vnni, TARGET_VNNI, i2_s_vnni, BITNET_VNNI_DECODE_ROWS, BITNET_VNNI_PROMPT_ROWS, 1)
 
 #endif

@@ -126,7 +126,7 @@ static void warm_share(bitnet_pool *pool, int index, uint64_t seen) {
     if (length > WARM_LIMIT_BYTES) length = WARM_LIMIT_BYTES;
     for (int64_t offset = 0; offset < length; offset += 1024) {
         if (atomic_load_explicit(&pool->generation, memory_order_relaxed) != seen) return;
-        for (int line = 0; line < 1024; line += 64) __builtin_prefetch(data + begin + offset + line, 0, 2);
+        for (int64_t line = offset; line < offset + 1024 && line < length; line += 64) __builtin_prefetch(data + begin + line, 0, 2);
     }
 }
 

@@ -1,6 +1,7 @@
 import BitNetInference
 import BitNetQuantization
 import Foundation
+import Synchronization
 import CBitNetKernels
 import TestSupport
 import Testing
@@ -211,42 +212,74 @@ import Testing
         }
     }
 
-    /// Threads start with contiguous shares and take from one another when theirs run out: with the first quarter
-    /// of the items slow, other threads take them over, in whole chunks, each item once.
-    @Test func threadPoolMovesChunksFromASlowShare() {
+    /// Threads start with contiguous shares and take from one another when theirs run out. The caller's first
+    /// chunk waits (up to 10 s) until another thread has run an item of the caller's share, which happens only if
+    /// chunks move; every item still runs once, in whole chunks.
+    @Test func threadPoolMovesChunksFromABusyShare() {
+        final class Witness: Sendable { let moved = Atomic<Bool>(false) }
         struct Job {
             let hits: UnsafeMutablePointer<Int32>
             /// Each item's chunk, as the task was called with it.
             let begins: UnsafeMutablePointer<Int64>, ends: UnsafeMutablePointer<Int64>
-            let slow: Int
+            let callerShareEnd: Int64
+            let witness: Witness
         }
         for threads: Int32 in [2, 3, 8] {
             let pool = bitnet_pool_create(threads)
             defer { bitnet_pool_destroy(pool) }
             for (count, grain) in [(997, 5), (64, 1), (1000, 64)] {
+                let chunks = (count + grain - 1) / grain
                 var hits = [Int32](repeating: 0, count: count)
                 var begins = [Int64](repeating: -1, count: count), ends = [Int64](repeating: -1, count: count)
+                let witness = Witness()
                 hits.withUnsafeMutableBufferPointer { hits in
                     begins.withUnsafeMutableBufferPointer { begins in
                         ends.withUnsafeMutableBufferPointer { ends in
-                            var job = Job(hits: hits.baseAddress!, begins: begins.baseAddress!, ends: ends.baseAddress!, slow: count / 4)
-                            bitnet_pool_run(pool, Int64(count), Int64(grain), { context, begin, end, _ in
+                            var job = Job(hits: hits.baseAddress!, begins: begins.baseAddress!, ends: ends.baseAddress!,
+                                          callerShareEnd: Int64(chunks / Int(threads) * grain), witness: witness)
+                            bitnet_pool_run(pool, Int64(count), Int64(grain), { context, begin, end, thread in
                                 let job = context!.assumingMemoryBound(to: Job.self).pointee
                                 for item in Int(begin)..<Int(end) {
                                     job.hits[item] += 1
                                     job.begins[item] = begin
                                     job.ends[item] = end
-                                    if item < job.slow { usleep(20) }
+                                }
+                                if thread != 0 && begin < job.callerShareEnd { job.witness.moved.store(true, ordering: .relaxed) }
+                                if thread == 0 && begin == 0 {
+                                    let deadline = Date().addingTimeInterval(10)
+                                    while !job.witness.moved.load(ordering: .relaxed) && Date() < deadline { usleep(100) }
                                 }
                             }, &job)
                         }
                     }
                 }
                 let label = "\(threads) threads, \(count) items in chunks of \(grain)"
+                let moved = witness.moved.load(ordering: .relaxed)
+                #expect(moved, "\(label): no chunk of the caller's share moved")
                 #expect(hits.allSatisfy { $0 == 1 }, "\(label)")
                 #expect(begins.allSatisfy { $0 % Int64(grain) == 0 }, "\(label)")
                 #expect(zip(begins, ends).allSatisfy { $1 == min($0 + Int64(grain), Int64(count)) }, "\(label)")
             }
+        }
+    }
+
+    /// `bitnet_exp` (softmax's and SiLU's path) gives libm's expf to the bit on every level: groups of 8 inside the
+    /// vector range, groups with a value outside it (|x| ≥ 88, ±∞, NaN, results that underflow), and a tail.
+    @Test func expGivesLibmsFloats() {
+        var generator = SeededGenerator(seed: 12)
+        var values = (0..<4000).map { _ in Float.random(in: -95...95, using: &generator) }
+        for (index, special) in [Float](arrayLiteral: 0, -0.0, .nan, .infinity, -.infinity, 88, -88, 87.99, -87.99, 88.72, -103.9,
+                                                    -120, .leastNonzeroMagnitude, -.leastNormalMagnitude, 1e-30).enumerated() {
+            values[5 + 29 * index] = special
+        }
+        values += (0..<37).map { Float($0) - 18.5 }  // a tail past the last group of 8
+        let expected = values.map { expf($0).bitPattern }
+        for path in Self.paths {
+            #expect(bitnet_kernels_force(path) == 0)
+            defer { bitnet_kernels_force(nil) }
+            var found = values
+            bitnet_exp(&found, Int64(found.count))
+            #expect(found.map(\.bitPattern) == expected, "\(path)")
         }
     }
 
