@@ -184,8 +184,8 @@ void bitnet_rms_norm(bitnet_pool *pool, const float *x, const float *weight, flo
 // Work items are (token, key/value head) pairs: the query heads that share a key/value head (grouped-query
 // attention) read each cached key and value once between them. Items run key/value head by head, so a thread's
 // share of a prompt's items goes over one head's rows (which stay in L2) token after token: token by token, each
-// item read another head's rows, and 128 tokens after 762 took 21.3 ms where they now take 16.5 (2 threads, f32). Every query and key meet in the level's float dot,
-// softmax runs in position order, and each output value is Σ_p weight_p · v_p accumulated in position order, so a
+// item read another head's rows, and 128 tokens after 762 took 21.3 ms where they now take 16.5 (2 threads, f32).
+// Every query and key meet in the level's float dot, softmax runs in position order, and each output value is Σ_p weight_p · v_p accumulated in position order, so a
 // head's result does not depend on its group or on the batch.
 
 /// `out[h·n + i] = Σ_p weights[h·weight_stride + p] · v_p[i]` for `heads` (≤ 4) heads over `positions` cached

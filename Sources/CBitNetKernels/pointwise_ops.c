@@ -56,8 +56,6 @@ TARGET_AVX2 static ALWAYS_INLINE __m128 expf4_avx2(__m128 x) {
     return _mm256_cvtpd_ps(_mm256_mul_pd(y, s));
 }
 
-/// SiLU's `x / (1 + expf(-x)) * up` for 8 values, the scalar loop's operations in its order; 0 (nothing written)
-/// where some |x| ≥ 88, NaN or ∞ included, which glibc's expf treats apart.
 /// Whether all 8 values are below 88 in magnitude (NaN and ∞ are not), where expf4_avx2 is glibc's expf.
 TARGET_AVX2 static ALWAYS_INLINE int in_expf_range8(__m256 x) {
     __m256i magnitude = _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7FFFFFFF));
@@ -68,6 +66,8 @@ TARGET_AVX2 static ALWAYS_INLINE __m256 expf8_avx2(__m256 x) {
     return _mm256_set_m128(expf4_avx2(_mm256_extractf128_ps(x, 1)), expf4_avx2(_mm256_castps256_ps128(x)));
 }
 
+/// SiLU's `x / (1 + expf(-x)) * up` for 8 values, the scalar loop's operations in its order; 0 (nothing written)
+/// where some |x| ≥ 88, NaN or ∞ included, which glibc's expf treats apart.
 TARGET_AVX2 static ALWAYS_INLINE int silu8_avx2(const float *gate, const float *up, float *out) {
     __m256 x = _mm256_loadu_ps(gate);
     if (!in_expf_range8(x)) return 0;

@@ -216,9 +216,9 @@ static void decode_rows(const matmul_job *job, int64_t begin, int64_t end) {
                 row_with_block_scales(job, w + r * job->row_bytes, job->row_bytes, row + r, 0, 1);
                 continue;
             }
-            if (job->layout.scale_offset >= 0 && block_scale_bits(job, row + r, 0) != bits) {
-                bits = block_scale_bits(job, row + r, 0);
-                scale = bitnet_half_to_float((uint16_t)bits);
+            if (job->layout.scale_offset >= 0) {
+                uint16_t row_bits = block_scale_bits(job, row + r, 0);
+                if (row_bits != bits) scale = bitnet_half_to_float((uint16_t)(bits = row_bits));
             }
             job->output[row + r] = scale * (float)(sums[r] - row_sum) / x_scale;
         }

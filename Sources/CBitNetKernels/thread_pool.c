@@ -124,9 +124,9 @@ static void warm_share(bitnet_pool *pool, int index, uint64_t seen) {
     int64_t bytes = atomic_load(&pool->warm_bytes);
     int64_t begin = bytes / pool->threads * index, length = bytes / pool->threads;
     if (length > WARM_LIMIT_BYTES) length = WARM_LIMIT_BYTES;
-    for (int64_t offset = 0; offset < length; offset += 1024) {
-        if (atomic_load_explicit(&pool->generation, memory_order_relaxed) != seen) return;
-        for (int64_t line = offset; line < offset + 1024 && line < length; line += 64) __builtin_prefetch(data + begin + line, 0, 2);
+    for (int64_t line = 0; line < length; line += 64) {
+        if (line % 1024 == 0 && atomic_load_explicit(&pool->generation, memory_order_relaxed) != seen) return;
+        __builtin_prefetch(data + begin + line, 0, 2);
     }
 }
 

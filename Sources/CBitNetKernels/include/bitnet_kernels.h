@@ -45,13 +45,9 @@ int bitnet_pool_threads(const bitnet_pool *pool);
 
 /// Runs `task` over items [0, count) in chunks of `grain` items (widened where there would be 2³² chunks): each of
 /// the caller and the workers starts with a contiguous share of the chunks and, when its own run out, takes the
-/// back half of the largest share left; returns when every chunk is done. Calls from several threads take turns; a call from inside a task runs
-/// serially on its thread. A NULL pool runs everything on the calling thread.
+/// back half of the largest share left; returns when every chunk is done. Calls from several threads take turns;
+/// a call from inside a task runs serially on its thread. A NULL pool runs everything on the calling thread.
 void bitnet_pool_run(bitnet_pool *pool, int64_t count, int64_t grain, bitnet_task task, void *context);
-
-/// Replaces each of `count` values with libm's expf of it: 8 at a time where the calling thread's level has AVX2 and
-/// that was found at load to give libm's floats, else one at a time. (Softmax and SiLU use the same path.)
-void bitnet_exp(float *values, int64_t count);
 
 /// Tells the workers which `bytes` bytes at `data` the next job will read, split between the threads as its rows
 /// are: while they wait for it, each asks its caches for the start of its share. Only a hint: the bytes are
@@ -145,6 +141,10 @@ typedef enum {
 /// `output[i] = f(gate[i]) · up[i]` for `count` values, chunks split between the pool's threads.
 void bitnet_gated_activation(bitnet_pool *pool, int32_t activation, const float *gate, const float *up, int64_t count,
                              float *output);
+
+/// Replaces each of `count` values with libm's expf of it: 8 at a time where the calling thread's level has AVX2 and
+/// that was found at load to give libm's floats, else one at a time. (Softmax and SiLU use the same path.)
+void bitnet_exp(float *values, int64_t count);
 
 /// `accumulator[i] += x[i]` for `count` values (a residual connection), split between the pool's threads.
 void bitnet_add(bitnet_pool *pool, const float *x, int64_t count, float *accumulator);
