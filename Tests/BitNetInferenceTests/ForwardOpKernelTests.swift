@@ -116,67 +116,73 @@ import Testing
 }
 
 extension ForwardOpKernelTests {
-    /// Grouped-query attention on every level, f32 and f16 caches, groups of 1 to 5 query heads and a head size that
-    /// takes every column path (28 = 16 + 8 + 4): within 1e-5 of a double-precision softmax, and each head's floats the same as with its
-    /// own copy of the keys and values (group 1), so the heads that share a key/value head never change each other.
-    @Test(arguments: [(BITNET_CACHE_F32, 1), (BITNET_CACHE_F32, 4), (BITNET_CACHE_F32, 5), (BITNET_CACHE_F16, 3), (BITNET_CACHE_F16, 4)])
-    func attentionOfAGroupIsEachHeadsOwn(cacheType: bitnet_cache_type, group: Int) {
-        let keyValueHeads = 2, heads = keyValueHeads * group, dimension = 28, positions = 9
-        let tokens = 3, tokenPositions: [Int64] = [4, 7, 8]  // the sequence's last three tokens see 5, 8 and 9 positions
-        var generator = SeededGenerator(seed: UInt64(group))
+    /// `bitnet_attention` of `tokens` query rows (`heads × dimension` floats each, batch row t for token t) at
+    /// `positions` over a cache of `keyValueHeads` heads, on two threads.
+    static func attend(cacheType: bitnet_cache_type, keys: [Float], values: [Float], keyValueHeads: Int, queries: [Float],
+                       heads: Int, dimension: Int, positions: [Int64]) -> [Float] {
+        func cache(_ rows: [Float]) -> [UInt8] {
+            cacheType == BITNET_CACHE_F16 ? rows.flatMap { withUnsafeBytes(of: Float16($0).bitPattern.littleEndian, Array.init) }
+                                          : rows.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+        }
+        let keyBytes = cache(keys), valueBytes = cache(values), tokens = positions.count
+        var output = [Float](repeating: 0, count: tokens * heads * dimension)
+        let rows = (0..<tokens).map(Int64.init)
+        let pool = bitnet_pool_create(2)
+        defer { bitnet_pool_destroy(pool) }
+        let status = keyBytes.withUnsafeBytes { keyBytes in
+            valueBytes.withUnsafeBytes { valueBytes in
+                queries.withUnsafeBufferPointer { queries in
+                    output.withUnsafeMutableBufferPointer { output in
+                        rows.withUnsafeBufferPointer { rows in
+                            positions.withUnsafeBufferPointer { positions in
+                                var arguments = bitnet_attention_args(
+                                    cache_type: Int32(cacheType.rawValue), keys: keyBytes.baseAddress, values: valueBytes.baseAddress,
+                                    cache_width: Int64(keyValueHeads * dimension), queries: queries.baseAddress, output: output.baseAddress,
+                                    row_stride: Int64(heads * dimension), rows: rows.baseAddress, positions: positions.baseAddress,
+                                    tokens: Int64(tokens), heads: Int32(heads), key_value_heads: Int32(keyValueHeads),
+                                    head_dimension: Int32(dimension), scale: 1 / Float(dimension).squareRoot())
+                                return bitnet_attention(pool, &arguments)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        #expect(status == 0)
+        return output
+    }
+
+    /// Grouped-query attention on every level, f32 and f16 caches, groups of 1 to 5 query heads and head sizes that
+    /// take every column path (28 = 16 + 8 + 4) and the AVX-512 tiles (64): within 1e-5 of a double-precision
+    /// softmax, and each head's floats the same as with its own copy of the keys and values (group 1), so the heads
+    /// that share a key/value head never change each other.
+    @Test(arguments: [(BITNET_CACHE_F32, 1, 28), (BITNET_CACHE_F32, 4, 28), (BITNET_CACHE_F32, 5, 28), (BITNET_CACHE_F16, 3, 28),
+                      (BITNET_CACHE_F16, 4, 28), (BITNET_CACHE_F32, 4, 64), (BITNET_CACHE_F16, 4, 64), (BITNET_CACHE_F32, 5, 64)])
+    func attentionOfAGroupIsEachHeadsOwn(cacheType: bitnet_cache_type, group: Int, dimension: Int) {
+        let keyValueHeads = 2, heads = keyValueHeads * group, positions = 9
+        let tokenPositions: [Int64] = [4, 7, 8]  // the sequence's last three tokens see 5, 8 and 9 positions
+        let tokens = tokenPositions.count
+        var generator = SeededGenerator(seed: UInt64(group * dimension))
         func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -2...2, using: &generator) } }
         let keys = random(positions * keyValueHeads * dimension).map { Float(Float16($0)) }
         let values = random(positions * keyValueHeads * dimension).map { Float(Float16($0)) }
         let queries = random(tokens * heads * dimension)
         let scale = 1 / Float(dimension).squareRoot()
 
-        /// The cache as the kernels store it: `kvHeads` heads per position, each query head's own copy when `copies`.
-        func cache(_ source: [Float], copies: Bool) -> [UInt8] {
-            var rows: [Float] = []
-            for position in 0..<positions {
-                for head in 0..<(copies ? heads : keyValueHeads) {
-                    let start = (position * keyValueHeads + (copies ? head / group : head)) * dimension
-                    rows += source[start..<start + dimension]
-                }
+        /// Each query head's own copy of its key/value head's rows, position by position.
+        func copies(_ source: [Float]) -> [Float] {
+            (0..<positions).flatMap { position in
+                (0..<heads).flatMap { head in source[((position * keyValueHeads + head / group) * dimension)...].prefix(dimension) }
             }
-            return cacheType == BITNET_CACHE_F16 ? rows.flatMap { withUnsafeBytes(of: Float16($0).bitPattern.littleEndian, Array.init) }
-                                                 : rows.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
         }
-        func attend(copies: Bool) -> [Float] {
-            let kvHeads = copies ? heads : keyValueHeads
-            let keyBytes = cache(keys, copies: copies), valueBytes = cache(values, copies: copies)
-            var output = [Float](repeating: 0, count: tokens * heads * dimension)
-            let rows = (0..<tokens).map(Int64.init)
-            let pool = bitnet_pool_create(2)
-            defer { bitnet_pool_destroy(pool) }
-            let status = keyBytes.withUnsafeBytes { keyBytes in
-                valueBytes.withUnsafeBytes { valueBytes in
-                    queries.withUnsafeBufferPointer { queries in
-                        output.withUnsafeMutableBufferPointer { output in
-                            rows.withUnsafeBufferPointer { rows in
-                                tokenPositions.withUnsafeBufferPointer { tokenPositions in
-                                    var arguments = bitnet_attention_args(
-                                        cache_type: Int32(cacheType.rawValue), keys: keyBytes.baseAddress, values: valueBytes.baseAddress,
-                                        cache_width: Int64(kvHeads * dimension), queries: queries.baseAddress, output: output.baseAddress,
-                                        row_stride: Int64(heads * dimension), rows: rows.baseAddress, positions: tokenPositions.baseAddress,
-                                        tokens: Int64(tokens), heads: Int32(heads), key_value_heads: Int32(kvHeads), head_dimension: Int32(dimension),
-                                        scale: scale)
-                                    return bitnet_attention(pool, &arguments)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            #expect(status == 0)
-            return output
-        }
-
         for path in KernelTests.paths {
             #expect(bitnet_kernels_force(path) == 0)
             defer { bitnet_kernels_force(nil) }
-            let grouped = attend(copies: false)
-            #expect(Self.same(grouped, attend(copies: true)), "\(path): a head's floats depend on its group")
+            let grouped = Self.attend(cacheType: cacheType, keys: keys, values: values, keyValueHeads: keyValueHeads, queries: queries,
+                                      heads: heads, dimension: dimension, positions: tokenPositions)
+            let alone = Self.attend(cacheType: cacheType, keys: copies(keys), values: copies(values), keyValueHeads: heads, queries: queries,
+                                    heads: heads, dimension: dimension, positions: tokenPositions)
+            #expect(Self.same(grouped, alone), "\(path): a head's floats depend on its group")
             for token in 0..<tokens {
                 for head in 0..<heads {
                     let query = queries[(token * heads + head) * dimension..<(token * heads + head + 1) * dimension].map(Double.init)
@@ -191,6 +197,40 @@ extension ForwardOpKernelTests {
                         #expect(abs(Double(actual) - expected) < 1e-5, "\(path) token \(token) head \(head) value \(d)")
                     }
                 }
+            }
+        }
+    }
+
+    /// A prompt's tokens share tiles (as many of a group's query heads as make 16 rows) that read each cached key and
+    /// value once for all of them; each token's floats must be what it gets alone, as a decode step, on every level.
+    /// 21 tokens make full and partial tiles, and the gap in their positions tiles with different visible counts.
+    /// Position 11 holds infinities: a tile reads it for its later tokens, and the tokens before it must never meet it.
+    @Test(arguments: [(BITNET_CACHE_F32, 4, 64), (BITNET_CACHE_F16, 4, 64), (BITNET_CACHE_F32, 1, 64), (BITNET_CACHE_F32, 5, 32),
+                      (BITNET_CACHE_F16, 3, 48), (BITNET_CACHE_F32, 4, 28)])
+    func attentionOfABatchIsEachTokensAlone(cacheType: bitnet_cache_type, group: Int, dimension: Int) {
+        let keyValueHeads = 2, heads = keyValueHeads * group
+        let positions: [Int64] = Array(0..<12) + Array(15..<24)  // 21 tokens
+        let cached = Int(positions.last! + 1), poisoned = 11
+        var generator = SeededGenerator(seed: UInt64(7 * group + dimension))
+        func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -2...2, using: &generator) } }
+        let width = keyValueHeads * dimension
+        var keys = random(cached * width), values = random(cached * width)
+        keys.replaceSubrange(poisoned * width..<(poisoned + 1) * width, with: repeatElement(.infinity, count: width))
+        values.replaceSubrange(poisoned * width..<(poisoned + 1) * width, with: repeatElement(-.infinity, count: width))
+        let queries = random(positions.count * heads * dimension)
+        let row = heads * dimension
+        for path in KernelTests.paths {
+            #expect(bitnet_kernels_force(path) == 0)
+            defer { bitnet_kernels_force(nil) }
+            let batch = Self.attend(cacheType: cacheType, keys: keys, values: values, keyValueHeads: keyValueHeads, queries: queries,
+                                    heads: heads, dimension: dimension, positions: positions)
+            for (token, position) in positions.enumerated() {
+                let output = Array(batch[token * row..<(token + 1) * row])
+                if position < poisoned { #expect(output.allSatisfy { $0.isFinite }, "\(path): token \(token) met a position it does not see") }
+                let alone = Self.attend(cacheType: cacheType, keys: keys, values: values, keyValueHeads: keyValueHeads,
+                                        queries: Array(queries[token * row..<(token + 1) * row]), heads: heads, dimension: dimension,
+                                        positions: [position])
+                #expect(Self.same(output, alone), "\(path): token \(token) depends on its batch")
             }
         }
     }

@@ -1,0 +1,495 @@
+// Causal grouped-query attention over the KV cache, split between the pool's threads.
+//
+// An item is one key/value head for a few of the batch's tokens (``tile_tokens``): the tile's rows are its tokens'
+// query heads of that group, a token's heads side by side, ``ATTENTION_TILE_ROWS`` rows at most. Each cached key
+// and value the tile reads serves all of its rows, so a prompt reads a head's cache once for every few tokens
+// where it read it once a token. Scores sit position by position, `scores[p · rows + r]`: the softmax's maximum,
+// total and division run across rows in SIMD lanes, while each row's own reduction stays in position order.
+//
+// Every query and key meet in the level's float dot (the AVX-512 tiles repeat its operations lane for lane),
+// softmax runs in position order, and each output value is Σ_p weight_p · v_p accumulated in position order over
+// the positions its token sees, so a head's floats do not depend on its group, its tile or the batch.
+#include "kernels_internal.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#ifdef BITNET_X86
+#include <immintrin.h>
+#endif
+
+// As in forward_ops.c: the scalar sums round a multiply and an add apart, on every CPU and compiler.
+#pragma STDC FP_CONTRACT OFF
+
+/// The most query rows a tile takes: a token's group, or as many whole groups as fit.
+enum { ATTENTION_TILE_ROWS = 16 };
+
+/// How many cached positions ahead a tile asks for its key and value rows.
+enum { ATTENTION_PREFETCH_ROWS = 8 };
+
+/// One item's tokens, as the kernels read them.
+typedef struct {
+    int tokens;
+    int64_t rows;                                // tokens × group
+    int64_t most_visible;                        // the largest of `visible`
+    int64_t visible[ATTENTION_TILE_ROWS];        // positions token t sees
+    const float *queries[ATTENTION_TILE_ROWS];   // token t's first query head of the group
+    float *outputs[ATTENTION_TILE_ROWS];         // and its output
+} attention_tile;
+
+/// Asks for one head's key row (into L1) and value row (into L2, read after the softmax) at `offset`.
+static inline void prefetch_head_rows(const uint8_t *keys, const uint8_t *values, int64_t offset, int64_t head_bytes) {
+    for (int64_t byte = 0; byte < head_bytes; byte += 64) {
+        __builtin_prefetch(keys + offset + byte, 0, 3);
+        __builtin_prefetch(values + offset + byte, 0, 2);
+    }
+}
+
+// MARK: - Weighted sums of values
+
+/// `out[h · n + i] = Σ_p weights[p · weight_stride + h] · v_p[i]` for `heads` (≤ 4) heads over `positions` cached
+/// value rows (f32 or f16, `value_stride` bytes apart), each sum in position order from 0.
+typedef void (*accumulate_fn)(float *out, const float *weights, int64_t weight_stride, int heads, const uint8_t *values,
+                              int64_t value_stride, int64_t positions, int64_t n);
+
+static inline float cached_value(const uint8_t *row, int64_t i, int half) {
+    return half ? bitnet_half_to_float(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+}
+
+/// Values `begin ..< n` one at a time: the scalar level's whole row, the tail of the SIMD ones.
+static void accumulate_tail(float *out, const float *weights, int64_t weight_stride, int heads, const uint8_t *values,
+                            int64_t value_stride, int64_t positions, int64_t begin, int64_t n, int half) {
+    for (int h = 0; h < heads; h++)
+        for (int64_t i = begin; i < n; i++) {
+            float sum = 0;
+            for (int64_t p = 0; p < positions; p++) sum += weights[p * weight_stride + h] * cached_value(values + p * value_stride, i, half);
+            out[h * n + i] = sum;
+        }
+}
+
+static void accumulate_f32_scalar(float *out, const float *weights, int64_t weight_stride, int heads, const uint8_t *values,
+                                  int64_t value_stride, int64_t positions, int64_t n) {
+    accumulate_tail(out, weights, weight_stride, heads, values, value_stride, positions, 0, n, 0);
+}
+
+static void accumulate_f16_scalar(float *out, const float *weights, int64_t weight_stride, int heads, const uint8_t *values,
+                                  int64_t value_stride, int64_t positions, int64_t n) {
+    accumulate_tail(out, weights, weight_stride, heads, values, value_stride, positions, 0, n, 1);
+}
+
+#ifdef BITNET_X86
+TARGET_AVX2 static ALWAYS_INLINE __m256 cached_values_avx2(const uint8_t *row, int64_t i, int half) {
+    return half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * i))) : _mm256_loadu_ps((const float *)row + i);
+}
+
+/// V columns [i, i + 8·V) of H heads, kept in registers over all positions: a fused multiply-add per value and
+/// position, in position order.
+TARGET_AVX2 static ALWAYS_INLINE void accumulate_columns_avx2(
+    float *out, const float *weights, int64_t weight_stride, const uint8_t *values, int64_t value_stride,
+    int64_t positions, int64_t n, int64_t i, const int H, const int V, int half) {
+    __m256 acc[4][2];
+    for (int h = 0; h < H; h++) for (int v = 0; v < V; v++) acc[h][v] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < positions; p++) {
+        __m256 value[2];
+        for (int v = 0; v < V; v++) value[v] = cached_values_avx2(values + p * value_stride, i + 8 * v, half);
+        for (int h = 0; h < H; h++) {
+            __m256 weight = _mm256_broadcast_ss(weights + p * weight_stride + h);
+            for (int v = 0; v < V; v++) acc[h][v] = _mm256_fmadd_ps(weight, value[v], acc[h][v]);
+        }
+    }
+    for (int h = 0; h < H; h++) for (int v = 0; v < V; v++) _mm256_storeu_ps(out + h * n + i + 8 * v, acc[h][v]);
+}
+
+TARGET_AVX2 static ALWAYS_INLINE void accumulate_heads_avx2(
+    float *out, const float *weights, int64_t weight_stride, const uint8_t *values, int64_t value_stride,
+    int64_t positions, int64_t n, const int H, int half) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) accumulate_columns_avx2(out, weights, weight_stride, values, value_stride, positions, n, i, H, 2, half);
+    for (; i + 8 <= n; i += 8) accumulate_columns_avx2(out, weights, weight_stride, values, value_stride, positions, n, i, H, 1, half);
+    accumulate_tail(out, weights, weight_stride, H, values, value_stride, positions, i, n, half);
+}
+
+#define ACCUMULATE_AVX2(name, half)                                                                                 \
+    TARGET_AVX2 static void name(float *out, const float *weights, int64_t weight_stride, int heads,                \
+                                 const uint8_t *values, int64_t value_stride, int64_t positions, int64_t n) {       \
+        switch (heads) {                                                                                            \
+        case 4: accumulate_heads_avx2(out, weights, weight_stride, values, value_stride, positions, n, 4, half); break; \
+        case 3: accumulate_heads_avx2(out, weights, weight_stride, values, value_stride, positions, n, 3, half); break; \
+        case 2: accumulate_heads_avx2(out, weights, weight_stride, values, value_stride, positions, n, 2, half); break; \
+        default: accumulate_heads_avx2(out, weights, weight_stride, values, value_stride, positions, n, 1, half); break; \
+        }                                                                                                           \
+    }
+
+ACCUMULATE_AVX2(accumulate_f32_avx2, 0)
+ACCUMULATE_AVX2(accumulate_f16_avx2, 1)
+
+// MARK: - AVX-512 tiles
+//
+// The tiles of a prompt take most of its attention's time once its context is long, and both their halves are
+// bound by arithmetic when the cache is in L2: 16 floats a fused multiply-add where AVX2 has 8, and several rows
+// for each key or value loaded.
+
+#define TARGET_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")))
+
+/// `low` in lanes 0–7, `high` in lanes 8–15.
+TARGET_AVX512 static ALWAYS_INLINE __m512 pair_of_halves(__m256 low, __m256 high) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(low)), _mm256_castps_pd(high), 1));
+}
+
+/// Σ of each 8-lane half of eight accumulators, each half summed as ``sum_lanes_ps_avx2`` sums an AVX2 dot's
+/// accumulator — (l0 + l4) + (l2 + l6) and (l1 + l5) + (l3 + l7), then those two — so the floats are its own.
+/// Lane 4k + j of the result is half k & 1 of accumulator 2j + (k >> 1).
+TARGET_AVX512 static ALWAYS_INLINE __m512 sum_halves8_avx512(const __m512 acc[8]) {
+    __m512 s[4];
+    for (int j = 0; j < 4; j++)  // blocks: [l0..3 + l4..7 of each half] of accumulators 2j, 2j + 1
+        s[j] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * j], acc[2 * j + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(acc[2 * j], acc[2 * j + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    __m512 t[2];
+    for (int j = 0; j < 2; j++)  // lanes (s0 + s2, s1 + s3) of each block of s[2j], then of s[2j + 1]
+        t[j] = _mm512_add_ps(_mm512_shuffle_ps(s[2 * j], s[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(s[2 * j], s[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_add_ps(_mm512_shuffle_ps(t[0], t[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/// ``bitnet_dot_f32_avx2`` of 8·G query rows with cached keys `positions` at a time two by two: position p's dot in
+/// lanes 0–7 of a row's accumulator, p + 1's in lanes 8–15, each the AVX2 dot's one accumulator (`dimension` a
+/// multiple of 8, so it has no scalar tail). An odd last position is paired with itself.
+TARGET_AVX512 static ALWAYS_INLINE void score_rows_f32_avx512(const uint8_t *keys, const uint8_t *values, int64_t stride,
+                                                              int64_t positions, const float *const queries[16],
+                                                              int64_t dimension, float scale, float *scores,
+                                                              int64_t score_stride, float *packed, const int G) {
+    const __m512i order = _mm512_set_epi32(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0);
+    const int64_t head_bytes = dimension * 4;
+    // Each 8 dimensions of the rows side by side, so one register addresses every row's at a fixed offset.
+    for (int64_t i = 0; i < dimension; i += 8)
+        for (int q = 0; q < 8 * G; q++) _mm256_storeu_ps(packed + (i * G + q) * 8, _mm256_loadu_ps(queries[q] + i));
+    for (int64_t p = 0; p < positions; p += 2) {
+        const uint8_t *first = keys + p * stride, *second = p + 1 < positions ? first + stride : first;
+        if (p + ATTENTION_PREFETCH_ROWS + 1 < positions) {
+            prefetch_head_rows(keys, values, (p + ATTENTION_PREFETCH_ROWS) * stride, head_bytes);
+            prefetch_head_rows(keys, values, (p + ATTENTION_PREFETCH_ROWS + 1) * stride, head_bytes);
+        }
+        __m512 acc[16];
+        for (int q = 0; q < 8 * G; q++) acc[q] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < dimension; i += 8) {
+            __m512 key = pair_of_halves(_mm256_loadu_ps((const float *)first + i), _mm256_loadu_ps((const float *)second + i));
+            const float *chunk = packed + i * G * 8;
+            for (int q = 0; q < 8 * G; q++) {
+                __m512 query = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(chunk + 8 * q))));
+                acc[q] = _mm512_fmadd_ps(key, query, acc[q]);
+            }
+        }
+        for (int g = 0; g < G; g++) {
+            // Lanes 0–7: rows 8g … 8g + 7 at p; lanes 8–15: at p + 1.
+            __m512 dots = _mm512_permutexvar_ps(order, sum_halves8_avx512(acc + 8 * g));
+            dots = _mm512_mul_ps(dots, _mm512_set1_ps(scale));
+            _mm256_storeu_ps(scores + p * score_stride + 8 * g, _mm512_castps512_ps256(dots));
+            if (p + 1 < positions)
+                _mm256_storeu_ps(scores + (p + 1) * score_stride + 8 * g, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dots), 1)));
+        }
+    }
+}
+
+/// ``bitnet_dot_f16_avx2`` of 16 query rows with each cached key: a row's accumulator holds the AVX2 dot's two, its
+/// first in lanes 0–7 and its second in lanes 8–15 (`dimension` a multiple of 16, so it has no scalar tail). Rows
+/// 2m and 2m + 1 add their two into the halves of one accumulator, which ``sum_halves8_avx512`` sums.
+TARGET_AVX512 static void score_rows_f16_avx512(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,
+                                                const float *const queries[16], int64_t dimension, float scale,
+                                                float *scores, int64_t score_stride, float *packed) {
+    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    const int64_t head_bytes = dimension * 2;
+    for (int64_t i = 0; i < dimension; i += 16)  // as the f32 tile packs them, 16 dimensions at a time
+        for (int q = 0; q < 16; q++) _mm512_storeu_ps(packed + (i + q) * 16, _mm512_loadu_ps(queries[q] + i));
+    for (int64_t p = 0; p < positions; p++) {
+        const uint16_t *key = (const uint16_t *)(keys + p * stride);
+        if (p + ATTENTION_PREFETCH_ROWS < positions) prefetch_head_rows(keys, values, (p + ATTENTION_PREFETCH_ROWS) * stride, head_bytes);
+        __m512 acc[16];
+        for (int q = 0; q < 16; q++) acc[q] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < dimension; i += 16) {
+            __m512 widened = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(key + i)));
+            for (int q = 0; q < 16; q++) acc[q] = _mm512_fmadd_ps(widened, _mm512_loadu_ps(packed + (i + q) * 16), acc[q]);
+        }
+        __m512 pairs[8];
+        for (int m = 0; m < 8; m++)
+            pairs[m] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * m], acc[2 * m + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm512_shuffle_f32x4(acc[2 * m], acc[2 * m + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+        __m512 dots = _mm512_permutexvar_ps(order, sum_halves8_avx512(pairs));
+        _mm512_storeu_ps(scores + p * score_stride, _mm512_mul_ps(dots, _mm512_set1_ps(scale)));
+    }
+}
+
+TARGET_AVX512 static void score_rows16_f32_avx512(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,
+                                                  const float *const queries[16], int64_t dimension, float scale,
+                                                  float *scores, int64_t score_stride, float *packed) {
+    score_rows_f32_avx512(keys, values, stride, positions, queries, dimension, scale, scores, score_stride, packed, 2);
+}
+
+TARGET_AVX512 static void score_rows8_f32_avx512(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,
+                                                 const float *const queries[16], int64_t dimension, float scale,
+                                                 float *scores, int64_t score_stride, float *packed) {
+    score_rows_f32_avx512(keys, values, stride, positions, queries, dimension, scale, scores, score_stride, packed, 1);
+}
+
+TARGET_AVX512 static ALWAYS_INLINE __m512 cached_values_avx512(const uint8_t *row, int64_t i, int half) {
+    return half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * i))) : _mm512_loadu_ps((const float *)row + i);
+}
+
+/// Columns [i, i + 32) of R (≤ 8) rows over the cached values each sees, a fused multiply-add per value and
+/// position in position order as ``accumulate_columns_avx2`` does: row r's weight at p is
+/// `weights[p · weight_stride + r]`, it sees positions below `visible[r]` (all of them below `shared`), and its
+/// sums go to `out[r] + i`.
+TARGET_AVX512 static ALWAYS_INLINE void accumulate_rows_avx512(float *const out[8], const float *weights, int64_t weight_stride,
+                                                               const int64_t visible[8], int64_t shared, int64_t most,
+                                                               const uint8_t *values, int64_t value_stride, int64_t i,
+                                                               const int R, int half) {
+    __m512 acc[8][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p < shared; p++) {
+        const uint8_t *row = values + p * value_stride;
+        __m512 value[2] = {cached_values_avx512(row, i, half), cached_values_avx512(row, i + 16, half)};
+        for (int r = 0; r < R; r++) {
+            __m512 weight = _mm512_set1_ps(weights[p * weight_stride + r]);
+            for (int v = 0; v < 2; v++) acc[r][v] = _mm512_fmadd_ps(weight, value[v], acc[r][v]);
+        }
+    }
+    for (; p < most; p++) {
+        const uint8_t *row = values + p * value_stride;
+        __m512 value[2] = {cached_values_avx512(row, i, half), cached_values_avx512(row, i + 16, half)};
+        for (int r = 0; r < R; r++) {
+            if (p >= visible[r]) continue;
+            __m512 weight = _mm512_set1_ps(weights[p * weight_stride + r]);
+            for (int v = 0; v < 2; v++) acc[r][v] = _mm512_fmadd_ps(weight, value[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        _mm512_storeu_ps(out[r] + i, acc[r][0]);
+        _mm512_storeu_ps(out[r] + i + 16, acc[r][1]);
+    }
+}
+
+/// Every row of a tile, eight at a time, `dimension` a multiple of 32.
+TARGET_AVX512 static ALWAYS_INLINE void accumulate_tile_avx512(const attention_tile *tile, int64_t group, int64_t dimension,
+                                                               const float *scores, const uint8_t *values, int64_t stride,
+                                                               int half) {
+    for (int64_t first = 0; first < tile->rows; first += 8) {
+        const int R = tile->rows - first < 8 ? (int)(tile->rows - first) : 8;
+        float *out[8];
+        int64_t visible[8], shared = INT64_MAX, most = 0;
+        for (int r = 0; r < R; r++) {
+            int64_t t = (first + r) / group, h = (first + r) % group;
+            out[r] = tile->outputs[t] + h * dimension;
+            visible[r] = tile->visible[t];
+            if (visible[r] < shared) shared = visible[r];
+            if (visible[r] > most) most = visible[r];
+        }
+        for (int64_t i = 0; i < dimension; i += 32) {
+            const float *weights = scores + first;
+            switch (R) {
+#define ROWS(n) case n: accumulate_rows_avx512(out, weights, tile->rows, visible, shared, most, values, stride, i, n, half); break;
+            ROWS(8) ROWS(7) ROWS(6) ROWS(5) ROWS(4) ROWS(3) ROWS(2) ROWS(1)
+#undef ROWS
+            }
+        }
+    }
+}
+
+TARGET_AVX512 static void accumulate_tile_f32_avx512(const attention_tile *tile, int64_t group, int64_t dimension,
+                                                     const float *scores, const uint8_t *values, int64_t stride) {
+    accumulate_tile_avx512(tile, group, dimension, scores, values, stride, 0);
+}
+
+TARGET_AVX512 static void accumulate_tile_f16_avx512(const attention_tile *tile, int64_t group, int64_t dimension,
+                                                     const float *scores, const uint8_t *values, int64_t stride) {
+    accumulate_tile_avx512(tile, group, dimension, scores, values, stride, 1);
+}
+#endif
+
+// MARK: - Items
+
+/// Scores of 16 (or 8) query rows with every key a tile reads (``score_rows_f32_avx512``).
+typedef void (*score_rows_fn)(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,
+                              const float *const queries[16], int64_t dimension, float scale, float *scores,
+                              int64_t score_stride, float *packed);
+
+/// Every row's weighted sums of a tile (``accumulate_tile_avx512``).
+typedef void (*accumulate_tile_fn)(const attention_tile *tile, int64_t group, int64_t dimension, const float *scores,
+                                   const uint8_t *values, int64_t stride);
+
+typedef struct {
+    const bitnet_attention_args *args;
+    bitnet_float_dot dot;
+    bitnet_float_dot4 dot4;  // NULL: one dot at a time
+    score_rows_fn score_rows16, score_rows8;  // NULL: the dots above for every row
+    accumulate_fn accumulate;
+    accumulate_tile_fn accumulate_tile;  // NULL: `accumulate` for each token's heads
+    int vector_expf;  // ``bitnet_vector_expf`` of the calling thread's level
+    size_t element_bytes;
+    int64_t group;    // query heads per key/value head
+    int tile_tokens;  // tokens per item
+    int64_t tiles;    // items per key/value head
+    _Atomic int failed;
+} attention_job;
+
+/// The tokens of `item` and where their queries and outputs are.
+static attention_tile tile_of(const attention_job *job, int64_t item) {
+    const bitnet_attention_args *a = job->args;
+    const int64_t kv_head = item / job->tiles, first = item % job->tiles * job->tile_tokens;
+    const int64_t head_offset = kv_head * job->group * a->head_dimension;
+    attention_tile tile = {.tokens = (int)(a->tokens - first < job->tile_tokens ? a->tokens - first : job->tile_tokens)};
+    tile.rows = tile.tokens * job->group;
+    for (int t = 0; t < tile.tokens; t++) {
+        int64_t token = first + t;
+        tile.visible[t] = a->positions[token] + 1;
+        tile.queries[t] = a->queries + a->rows[token] * a->row_stride + head_offset;
+        tile.outputs[t] = a->output + a->rows[token] * a->row_stride + head_offset;
+        if (tile.visible[t] > tile.most_visible) tile.most_visible = tile.visible[t];
+    }
+    return tile;
+}
+
+/// Rows `first ..< first + count` of the tile with the level's score kernel.
+static void score_rows(const attention_job *job, score_rows_fn kernel, const attention_tile *tile, int64_t first, int count,
+                       const uint8_t *keys, const uint8_t *values, int64_t stride, float *scores, float *packed) {
+    const int64_t dimension = job->args->head_dimension;
+    const float *queries[16];
+    for (int r = 0; r < count; r++)
+        queries[r] = tile->queries[(first + r) / job->group] + (first + r) % job->group * dimension;
+    kernel(keys, values, stride, tile->most_visible, queries, dimension, job->args->scale, scores + first, tile->rows, packed);
+}
+
+/// `scores[p · rows + r]` = query row r · key p · scale for every position the tile reads; −∞ where a row's token
+/// does not see p, so its softmax weight there is 0. `packed` holds the score kernels' 16 query rows.
+static void score_tile(const attention_job *job, const attention_tile *tile, const uint8_t *keys, const uint8_t *values,
+                       int64_t stride, float *scores, float *packed) {
+    const bitnet_attention_args *a = job->args;
+    const int64_t dimension = a->head_dimension, group = job->group, rows = tile->rows;
+    int64_t done = 0;  // rows the score kernels took
+    for (; job->score_rows16 && done + 16 <= rows; done += 16) score_rows(job, job->score_rows16, tile, done, 16, keys, values, stride, scores, packed);
+    for (; job->score_rows8 && done + 8 <= rows; done += 8) score_rows(job, job->score_rows8, tile, done, 8, keys, values, stride, scores, packed);
+    if (done < rows) {
+        // Between two decode steps the weights' stream pushes the cache out of every cache, and rows `stride` apart
+        // are no stream a core's prefetcher follows: each position asks for the keys and values ahead.
+        const int64_t head_bytes = dimension * (int64_t)job->element_bytes;
+        for (int64_t position = 0; position < ATTENTION_PREFETCH_ROWS && position < tile->most_visible; position++)
+            prefetch_head_rows(keys, values, position * stride, head_bytes);
+        for (int64_t position = 0; position < tile->most_visible; position++) {
+            const uint8_t *key = keys + position * stride;
+            if (position + ATTENTION_PREFETCH_ROWS < tile->most_visible)
+                prefetch_head_rows(keys, values, (position + ATTENTION_PREFETCH_ROWS) * stride, head_bytes);
+            for (int t = 0; t < tile->tokens; t++) {
+                float *row = scores + position * rows + t * group;
+                int64_t h = done > t * group ? done - t * group : 0;
+                for (; job->dot4 && h + 4 <= group; h += 4) {
+                    float dots[4];
+                    job->dot4(key, tile->queries[t] + h * dimension, dimension, dimension, dots);
+                    for (int k = 0; k < 4; k++) row[h + k] = dots[k] * a->scale;
+                }
+                for (; h < group; h++) row[h] = job->dot(key, tile->queries[t] + h * dimension, dimension) * a->scale;
+            }
+        }
+    }
+    for (int t = 0; t < tile->tokens; t++)
+        for (int64_t position = tile->visible[t]; position < tile->most_visible; position++)
+            for (int64_t h = 0; h < group; h++) scores[position * rows + t * group + h] = -INFINITY;
+}
+
+/// Softmax in place down each of the `rows` columns of `scores` (`positions` rows of them): the maximum, e^(s − max)
+/// and their total in position order, then each divided by the total. The −∞ of a position a row does not see
+/// gives e^(−∞) = +0, which leaves the maximum and the total as they were. `work` holds 2 · rows floats.
+static ALWAYS_INLINE void softmax_columns(float *scores, int64_t positions, int64_t rows, int vector_expf, float *work) {
+    float *maximum = work, *total = work + rows;
+    for (int64_t r = 0; r < rows; r++) maximum[r] = -INFINITY, total[r] = 0;
+    for (int64_t p = 0; p < positions; p++)
+        for (int64_t r = 0; r < rows; r++) maximum[r] = scores[p * rows + r] > maximum[r] ? scores[p * rows + r] : maximum[r];
+    for (int64_t p = 0; p < positions; p++)
+        for (int64_t r = 0; r < rows; r++) scores[p * rows + r] -= maximum[r];
+    bitnet_exp_in_place(scores, positions * rows, vector_expf);
+    for (int64_t p = 0; p < positions; p++)
+        for (int64_t r = 0; r < rows; r++) total[r] += scores[p * rows + r];
+    for (int64_t p = 0; p < positions; p++)
+        for (int64_t r = 0; r < rows; r++) scores[p * rows + r] /= total[r];
+}
+
+/// Each token's heads' weighted sums of the values it sees, four heads at a time.
+static void accumulate_tile(const attention_job *job, const attention_tile *tile, const float *scores,
+                            const uint8_t *values, int64_t stride) {
+    const int64_t dimension = job->args->head_dimension, group = job->group;
+    if (job->accumulate_tile) {
+        job->accumulate_tile(tile, group, dimension, scores, values, stride);
+        return;
+    }
+    for (int t = 0; t < tile->tokens; t++)
+        for (int64_t h = 0; h < group; h += 4)
+            job->accumulate(tile->outputs[t] + h * dimension, scores + t * group + h, tile->rows,
+                            group - h < 4 ? (int)(group - h) : 4, values, stride, tile->visible[t], dimension);
+}
+
+static void attention_task(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    attention_job *job = context;
+    const bitnet_attention_args *a = job->args;
+    int64_t most = 0, most_rows = 0;
+    for (int64_t item = begin; item < end; item++) {
+        attention_tile tile = tile_of(job, item);
+        if (tile.most_visible * tile.rows > most) most = tile.most_visible * tile.rows;
+        if (tile.rows > most_rows) most_rows = tile.rows;
+    }
+    // The scores, the softmax's two floats a row, and 16 query rows packed for the score kernels.
+    float *scores = malloc((size_t)(most + 2 * most_rows + 16 * a->head_dimension) * sizeof(float));
+    if (!scores) {
+        atomic_store(&job->failed, 1);
+        return;
+    }
+    const int64_t stride = a->cache_width * (int64_t)job->element_bytes;
+    for (int64_t item = begin; item < end; item++) {
+        attention_tile tile = tile_of(job, item);
+        const int64_t kv_head = item / job->tiles;
+        const uint8_t *keys = (const uint8_t *)a->keys + kv_head * a->head_dimension * (int64_t)job->element_bytes;
+        const uint8_t *values = (const uint8_t *)a->values + kv_head * a->head_dimension * (int64_t)job->element_bytes;
+        score_tile(job, &tile, keys, values, stride, scores, scores + most + 2 * most_rows);
+        softmax_columns(scores, tile.most_visible, tile.rows, job->vector_expf, scores + most);
+        accumulate_tile(job, &tile, scores, values, stride);
+    }
+    free(scores);
+}
+
+int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
+    int level = bitnet_level();
+    const bitnet_kernel_table *table = bitnet_kernels_for_level(level);
+    int half = args->cache_type == BITNET_CACHE_F16;
+    int encoding = half ? BITNET_FLOAT_F16 : BITNET_FLOAT_F32;
+    int64_t group = args->heads / args->key_value_heads;
+    int tile_tokens = group >= ATTENTION_TILE_ROWS ? 1 : (int)(ATTENTION_TILE_ROWS / group);
+    attention_job job = {
+        .args = args,
+        .dot = table->dot[encoding],
+        .dot4 = table->dot4[encoding],
+        .accumulate = half ? accumulate_f16_scalar : accumulate_f32_scalar,
+        .vector_expf = bitnet_vector_expf(level),
+        .element_bytes = half ? 2 : 4,
+        .group = group,
+        .tile_tokens = tile_tokens,
+        .tiles = (args->tokens + tile_tokens - 1) / tile_tokens,
+    };
+#ifdef BITNET_X86
+    if (level >= BITNET_LEVEL_AVX2) job.accumulate = half ? accumulate_f16_avx2 : accumulate_f32_avx2;
+    if (level >= BITNET_LEVEL_AVX512VNNI) {
+        // The score tiles repeat the AVX2 dots' operations, so they stand in for those dots only.
+        if (!half && job.dot == bitnet_dot_f32_avx2 && args->head_dimension % 8 == 0) {
+            job.score_rows16 = score_rows16_f32_avx512;
+            job.score_rows8 = score_rows8_f32_avx512;
+        }
+        if (half && job.dot == bitnet_dot_f16_avx2 && args->head_dimension % 16 == 0) job.score_rows16 = score_rows_f16_avx512;
+        if (args->head_dimension % 32 == 0) job.accumulate_tile = half ? accumulate_tile_f16_avx512 : accumulate_tile_f32_avx512;
+    }
+#endif
+    // Items run key/value head by head: a thread's share goes over one head's cached rows, which stay in L2.
+    int64_t items = job.tiles * args->key_value_heads;
+    int threads = bitnet_pool_threads(pool);
+    int64_t grain = items / (threads * 4);
+    bitnet_pool_run(pool, items, grain < 1 ? 1 : grain, attention_task, &job);
+    return atomic_load(&job.failed) ? -1 : 0;
+}
