@@ -185,7 +185,7 @@ struct CPUExecution {
                     }
                 }
             }
-            // The only failure is memory for one context's scores.
+            // It fails only without memory for one context's scores: the configuration rules out heads that do not group.
             precondition(status == 0, "out of memory for attention scores")
         }
     }

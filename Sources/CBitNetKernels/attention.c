@@ -1,14 +1,17 @@
 // Causal grouped-query attention over the KV cache, split between the pool's threads.
 //
 // An item is one key/value head for a few of the batch's tokens (``tile_tokens``): the tile's rows are its tokens'
-// query heads of that group, a token's heads side by side, ``ATTENTION_TILE_ROWS`` rows at most. Each cached key
+// query heads of that group, a token's heads side by side, ``ATTENTION_TILE_ROWS`` rows at most (one token's
+// group where that is more). Each cached key
 // and value the tile reads serves all of its rows, so a prompt reads a head's cache once for every few tokens
 // where it read it once a token. Scores sit position by position, `scores[p · rows + r]`: the softmax's maximum,
 // total and division run across rows in SIMD lanes, while each row's own reduction stays in position order.
 //
 // Every query and key meet in the level's float dot (the AVX-512 tiles repeat its operations lane for lane),
 // softmax runs in position order, and each output value is Σ_p weight_p · v_p accumulated in position order over
-// the positions its token sees, so a head's floats do not depend on its group, its tile or the batch.
+// the positions its token sees, so a head's floats do not depend on its group, its tile or the batch. (Which of a
+// tile's e^x go 8 at a time and which one by one depends on its layout: that the vector expf gives libm's floats,
+// checked at load, is what keeps this true of the softmax.)
 #include "kernels_internal.h"
 
 #include <math.h>
@@ -153,9 +156,9 @@ TARGET_AVX512 static ALWAYS_INLINE __m512 sum_halves8_avx512(const __m512 acc[8]
                          _mm512_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-/// ``bitnet_dot_f32_avx2`` of 8·G query rows with cached keys `positions` at a time two by two: position p's dot in
-/// lanes 0–7 of a row's accumulator, p + 1's in lanes 8–15, each the AVX2 dot's one accumulator (`dimension` a
-/// multiple of 8, so it has no scalar tail). An odd last position is paired with itself.
+/// ``bitnet_dot_f32_avx2`` of 8·G query rows with each pair of cached keys p, p + 1: p's dot in lanes 0–7 of a
+/// row's accumulator, p + 1's in lanes 8–15, each the AVX2 dot's one accumulator (`dimension` a multiple of 8, so
+/// it has no scalar tail). An odd last position is paired with itself. `values` is only asked for ahead, as keys are.
 TARGET_AVX512 static ALWAYS_INLINE void score_rows_f32_avx512(const uint8_t *keys, const uint8_t *values, int64_t stride,
                                                               int64_t positions, const float *const queries[16],
                                                               int64_t dimension, float scale, float *scores,
@@ -194,7 +197,8 @@ TARGET_AVX512 static ALWAYS_INLINE void score_rows_f32_avx512(const uint8_t *key
 
 /// ``bitnet_dot_f16_avx2`` of 16 query rows with each cached key: a row's accumulator holds the AVX2 dot's two, its
 /// first in lanes 0–7 and its second in lanes 8–15 (`dimension` a multiple of 16, so it has no scalar tail). Rows
-/// 2m and 2m + 1 add their two into the halves of one accumulator, which ``sum_halves8_avx512`` sums.
+/// 2m and 2m + 1 add their two into the halves of one accumulator, which ``sum_halves8_avx512`` sums. `values` is
+/// only asked for ahead.
 TARGET_AVX512 static void score_rows_f16_avx512(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,
                                                 const float *const queries[16], int64_t dimension, float scale,
                                                 float *scores, int64_t score_stride, float *packed) {
@@ -432,7 +436,7 @@ static void attention_task(void *context, int64_t begin, int64_t end, int thread
     attention_job *job = context;
     const bitnet_attention_args *a = job->args;
     int64_t most = 0, most_rows = 0;
-    for (int64_t item = begin; item < end; item++) {
+    for (int64_t item = begin; item < end; item++) {  // the scratch this share needs (tile_of is cheap)
         attention_tile tile = tile_of(job, item);
         if (tile.most_visible * tile.rows > most) most = tile.most_visible * tile.rows;
         if (tile.rows > most_rows) most_rows = tile.rows;
@@ -461,6 +465,7 @@ int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
     const bitnet_kernel_table *table = bitnet_kernels_for_level(level);
     int half = args->cache_type == BITNET_CACHE_F16;
     int encoding = half ? BITNET_FLOAT_F16 : BITNET_FLOAT_F32;
+    if (args->key_value_heads < 1 || args->heads < args->key_value_heads || args->heads % args->key_value_heads != 0) return -1;
     int64_t group = args->heads / args->key_value_heads;
     int tile_tokens = group >= ATTENTION_TILE_ROWS ? 1 : (int)(ATTENTION_TILE_ROWS / group);
     attention_job job = {

@@ -202,35 +202,47 @@ extension ForwardOpKernelTests {
     }
 
     /// A prompt's tokens share tiles (as many of a group's query heads as make 16 rows) that read each cached key and
-    /// value once for all of them; each token's floats must be what it gets alone, as a decode step, on every level.
-    /// 21 tokens make full and partial tiles, and the gap in their positions tiles with different visible counts.
-    /// Position 11 holds infinities: a tile reads it for its later tokens, and the tokens before it must never meet it.
+    /// value once for all of them; each token's floats must be what it gets alone, as a decode step, on every level,
+    /// and the x86 SIMD levels' floats the AVX2 level's (the AVX-512 tiles repeat its dots and sums). 21 tokens make
+    /// full and partial tiles, and the gap in their positions tiles with different visible counts. A second cache
+    /// holds infinities at position 11: tiles read it for their later tokens, and the earlier ones must never meet it.
     @Test(arguments: [(BITNET_CACHE_F32, 4, 64), (BITNET_CACHE_F16, 4, 64), (BITNET_CACHE_F32, 1, 64), (BITNET_CACHE_F32, 5, 32),
                       (BITNET_CACHE_F16, 3, 48), (BITNET_CACHE_F32, 4, 28)])
     func attentionOfABatchIsEachTokensAlone(cacheType: bitnet_cache_type, group: Int, dimension: Int) {
-        let keyValueHeads = 2, heads = keyValueHeads * group
+        let keyValueHeads = 2, heads = keyValueHeads * group, row = heads * dimension
         let positions: [Int64] = Array(0..<12) + Array(15..<24)  // 21 tokens
         let cached = Int(positions.last! + 1), poisoned = 11
         var generator = SeededGenerator(seed: UInt64(7 * group + dimension))
         func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -2...2, using: &generator) } }
         let width = keyValueHeads * dimension
-        var keys = random(cached * width), values = random(cached * width)
-        keys.replaceSubrange(poisoned * width..<(poisoned + 1) * width, with: repeatElement(.infinity, count: width))
-        values.replaceSubrange(poisoned * width..<(poisoned + 1) * width, with: repeatElement(-.infinity, count: width))
+        let keys = random(cached * width), values = random(cached * width)
+        var poisonedKeys = keys, poisonedValues = values
+        poisonedKeys.replaceSubrange(poisoned * width..<(poisoned + 1) * width, with: repeatElement(.infinity, count: width))
+        poisonedValues.replaceSubrange(poisoned * width..<(poisoned + 1) * width, with: repeatElement(-.infinity, count: width))
         let queries = random(positions.count * heads * dimension)
-        let row = heads * dimension
+        var batches: [String: [Float]] = [:]
         for path in KernelTests.paths {
             #expect(bitnet_kernels_force(path) == 0)
             defer { bitnet_kernels_force(nil) }
-            let batch = Self.attend(cacheType: cacheType, keys: keys, values: values, keyValueHeads: keyValueHeads, queries: queries,
-                                    heads: heads, dimension: dimension, positions: positions)
-            for (token, position) in positions.enumerated() {
-                let output = Array(batch[token * row..<(token + 1) * row])
-                if position < poisoned { #expect(output.allSatisfy { $0.isFinite }, "\(path): token \(token) met a position it does not see") }
-                let alone = Self.attend(cacheType: cacheType, keys: keys, values: values, keyValueHeads: keyValueHeads,
-                                        queries: Array(queries[token * row..<(token + 1) * row]), heads: heads, dimension: dimension,
-                                        positions: [position])
-                #expect(Self.same(output, alone), "\(path): token \(token) depends on its batch")
+            for (keys, values, isPoisoned) in [(keys, values, false), (poisonedKeys, poisonedValues, true)] {
+                let batch = Self.attend(cacheType: cacheType, keys: keys, values: values, keyValueHeads: keyValueHeads, queries: queries,
+                                        heads: heads, dimension: dimension, positions: positions)
+                if !isPoisoned { batches[path] = batch }
+                for (token, position) in positions.enumerated() {
+                    let output = Array(batch[token * row..<(token + 1) * row])
+                    if !isPoisoned || position < poisoned {
+                        #expect(output.allSatisfy { $0.isFinite }, "\(path): token \(token) met an infinity it does not see")
+                    }
+                    let alone = Self.attend(cacheType: cacheType, keys: keys, values: values, keyValueHeads: keyValueHeads,
+                                            queries: Array(queries[token * row..<(token + 1) * row]), heads: heads, dimension: dimension,
+                                            positions: [position])
+                    #expect(Self.same(output, alone), "\(path): token \(token) depends on its batch")
+                }
+            }
+        }
+        if let avx2 = batches["avx2"] {
+            for path in ["avxvnni", "avx512vnni"] where batches[path] != nil {
+                #expect(Self.same(batches[path]!, avx2), "\(path) differs from avx2")
             }
         }
     }

@@ -182,7 +182,8 @@ typedef struct {
 } bitnet_attention_args;
 
 /// Softmax(q·kᵀ · scale) · v for every token and head of `args`, items split between the pool's threads. Returns
-/// 0, or -1 when memory for the scores cannot be had.
+/// 0, or -1 when memory for the scores cannot be had or `heads` is not a whole number of groups of
+/// `key_value_heads` (which the model's configuration rules out before).
 int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args);
 
 #ifdef __cplusplus
