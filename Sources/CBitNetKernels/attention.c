@@ -1,17 +1,17 @@
 // Causal grouped-query attention over the KV cache, split between the pool's threads.
 //
 // An item is one key/value head for a few of the batch's tokens (``tile_tokens``): the tile's rows are its tokens'
-// query heads of that group, a token's heads side by side, ``ATTENTION_TILE_ROWS`` rows at most (one token's
-// group where that is more). Each cached key
-// and value the tile reads serves all of its rows, so a prompt reads a head's cache once for every few tokens
-// where it read it once a token. Scores sit position by position, `scores[p · rows + r]`: the softmax's maximum,
-// total and division run across rows in SIMD lanes, while each row's own reduction stays in position order.
+// query heads of that group, a token's heads side by side, ``ATTENTION_TILE_ROWS`` rows at most (one token's group
+// where that is more). Each cached key and value the tile reads serves all of its rows, so a prompt reads a head's
+// cache once for every few tokens where it read it once a token. Scores sit position by position,
+// `scores[p · rows + r]`: the softmax's maximum, total and division run across rows in SIMD lanes, while each row's
+// own reduction stays in position order.
 //
-// Every query and key meet in the level's float dot (the AVX-512 tiles repeat its operations lane for lane),
-// softmax runs in position order, and each output value is Σ_p weight_p · v_p accumulated in position order over
-// the positions its token sees, so a head's floats do not depend on its group, its tile or the batch. (Which of a
-// tile's e^x go 8 at a time and which one by one depends on its layout: that the vector expf gives libm's floats,
-// checked at load, is what keeps this true of the softmax.)
+// Every query and key meet in the level's float dot (the AVX2 and AVX-512 score tiles repeat its operations lane
+// for lane), softmax runs in position order, and each output value is Σ_p weight_p · v_p accumulated in position
+// order over the positions its token sees, so a head's floats do not depend on its group, its tile or the batch.
+// (Which of a tile's e^x go 8 at a time and which one by one depends on its layout: that the vector expf gives
+// libm's floats, checked at load, is what keeps this true of the softmax.)
 #include "kernels_internal.h"
 
 #include <math.h>
@@ -126,6 +126,73 @@ TARGET_AVX2 static ALWAYS_INLINE void accumulate_heads_avx2(
 
 ACCUMULATE_AVX2(accumulate_f32_avx2, 0)
 ACCUMULATE_AVX2(accumulate_f16_avx2, 1)
+
+/// Σ of eight 8-lane accumulators, each summed as ``sum_lanes_ps_avx2`` sums an AVX2 dot's accumulator —
+/// (l0 + l4) + (l2 + l6) and (l1 + l5) + (l3 + l7), then those two — so the floats are its own. Lane j of the
+/// result is accumulator j's.
+TARGET_AVX2 static ALWAYS_INLINE __m256 sum_lanes8_avx2(const __m256 acc[8]) {
+    __m256 s[4];
+    for (int j = 0; j < 4; j++)  // l0..3 + l4..7 of accumulator 2j in the low half, of 2j + 1 in the high
+        s[j] = _mm256_add_ps(_mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x20),
+                             _mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x31));
+    __m256 t[2];
+    for (int j = 0; j < 2; j++)  // (s0 + s2, s1 + s3) of each half of s[2j], then of s[2j + 1]
+        t[j] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * j], s[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(s[2 * j], s[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // Accumulators 0, 2, 4, 6 in the low half, 1, 3, 5, 7 in the high.
+    __m256 sums = _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                _mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(sums, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/// ``bitnet_dot_f32_avx2`` of 4·G query rows with each pair of cached keys p, p + 1, four rows at a time: both keys
+/// meet each loaded query, and the eight dots are summed together (`dimension` a multiple of 8, so the dot has no
+/// scalar tail). An odd last position is paired with itself. `values` is only asked for ahead, as keys are.
+TARGET_AVX2 static ALWAYS_INLINE void score_rows_f32_avx2(const uint8_t *keys, const uint8_t *values, int64_t stride,
+                                                          int64_t positions, const float *const queries[16],
+                                                          int64_t dimension, float scale, float *scores,
+                                                          int64_t score_stride, float *packed, const int G) {
+    const int rows = 4 * G;
+    const int64_t head_bytes = dimension * 4;
+    for (int64_t i = 0; i < dimension; i += 8)  // each 8 dimensions of the rows side by side
+        for (int q = 0; q < rows; q++) _mm256_storeu_ps(packed + i * rows + 8 * q, _mm256_loadu_ps(queries[q] + i));
+    for (int64_t p = 0; p < positions; p += 2) {
+        const float *first = (const float *)(keys + p * stride);
+        const float *second = p + 1 < positions ? (const float *)(keys + (p + 1) * stride) : first;
+        if (p + ATTENTION_PREFETCH_ROWS + 1 < positions) {
+            prefetch_head_rows(keys, values, (p + ATTENTION_PREFETCH_ROWS) * stride, head_bytes);
+            prefetch_head_rows(keys, values, (p + ATTENTION_PREFETCH_ROWS + 1) * stride, head_bytes);
+        }
+        for (int g = 0; g < G; g++) {
+            __m256 acc[8];  // rows 4g … 4g + 3 at p, then at p + 1
+            for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_ps();
+            for (int64_t i = 0; i < dimension; i += 8) {
+                __m256 key0 = _mm256_loadu_ps(first + i), key1 = _mm256_loadu_ps(second + i);
+                const float *chunk = packed + i * rows + 32 * g;
+                for (int q = 0; q < 4; q++) {
+                    __m256 query = _mm256_loadu_ps(chunk + 8 * q);
+                    acc[q] = _mm256_fmadd_ps(key0, query, acc[q]);
+                    acc[4 + q] = _mm256_fmadd_ps(key1, query, acc[4 + q]);
+                }
+            }
+            __m256 dots = _mm256_mul_ps(sum_lanes8_avx2(acc), _mm256_set1_ps(scale));
+            _mm_storeu_ps(scores + p * score_stride + 4 * g, _mm256_castps256_ps128(dots));
+            if (p + 1 < positions) _mm_storeu_ps(scores + (p + 1) * score_stride + 4 * g, _mm256_extractf128_ps(dots, 1));
+        }
+    }
+}
+
+TARGET_AVX2 static void score_rows16_f32_avx2(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,
+                                              const float *const queries[16], int64_t dimension, float scale,
+                                              float *scores, int64_t score_stride, float *packed) {
+    score_rows_f32_avx2(keys, values, stride, positions, queries, dimension, scale, scores, score_stride, packed, 4);
+}
+
+TARGET_AVX2 static void score_rows8_f32_avx2(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,
+                                             const float *const queries[16], int64_t dimension, float scale,
+                                             float *scores, int64_t score_stride, float *packed) {
+    score_rows_f32_avx2(keys, values, stride, positions, queries, dimension, scale, scores, score_stride, packed, 2);
+}
 
 // MARK: - AVX-512 tiles
 //
@@ -480,9 +547,15 @@ int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
         .tiles = (args->tokens + tile_tokens - 1) / tile_tokens,
     };
 #ifdef BITNET_X86
-    if (level >= BITNET_LEVEL_AVX2) job.accumulate = half ? accumulate_f16_avx2 : accumulate_f32_avx2;
-    if (level >= BITNET_LEVEL_AVX512VNNI) {
+    if (level >= BITNET_LEVEL_AVX2) {
+        job.accumulate = half ? accumulate_f16_avx2 : accumulate_f32_avx2;
         // The score tiles repeat the AVX2 dots' operations, so they stand in for those dots only.
+        if (!half && job.dot == bitnet_dot_f32_avx2 && args->head_dimension % 8 == 0) {
+            job.score_rows16 = score_rows16_f32_avx2;
+            job.score_rows8 = score_rows8_f32_avx2;
+        }
+    }
+    if (level >= BITNET_LEVEL_AVX512VNNI) {
         if (!half && job.dot == bitnet_dot_f32_avx2 && args->head_dimension % 8 == 0) {
             job.score_rows16 = score_rows16_f32_avx512;
             job.score_rows8 = score_rows8_f32_avx512;

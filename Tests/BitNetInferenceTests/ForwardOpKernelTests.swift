@@ -203,7 +203,7 @@ extension ForwardOpKernelTests {
 
     /// A prompt's tokens share tiles (as many of a group's query heads as make 16 rows) that read each cached key and
     /// value once for all of them; each token's floats must be what it gets alone, as a decode step, on every level,
-    /// and the x86 SIMD levels' floats the AVX2 level's (the AVX-512 tiles repeat its dots and sums). 21 tokens make
+    /// and the x86 SIMD levels' floats the AVX2 level's (every tile repeats its dots and sums). 21 tokens make
     /// full and partial tiles, and the gap in their positions tiles with different visible counts. A second cache
     /// holds infinities at position 11: tiles read it for their later tokens, and the earlier ones must never meet it.
     @Test(arguments: [(BITNET_CACHE_F32, 4, 64), (BITNET_CACHE_F16, 4, 64), (BITNET_CACHE_F32, 1, 64), (BITNET_CACHE_F32, 5, 32),
