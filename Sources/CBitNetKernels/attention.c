@@ -182,17 +182,16 @@ TARGET_AVX2 static ALWAYS_INLINE void score_rows_f32_avx2(const uint8_t *keys, c
     }
 }
 
-TARGET_AVX2 static void score_rows16_f32_avx2(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,
-                                              const float *const queries[16], int64_t dimension, float scale,
-                                              float *scores, int64_t score_stride, float *packed) {
-    score_rows_f32_avx2(keys, values, stride, positions, queries, dimension, scale, scores, score_stride, packed, 4);
-}
+/// A score kernel of ``score_rows_fn``'s shape: `body` for `groups` groups of rows.
+#define SCORE_ROWS(name, target, body, groups)                                                                        \
+    target static void name(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,             \
+                            const float *const queries[16], int64_t dimension, float scale, float *scores,             \
+                            int64_t score_stride, float *packed) {                                                    \
+        body(keys, values, stride, positions, queries, dimension, scale, scores, score_stride, packed, groups);        \
+    }
 
-TARGET_AVX2 static void score_rows8_f32_avx2(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,
-                                             const float *const queries[16], int64_t dimension, float scale,
-                                             float *scores, int64_t score_stride, float *packed) {
-    score_rows_f32_avx2(keys, values, stride, positions, queries, dimension, scale, scores, score_stride, packed, 2);
-}
+SCORE_ROWS(score_rows16_f32_avx2, TARGET_AVX2, score_rows_f32_avx2, 4)
+SCORE_ROWS(score_rows8_f32_avx2, TARGET_AVX2, score_rows_f32_avx2, 2)
 
 // MARK: - AVX-512 tiles
 //
@@ -291,17 +290,8 @@ TARGET_AVX512 static void score_rows_f16_avx512(const uint8_t *keys, const uint8
     }
 }
 
-TARGET_AVX512 static void score_rows16_f32_avx512(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,
-                                                  const float *const queries[16], int64_t dimension, float scale,
-                                                  float *scores, int64_t score_stride, float *packed) {
-    score_rows_f32_avx512(keys, values, stride, positions, queries, dimension, scale, scores, score_stride, packed, 2);
-}
-
-TARGET_AVX512 static void score_rows8_f32_avx512(const uint8_t *keys, const uint8_t *values, int64_t stride, int64_t positions,
-                                                 const float *const queries[16], int64_t dimension, float scale,
-                                                 float *scores, int64_t score_stride, float *packed) {
-    score_rows_f32_avx512(keys, values, stride, positions, queries, dimension, scale, scores, score_stride, packed, 1);
-}
+SCORE_ROWS(score_rows16_f32_avx512, TARGET_AVX512, score_rows_f32_avx512, 2)
+SCORE_ROWS(score_rows8_f32_avx512, TARGET_AVX512, score_rows_f32_avx512, 1)
 
 TARGET_AVX512 static ALWAYS_INLINE __m512 cached_values_avx512(const uint8_t *row, int64_t i, int half) {
     return half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * i))) : _mm512_loadu_ps((const float *)row + i);
