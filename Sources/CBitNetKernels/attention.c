@@ -34,6 +34,7 @@ enum { ATTENTION_PREFETCH_ROWS = 8 };
 /// One item's tokens, as the kernels read them.
 typedef struct {
     int tokens;
+    int64_t kv_head;
     int64_t rows;                                // tokens × group
     int64_t most_visible;                        // the largest of `visible`
     int64_t visible[ATTENTION_TILE_ROWS];        // positions token t sees
@@ -399,7 +400,8 @@ static attention_tile tile_of(const attention_job *job, int64_t item) {
     const bitnet_attention_args *a = job->args;
     const int64_t kv_head = item / job->tiles, first = item % job->tiles * job->tile_tokens;
     const int64_t head_offset = kv_head * job->group * a->head_dimension;
-    attention_tile tile = {.tokens = (int)(a->tokens - first < job->tile_tokens ? a->tokens - first : job->tile_tokens)};
+    attention_tile tile = {.tokens = (int)(a->tokens - first < job->tile_tokens ? a->tokens - first : job->tile_tokens),
+                           .kv_head = kv_head};
     tile.rows = tile.tokens * job->group;
     for (int t = 0; t < tile.tokens; t++) {
         int64_t token = first + t;
@@ -507,9 +509,8 @@ static void attention_task(void *context, int64_t begin, int64_t end, int thread
     const int64_t stride = a->cache_width * (int64_t)job->element_bytes;
     for (int64_t item = begin; item < end; item++) {
         attention_tile tile = tile_of(job, item);
-        const int64_t kv_head = item / job->tiles;
-        const uint8_t *keys = (const uint8_t *)a->keys + kv_head * a->head_dimension * (int64_t)job->element_bytes;
-        const uint8_t *values = (const uint8_t *)a->values + kv_head * a->head_dimension * (int64_t)job->element_bytes;
+        const int64_t head_offset = tile.kv_head * a->head_dimension * (int64_t)job->element_bytes;
+        const uint8_t *keys = (const uint8_t *)a->keys + head_offset, *values = (const uint8_t *)a->values + head_offset;
         score_tile(job, &tile, keys, values, stride, scores, scores + most + 2 * most_rows);
         softmax_columns(scores, tile.most_visible, tile.rows, job->vector_expf, scores + most);
         accumulate_tile(job, &tile, scores, values, stride);
@@ -537,20 +538,22 @@ int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
         .tiles = (args->tokens + tile_tokens - 1) / tile_tokens,
     };
 #ifdef BITNET_X86
+    // The score tiles repeat the AVX2 dots' operations, so they stand in for those dots only, where they have no tail.
+    const int f32_tiles = !half && job.dot == bitnet_dot_f32_avx2 && args->head_dimension % 8 == 0;
+    const int f16_tiles = half && job.dot == bitnet_dot_f16_avx2 && args->head_dimension % 16 == 0;
     if (level >= BITNET_LEVEL_AVX2) {
         job.accumulate = half ? accumulate_f16_avx2 : accumulate_f32_avx2;
-        // The score tiles repeat the AVX2 dots' operations, so they stand in for those dots only.
-        if (!half && job.dot == bitnet_dot_f32_avx2 && args->head_dimension % 8 == 0) {
+        if (f32_tiles) {
             job.score_rows16 = score_rows16_f32_avx2;
             job.score_rows8 = score_rows8_f32_avx2;
         }
     }
     if (level >= BITNET_LEVEL_AVX512VNNI) {
-        if (!half && job.dot == bitnet_dot_f32_avx2 && args->head_dimension % 8 == 0) {
+        if (f32_tiles) {
             job.score_rows16 = score_rows16_f32_avx512;
             job.score_rows8 = score_rows8_f32_avx512;
         }
-        if (half && job.dot == bitnet_dot_f16_avx2 && args->head_dimension % 16 == 0) job.score_rows16 = score_rows_f16_avx512;
+        if (f16_tiles) job.score_rows16 = score_rows_f16_avx512;
         if (args->head_dimension % 32 == 0) job.accumulate_tile = half ? accumulate_tile_f16_avx512 : accumulate_tile_f32_avx512;
     }
 #endif
