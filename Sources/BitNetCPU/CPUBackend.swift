@@ -86,7 +86,8 @@ struct CPUModel: BackendModel {
 
     func makeCacheStorage(slots: Int, capacity: Int, type: KeyValueCacheType) throws -> any KeyValueStorage {
         let (layers, width) = graph.cacheShape
-        return CPUKeyValueStorage(layers: layers, slots: slots, capacity: capacity, width: width, type: type, buffers: graph.buffers)
+        return CPUKeyValueStorage(layers: layers, slots: slots, capacity: capacity, width: width,
+                                  headDimension: graph.configuration.headDimension, type: type, buffers: graph.buffers)
     }
 
     func forward(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Float] {

@@ -176,7 +176,7 @@ struct CPUExecution {
                     positions.withUnsafeBufferPointer { positions in
                         var arguments = bitnet_attention_args(
                             cache_type: Int32(cache.type == .f16 ? BITNET_CACHE_F16.rawValue : BITNET_CACHE_F32.rawValue),
-                            keys: keys, values: values, cache_width: Int64(cache.width),
+                            keys: keys, values: values, position_stride: Int64(cache.positionStride), head_stride: Int64(cache.headStride),
                             queries: cache.activation(op.query.index), output: cache.activation(op.output.index), row_stride: Int64(queryWidth),
                             rows: rows.baseAddress!, positions: positions.baseAddress!, tokens: Int64(tokens.count),
                             heads: Int32(op.heads), key_value_heads: Int32(op.keyValueHeads), head_dimension: Int32(op.headDimension),

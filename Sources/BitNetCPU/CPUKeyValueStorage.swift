@@ -3,13 +3,17 @@ import BitNetModels
 import BitNetQuantization
 
 /// Keys and values on the host, preallocated: for each layer, `slots × capacity` positions of `width`
-/// values, f32 or f16. Also holds the activation buffers of the forward passes that use it, reused
-/// from one pass to the next.
+/// values, f32 or f16. A slot keeps each key/value head's positions side by side (head-major: `capacity` rows of
+/// `headDimension` values a head), so attention streams a head's cache from contiguous memory, which the cores'
+/// prefetchers follow. Also holds the activation buffers of the forward passes that use it, reused from one pass
+/// to the next.
 final class CPUKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     let layers: Int
     let slots: Int
     let capacity: Int
     let width: Int
+    /// Values of one key/value head at one position; `width / headDimension` heads.
+    let headDimension: Int
     /// The activation buffers of the graph the storage was made for.
     let buffers: [ActivationBuffer]
     let type: KeyValueCacheType
@@ -24,8 +28,10 @@ final class CPUKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     /// int8 activations by buffer index.
     var quantized: [QuantizedActivations?]
 
-    init(layers: Int, slots: Int, capacity: Int, width: Int, type: KeyValueCacheType, buffers: [ActivationBuffer]) {
+    init(layers: Int, slots: Int, capacity: Int, width: Int, headDimension: Int, type: KeyValueCacheType, buffers: [ActivationBuffer]) {
+        precondition(headDimension > 0 && width % headDimension == 0, "a position's width is whole heads")
         self.layers = layers
+        self.headDimension = headDimension
         self.buffers = buffers
         self.slots = slots
         self.capacity = capacity
@@ -65,22 +71,29 @@ final class CPUKeyValueStorage: KeyValueStorage, @unchecked Sendable {
 
     var byteCount: Int { (keys.count + values.count + halfKeys.count + halfValues.count) * slots * capacity * width * type.byteWidth }
 
+    /// Elements between one position of a head and the next, and between one head and the next.
+    var positionStride: Int { headDimension }
+    var headStride: Int { capacity * headDimension }
+
+    /// Stores one position's keys and values (`width` floats each, head after head) in `slot`.
     func store(layer: Int, slot: Int, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
-        let base = (slot * capacity + position) * width
-        switch type {
-        case .f32:
-            keys[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + base).update(from: key, count: width) }
-            values[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + base).update(from: value, count: width) }
-        case .f16:
-            for index in 0..<width {
-                halfKeys[layer][base + index] = Float16(key[index]).bitPattern
-                halfValues[layer][base + index] = Float16(value[index]).bitPattern
+        for head in 0..<width / headDimension {
+            let base = slot * capacity * width + head * headStride + position * positionStride, source = head * headDimension
+            switch type {
+            case .f32:
+                keys[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + base).update(from: key + source, count: headDimension) }
+                values[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + base).update(from: value + source, count: headDimension) }
+            case .f16:
+                for index in 0..<headDimension {
+                    halfKeys[layer][base + index] = Float16(key[source + index]).bitPattern
+                    halfValues[layer][base + index] = Float16(value[source + index]).bitPattern
+                }
             }
         }
     }
 
-    /// Calls `body` with the stored keys and values of `slot` in `layer` (f32 or f16 as ``type``, `width` per
-    /// position), read in place.
+    /// Calls `body` with the stored keys and values of `slot` in `layer` (f32 or f16 as ``type``, laid out by
+    /// ``positionStride`` and ``headStride``), read in place.
     func withStoredSlot<R>(layer: Int, slot: Int, _ body: (UnsafeRawPointer, UnsafeRawPointer) -> R) -> R {
         let start = slot * capacity * width
         switch type {

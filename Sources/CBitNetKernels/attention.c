@@ -7,9 +7,14 @@
 // `scores[p · rows + r]`: the softmax's maximum, total and division run across rows in SIMD lanes, while each row's
 // own reduction stays in position order.
 //
+// A cache longer than ``ATTENTION_BLOCK_POSITIONS`` is read in blocks, combined in order (see "Position blocks"
+// below). A head's positions are `position_stride` elements apart (its own rows side by side, as the CPU backend
+// stores them, so the reads stream).
+//
 // Every query and key meet in the level's float dot (the AVX2 and AVX-512 score tiles repeat its operations lane
 // for lane), softmax runs in position order, and each output value is Σ_p weight_p · v_p accumulated in position
-// order over the positions its token sees, so a head's floats do not depend on its group, its tile or the batch.
+// order over the positions its token sees (within a block; the blocks in order), so a head's floats do not depend
+// on its group, its tile, the batch or which threads ran its blocks.
 // (Which of a tile's e^x go 8 at a time and which one by one depends on its layout: that the vector expf gives
 // libm's floats, checked at load, is what keeps this true of the softmax.)
 #include "kernels_internal.h"
@@ -30,6 +35,13 @@ enum { ATTENTION_TILE_ROWS = 16 };
 
 /// How many cached positions ahead a tile asks for its key and value rows.
 enum { ATTENTION_PREFETCH_ROWS = 8 };
+
+/// Cached positions per block: longer caches are read block by block and the blocks combined (``combine_row``).
+/// Changing it changes the floats of every token that sees more positions than it.
+enum { ATTENTION_BLOCK_POSITIONS = 256 };
+
+/// The most memory a split decode step's partial results may take; beyond it each tile runs on one thread.
+#define ATTENTION_SPLIT_BYTES ((int64_t)64 << 20)
 
 /// One item's tokens, as the kernels read them.
 typedef struct {
@@ -391,7 +403,10 @@ typedef struct {
     size_t element_bytes;
     int64_t group;    // query heads per key/value head
     int tile_tokens;  // tokens per item
-    int64_t tiles;    // items per key/value head
+    int64_t tiles;    // tiles per key/value head
+    int64_t blocks;   // position blocks of the token that sees the most
+    int64_t partial_floats;  // floats of one tile's block results (``block_partial``)
+    float *partials;  // split decode: every tile's blocks, shared between the two runs
     _Atomic int failed;
 } attention_job;
 
@@ -490,6 +505,124 @@ static void accumulate_tile(const attention_job *job, const attention_tile *tile
                             group - h < 4 ? (int)(group - h) : 4, values, stride, tile->visible[t], dimension);
 }
 
+// MARK: - Position blocks
+//
+// A cache longer than ``ATTENTION_BLOCK_POSITIONS`` is read block by block: each block's softmax and weighted sums
+// are computed as if the block were the whole cache, keeping the block's maximum score m_b and total t_b, and the
+// blocks are combined in order (``combine_row``). So a decode step's few tiles can share their blocks between
+// threads, and a token's floats are the same whether its blocks ran on one thread or several, in a prompt or alone.
+// A row that sees one block gets that block's floats unchanged.
+
+/// A tile's results for one block: the rows' weighted sums (`rows × dimension` floats, row r = token t's head h at
+/// r = t · group + h), then each row's maximum score, then its total of e^(s − max).
+typedef struct {
+    float *sums, *maximum, *total;
+} block_partial;
+
+static block_partial partial_at(const attention_job *job, float *base, int64_t block) {
+    const int64_t rows = job->tile_tokens * job->group, floats = job->partial_floats;
+    float *sums = base + block * floats;
+    return (block_partial){sums, sums + rows * job->args->head_dimension, sums + rows * job->args->head_dimension + rows};
+}
+
+static int64_t blocks_of(int64_t positions) { return (positions + ATTENTION_BLOCK_POSITIONS - 1) / ATTENTION_BLOCK_POSITIONS; }
+
+/// What one thread needs for a tile: scores (one block's positions × rows), the softmax's two floats a row, the
+/// score kernels' 16 packed query rows, and a factor per block for ``combine_row``.
+typedef struct {
+    float *scores, *work, *packed, *factors;
+} attention_scratch;
+
+static float *scratch_alloc(const attention_job *job, int64_t positions, int64_t rows, int64_t extra, attention_scratch *scratch) {
+    const int64_t scores = (positions < ATTENTION_BLOCK_POSITIONS ? positions : ATTENTION_BLOCK_POSITIONS) * rows;
+    float *memory = malloc((size_t)(scores + 2 * rows + 16 * job->args->head_dimension + blocks_of(positions) + extra) * sizeof(float));
+    if (!memory) return NULL;
+    scratch->scores = memory;
+    scratch->work = memory + scores;
+    scratch->packed = scratch->work + 2 * rows;
+    scratch->factors = scratch->packed + 16 * job->args->head_dimension;
+    return memory;
+}
+
+/// Scores, softmax and weighted sums of `tile` over `positions` cached rows from `keys` and `values`, its outputs
+/// where `tile` says; leaves each row's maximum and total in `scratch->work` (rows, then rows).
+static void attend_positions(const attention_job *job, const attention_tile *tile, const uint8_t *keys, const uint8_t *values,
+                             int64_t stride, const attention_scratch *scratch) {
+    score_tile(job, tile, keys, values, stride, scratch->scores, scratch->packed);
+    softmax_columns(scratch->scores, tile->most_visible, tile->rows, job->vector_expf, scratch->work);
+    accumulate_tile(job, tile, scratch->scores, values, stride);
+}
+
+/// Block `block` of `tile` into `partial`: the tokens that see any of its positions, as a tile of their own over
+/// the block's rows of the cache.
+static void attend_block(const attention_job *job, const attention_tile *tile, int64_t block, const uint8_t *keys,
+                         const uint8_t *values, int64_t stride, block_partial partial, const attention_scratch *scratch) {
+    const int64_t dimension = job->args->head_dimension, group = job->group, start = block * ATTENTION_BLOCK_POSITIONS;
+    attention_tile part = {.kv_head = tile->kv_head};
+    int64_t token_of[ATTENTION_TILE_ROWS];
+    for (int t = 0; t < tile->tokens; t++) {
+        if (tile->visible[t] <= start) continue;
+        int64_t end = tile->visible[t] < start + ATTENTION_BLOCK_POSITIONS ? tile->visible[t] : start + ATTENTION_BLOCK_POSITIONS;
+        part.visible[part.tokens] = end - start;
+        part.queries[part.tokens] = tile->queries[t];
+        part.outputs[part.tokens] = partial.sums + t * group * dimension;
+        if (part.visible[part.tokens] > part.most_visible) part.most_visible = part.visible[part.tokens];
+        token_of[part.tokens++] = t;
+    }
+    part.rows = part.tokens * group;
+    const uint8_t *block_keys = keys + start * stride, *block_values = values + start * stride;
+    // A block starts where no stream led the prefetchers (a decode step's thread takes it cold).
+    for (int64_t position = 0; position < ATTENTION_PREFETCH_ROWS && position < part.most_visible; position++)
+        prefetch_head_rows(block_keys, block_values, position * stride, dimension * (int64_t)job->element_bytes);
+    attend_positions(job, &part, block_keys, block_values, stride, scratch);
+    for (int t = 0; t < part.tokens; t++)
+        for (int64_t h = 0; h < group; h++) {
+            partial.maximum[token_of[t] * group + h] = scratch->work[t * group + h];
+            partial.total[token_of[t] * group + h] = scratch->work[part.rows + t * group + h];
+        }
+}
+
+/// Row `row`'s output from its `blocks` blocks of `base`: with M the largest block maximum and c_b = t_b · e^(m_b − M),
+/// out = Σ_b (c_b / Σ c) · sums_b, each sum in block order, a multiply and an add rounded apart. With one block
+/// c_0 / Σ c = 1 and the block's floats pass unchanged. `factors` holds a float per block.
+static void combine_row(const attention_job *job, float *out, float *base, int64_t blocks, int64_t row, float *factors) {
+    const int64_t dimension = job->args->head_dimension;
+    float maximum = -INFINITY;
+    for (int64_t b = 0; b < blocks; b++) {
+        float m = partial_at(job, base, b).maximum[row];
+        maximum = m > maximum ? m : maximum;
+    }
+    float total = 0;
+    for (int64_t b = 0; b < blocks; b++) {
+        block_partial partial = partial_at(job, base, b);
+        factors[b] = partial.total[row] * expf(partial.maximum[row] - maximum);
+        total = b == 0 ? factors[b] : total + factors[b];
+    }
+    for (int64_t b = 0; b < blocks; b++) factors[b] /= total;
+    const float *first = partial_at(job, base, 0).sums + row * dimension;
+    for (int64_t i = 0; i < dimension; i++) out[i] = factors[0] * first[i];
+    for (int64_t b = 1; b < blocks; b++) {
+        const float *sums = partial_at(job, base, b).sums + row * dimension;
+        for (int64_t i = 0; i < dimension; i++) out[i] = out[i] + factors[b] * sums[i];
+    }
+}
+
+/// Every row of `tile` from its blocks in `base`.
+static void combine_tile(const attention_job *job, const attention_tile *tile, float *base, float *factors) {
+    const int64_t dimension = job->args->head_dimension;
+    for (int t = 0; t < tile->tokens; t++)
+        for (int64_t h = 0; h < job->group; h++)
+            combine_row(job, tile->outputs[t] + h * dimension, base, blocks_of(tile->visible[t]), t * job->group + h, factors);
+}
+
+static const uint8_t *head_rows(const attention_job *job, const void *cache, int64_t kv_head) {
+    return (const uint8_t *)cache + kv_head * job->args->head_stride * (int64_t)job->element_bytes;
+}
+
+// MARK: - Items
+
+/// Items `begin ..< end`, each a tile: one pass over its positions when they fit one block, else block by block
+/// into this thread's partials and combined.
 static void attention_task(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     attention_job *job = context;
@@ -497,25 +630,69 @@ static void attention_task(void *context, int64_t begin, int64_t end, int thread
     int64_t most = 0, most_rows = 0;
     for (int64_t item = begin; item < end; item++) {  // the scratch this share needs (tile_of is cheap)
         attention_tile tile = tile_of(job, item);
-        if (tile.most_visible * tile.rows > most) most = tile.most_visible * tile.rows;
+        if (tile.most_visible > most) most = tile.most_visible;
         if (tile.rows > most_rows) most_rows = tile.rows;
     }
-    // The scores, the softmax's two floats a row, and 16 query rows packed for the score kernels.
-    float *scores = malloc((size_t)(most + 2 * most_rows + 16 * a->head_dimension) * sizeof(float));
-    if (!scores) {
+    attention_scratch scratch;
+    const int64_t partials = most > ATTENTION_BLOCK_POSITIONS ? blocks_of(most) * job->partial_floats : 0;
+    float *memory = scratch_alloc(job, most, most_rows, partials, &scratch);
+    if (!memory) {
         atomic_store(&job->failed, 1);
         return;
     }
-    const int64_t stride = a->cache_width * (int64_t)job->element_bytes;
+    float *base = scratch.factors + blocks_of(most);
+    const int64_t stride = a->position_stride * (int64_t)job->element_bytes;
     for (int64_t item = begin; item < end; item++) {
         attention_tile tile = tile_of(job, item);
-        const int64_t head_offset = tile.kv_head * a->head_dimension * (int64_t)job->element_bytes;
-        const uint8_t *keys = (const uint8_t *)a->keys + head_offset, *values = (const uint8_t *)a->values + head_offset;
-        score_tile(job, &tile, keys, values, stride, scores, scores + most + 2 * most_rows);
-        softmax_columns(scores, tile.most_visible, tile.rows, job->vector_expf, scores + most);
-        accumulate_tile(job, &tile, scores, values, stride);
+        const uint8_t *keys = head_rows(job, a->keys, tile.kv_head), *values = head_rows(job, a->values, tile.kv_head);
+        if (tile.most_visible <= ATTENTION_BLOCK_POSITIONS) {
+            attend_positions(job, &tile, keys, values, stride, &scratch);
+            continue;
+        }
+        for (int64_t block = 0; block < blocks_of(tile.most_visible); block++)
+            attend_block(job, &tile, block, keys, values, stride, partial_at(job, base, block), &scratch);
+        combine_tile(job, &tile, base, scratch.factors);
     }
-    free(scores);
+    free(memory);
+}
+
+/// Split decode, first run: items `begin ..< end` are (tile, block) pairs, their partials the job's.
+static void block_task(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    attention_job *job = context;
+    const bitnet_attention_args *a = job->args;
+    attention_scratch scratch;
+    float *memory = scratch_alloc(job, ATTENTION_BLOCK_POSITIONS, job->tile_tokens * job->group, 0, &scratch);
+    if (!memory) {
+        atomic_store(&job->failed, 1);
+        return;
+    }
+    const int64_t stride = a->position_stride * (int64_t)job->element_bytes;
+    for (int64_t item = begin; item < end; item++) {
+        const int64_t tile_item = item / job->blocks, block = item % job->blocks;
+        attention_tile tile = tile_of(job, tile_item);
+        if (block >= blocks_of(tile.most_visible)) continue;
+        float *base = job->partials + tile_item * job->blocks * job->partial_floats;
+        attend_block(job, &tile, block, head_rows(job, a->keys, tile.kv_head), head_rows(job, a->values, tile.kv_head),
+                     stride, partial_at(job, base, block), &scratch);
+    }
+    free(memory);
+}
+
+/// Split decode, second run: each tile's rows from the blocks the first run left.
+static void combine_task(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    attention_job *job = context;
+    float *factors = malloc((size_t)job->blocks * sizeof(float));
+    if (!factors) {
+        atomic_store(&job->failed, 1);
+        return;
+    }
+    for (int64_t item = begin; item < end; item++) {
+        attention_tile tile = tile_of(job, item);
+        combine_tile(job, &tile, job->partials + item * job->blocks * job->partial_floats, factors);
+    }
+    free(factors);
 }
 
 int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
@@ -526,6 +703,10 @@ int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
     if (args->key_value_heads < 1 || args->heads < args->key_value_heads || args->heads % args->key_value_heads != 0) return -1;
     int64_t group = args->heads / args->key_value_heads;
     int tile_tokens = group >= ATTENTION_TILE_ROWS ? 1 : (int)(ATTENTION_TILE_ROWS / group);
+    int64_t most_visible = 0;
+    for (int64_t t = 0; t < args->tokens; t++)
+        if (args->positions[t] + 1 > most_visible) most_visible = args->positions[t] + 1;
+    const int64_t rows = tile_tokens * group;
     attention_job job = {
         .args = args,
         .dot = table->dot[encoding],
@@ -536,6 +717,8 @@ int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
         .group = group,
         .tile_tokens = tile_tokens,
         .tiles = (args->tokens + tile_tokens - 1) / tile_tokens,
+        .blocks = blocks_of(most_visible),
+        .partial_floats = rows * args->head_dimension + 2 * rows,
     };
 #ifdef BITNET_X86
     // The score tiles repeat the AVX2 dots' operations, so they stand in for those dots only, where they have no tail.
@@ -560,7 +743,18 @@ int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
     // Items run key/value head by head: a thread's share goes over one head's cached rows, which stay in L2.
     int64_t items = job.tiles * args->key_value_heads;
     int threads = bitnet_pool_threads(pool);
-    int64_t grain = items / (threads * 4);
-    bitnet_pool_run(pool, items, grain < 1 ? 1 : grain, attention_task, &job);
+    // A decode step has a tile per key/value head, too few to share evenly: its blocks are shared instead.
+    const int64_t partial_bytes = items * job.blocks * job.partial_floats * (int64_t)sizeof(float);
+    if (job.blocks > 1 && items < 4 * threads && partial_bytes <= ATTENTION_SPLIT_BYTES) {
+        job.partials = malloc((size_t)partial_bytes);
+        if (!job.partials) return -1;
+        int64_t grain = items * job.blocks / (threads * 4);
+        bitnet_pool_run(pool, items * job.blocks, grain < 1 ? 1 : grain, block_task, &job);
+        bitnet_pool_run(pool, items, 1, combine_task, &job);
+        free(job.partials);
+    } else {
+        int64_t grain = items / (threads * 4);
+        bitnet_pool_run(pool, items, grain < 1 ? 1 : grain, attention_task, &job);
+    }
     return atomic_load(&job.failed) ? -1 : 0;
 }

@@ -17,6 +17,8 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customShort("p"), help: "Prompt lengths to test, comma-separated (0 = none).") var prompt = "128"
     @Option(name: .customShort("n"), help: "Tokens to generate per decode test (0 = none).") var generate = 64
     @Option(name: .customShort("r"), help: "Repetitions of each test.") var repetitions = 3
+    @Option(name: .customShort("d"), help: "Context depths, comma-separated: tokens already in the KV cache when each test starts, as llama-bench's -d.") var depth = "0"
+    @Option(name: .customLong("cache-type"), help: "KV cache element type: f32 or f16.") var cacheType = "f32"
     @Option(help: "Threads (default: the physical cores).") var threads: Int?
     @Option(help: "Backends to test: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")), or all (the CPU and, where Vulkan finds a device, Vulkan).") var backend = "cpu"
     @Option(help: "The Vulkan device, by its index in `bitnet devices`.") var device: Int?
@@ -25,6 +27,8 @@ struct Bench: AsyncParsableCommand {
     struct Result {
         var backend: String
         var test: String
+        /// Tokens in the cache before the test's own.
+        var depth: Int
         var samples: [Double]
         /// Bytes of weights read per second at the mean speed.
         var gigabytesPerSecond: Double
@@ -41,13 +45,22 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
+    /// Non-negative counts from a comma-separated option.
+    static func counts(_ text: String, option: String, what: String) throws -> [Int] {
+        try text.split(separator: ",", omittingEmptySubsequences: false).map { part -> Int in
+            guard let count = Int(part.trimmingCharacters(in: .whitespaces)), count >= 0 else {
+                throw InferenceError(.invalidInput, "\(option): '\(part)' is not \(what)")
+            }
+            return count
+        }
+    }
+
     func run() async throws {
         try await reportingErrors {
-            let lengths = try prompt.split(separator: ",").map { part -> Int in
-                guard let length = Int(part.trimmingCharacters(in: .whitespaces)), length >= 0 else {
-                    throw InferenceError(.invalidInput, "-p: '\(part)' is not a prompt length")
-                }
-                return length
+            let lengths = try Self.counts(prompt, option: "-p", what: "a prompt length")
+            let depths = try Self.counts(depth, option: "-d", what: "a context depth")
+            guard let cacheType = KeyValueCacheType(rawValue: cacheType) else {
+                throw InferenceError(.invalidInput, "--cache-type must be f32 or f16, not '\(self.cacheType)'")
             }
             guard generate >= 0, repetitions >= 1, threads.map({ $0 >= 1 }) ?? true else {
                 throw InferenceError(.invalidInput, "-n must be ≥ 0, -r ≥ 1 and --threads ≥ 1")
@@ -81,27 +94,41 @@ struct Bench: AsyncParsableCommand {
                                 path, model.configuration.architecture.rawValue, bytesPerToken / 1_048_576, bandwidth / 1e9, threadCount,
                                 bandwidth / bytesPerToken)
                 if !json { printError(header + "\n") }
-                for length in lengths where length > 0 {
-                    let samples = try (0..<repetitions).map { repetition in try Self.promptSpeed(model, length: length, seed: UInt64(repetition)) }
-                    var result = Result(backend: model.backend.name, test: "pp\(length)", samples: samples, gigabytesPerSecond: 0,
-                                        loadSeconds: loadSeconds, deviceMemoryBytes: vulkan?.deviceMemoryInUse)
-                    result.gigabytesPerSecond = bytesPerToken * result.mean / Double(length) / 1e9  // weights are read once per batch
-                    results.append(result)
-                }
-                if generate > 0 {
-                    let samples = try (0..<repetitions).map { _ in try Self.decodeSpeed(model, tokens: generate) }
-                    var result = Result(backend: model.backend.name, test: "tg\(generate)", samples: samples, gigabytesPerSecond: 0,
-                                        loadSeconds: loadSeconds, deviceMemoryBytes: vulkan?.deviceMemoryInUse)
-                    result.gigabytesPerSecond = bytesPerToken * result.mean / 1e9
-                    // The roofline is this machine's host memory bandwidth: a CPU figure.
-                    result.rooflinePercent = vulkan == nil ? 100 * result.mean / (bandwidth / bytesPerToken) : nil
-                    results.append(result)
+                // A decode step at depth d also reads the cache's d + 1 positions and more, each layer's keys and values.
+                let (layers, width) = model.loaded.graph.cacheShape
+                let cacheBytesPerPosition = Double(2 * layers * width * cacheType.byteWidth)
+                for depth in depths {
+                    let suffix = depth > 0 ? " @ d\(depth)" : ""
+                    // One session a depth, filled once; each test truncates it back to the depth.
+                    var generator = Xoshiro256(seed: UInt64(depth))
+                    let session = try Self.session(model, depth: depth, more: max(lengths.max() ?? 0, generate + 1),
+                                                   cacheType: cacheType, generator: &generator)
+                    for length in lengths where length > 0 {
+                        let samples = try (0..<repetitions).map { _ in
+                            try Self.promptSpeed(session, depth: depth, length: length, generator: &generator)
+                        }
+                        var result = Result(backend: model.backend.name, test: "pp\(length)\(suffix)", depth: depth, samples: samples,
+                                            gigabytesPerSecond: 0, loadSeconds: loadSeconds, deviceMemoryBytes: vulkan?.deviceMemoryInUse)
+                        result.gigabytesPerSecond = bytesPerToken * result.mean / Double(length) / 1e9  // weights are read once per batch
+                        results.append(result)
+                    }
+                    if generate > 0 {
+                        let samples = try (0..<repetitions).map { _ in try Self.decodeSpeed(session, depth: depth, tokens: generate) }
+                        // Step i reads positions 0 … depth + 1 + i: on average depth + 1 + (n + 1) / 2 of them.
+                        let bytesPerStep = bytesPerToken + cacheBytesPerPosition * (Double(depth + 1) + Double(generate + 1) / 2)
+                        var result = Result(backend: model.backend.name, test: "tg\(generate)\(suffix)", depth: depth, samples: samples,
+                                            gigabytesPerSecond: 0, loadSeconds: loadSeconds, deviceMemoryBytes: vulkan?.deviceMemoryInUse)
+                        result.gigabytesPerSecond = bytesPerStep * result.mean / 1e9
+                        // The roofline is this machine's host memory bandwidth: a CPU figure.
+                        result.rooflinePercent = vulkan == nil ? 100 * result.mean / (bandwidth / bytesPerStep) : nil
+                        results.append(result)
+                    }
                 }
             }
             if json {
                 let entries: [JSONValue] = results.map { result in
                     let roofline: JSONValue = result.rooflinePercent.map { .double($0) } ?? .null
-                    return .object([("backend", .string(result.backend)), ("test", .string(result.test)),
+                    return .object([("backend", .string(result.backend)), ("test", .string(result.test)), ("depth", .int(result.depth)),
                                     ("tokens_per_second", .double(result.mean)), ("stddev", .double(result.standardDeviation)),
                                     ("gbps", .double(result.gigabytesPerSecond)), ("roofline_percent", roofline),
                                     ("load_seconds", .double(result.loadSeconds)),
@@ -123,19 +150,36 @@ struct Bench: AsyncParsableCommand {
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
-    /// Tokens/s of one prompt of `length` random tokens, processed as one batch.
-    static func promptSpeed(_ model: BitNetModel, length: Int, seed: UInt64) throws -> Double {
-        var generator = Xoshiro256(seed: seed)
-        let tokens = (0..<length).map { _ in Int(generator.next() % UInt64(model.configuration.vocabularySize)) }
-        let session = try InferenceSession(model: model, contextLength: length)
+    /// A session holding `depth` random tokens (evaluated untimed, 512 at a time) with room for `more`.
+    static func session(_ model: BitNetModel, depth: Int, more: Int, cacheType: KeyValueCacheType,
+                        generator: inout Xoshiro256) throws -> InferenceSession {
+        let session = try InferenceSession(model: model, contextLength: depth + more, cacheType: cacheType)
+        var filled = 0
+        while filled < depth {
+            let count = min(512, depth - filled)
+            _ = try session.evaluate(randomTokens(model, count: count, generator: &generator))
+            filled += count
+        }
+        return session
+    }
+
+    static func randomTokens(_ model: BitNetModel, count: Int, generator: inout Xoshiro256) -> [Int] {
+        (0..<count).map { _ in Int(generator.next() % UInt64(model.configuration.vocabularySize)) }
+    }
+
+    /// Tokens/s of one prompt of `length` random tokens after the session's first `depth`, processed as one batch.
+    static func promptSpeed(_ session: InferenceSession, depth: Int, length: Int, generator: inout Xoshiro256) throws -> Double {
+        session.truncate(to: depth)
+        let tokens = randomTokens(session.model, count: length, generator: &generator)
         let start = now()
         _ = try session.evaluate(tokens)
         return Double(length) / (now() - start)
     }
 
-    /// Tokens/s of `tokens` decode steps, one token at a time, each the argmax of the last.
-    static func decodeSpeed(_ model: BitNetModel, tokens: Int) throws -> Double {
-        let session = try InferenceSession(model: model, contextLength: tokens + 1)
+    /// Tokens/s of `tokens` decode steps after the session's first `depth` tokens, one token at a time, each the
+    /// argmax of the last.
+    static func decodeSpeed(_ session: InferenceSession, depth: Int, tokens: Int) throws -> Double {
+        session.truncate(to: depth)
         var logits = try session.evaluate([0])[0]
         let start = now()
         for _ in 0..<tokens {

@@ -30,10 +30,33 @@ import Testing
         let lines = table.stdout.split(separator: "\n")
         #expect(lines.first == "| backend | test | tokens/s | GB/s | roofline | load | device memory |" && lines.count == 4)
         #expect(table.stderr.contains("read bandwidth here") && table.stderr.contains("roofline"))
-        for arguments in [["-p", "x"], ["-r", "0"], ["--backend", "gpu"]] {
+        for arguments in [["-p", "x"], ["-r", "0"], ["--backend", "gpu"], ["-d", "deep"], ["-d", "4,"], ["--cache-type", "q8_0"]] {
             let bad = try BitNetExecutable.run(["bench", "-m", Self.model] + arguments)
             #expect(bad.status == 1 && bad.stderr.hasPrefix("bitnet: error:"), "\(arguments): \(bad.stderr)")
         }
+    }
+
+    /// `-d` puts that many tokens in the cache before each test, as llama-bench's depth: the tests are named for it,
+    /// each entry says its depth, and decode at a depth counts the cache it reads in its GB/s.
+    @Test func depthsFillTheCacheFirst() throws {
+        let arguments = ["bench", "-m", Self.model, "-p", "8", "-n", "2", "-r", "1", "-d", "0,40", "--threads", "1", "--json"]
+        var gigabytesPerSecond: [String: [Double]] = [:]
+        for cacheType in ["f32", "f16"] {
+            let result = try BitNetExecutable.run(arguments + ["--cache-type", cacheType])
+            #expect(result.status == 0, "\(result.stderr)")
+            let entries = try #require(try JSONValue.parse(Data(result.stdout.utf8))["results"]?.arrayValue)
+            #expect(entries.map { $0["test"]?.stringValue } == ["pp8", "tg2", "pp8 @ d40", "tg2 @ d40"])
+            #expect(entries.map { $0["depth"]?.intValue } == [0, 0, 40, 40])
+            #expect(entries.allSatisfy { ($0["tokens_per_second"]?.doubleValue ?? 0) > 0 })
+            // GB/s over tokens/s is the bytes a step reads: the weights, and at a depth the cache's positions too.
+            gigabytesPerSecond[cacheType] = [1, 3].map { index in
+                (entries[index]["gbps"]?.doubleValue ?? 0) / (entries[index]["tokens_per_second"]?.doubleValue ?? 1)
+            }
+        }
+        for (cacheType, bytes) in gigabytesPerSecond { #expect(bytes[1] > bytes[0], "\(cacheType): the cache's reads are counted") }
+        let f32 = try #require(gigabytesPerSecond["f32"]), f16 = try #require(gigabytesPerSecond["f16"])
+        let extra32 = f32[1] - f32[0], extra16 = f16[1] - f16[0]  // 40 more positions of every layer's keys and values
+        #expect(abs(extra32 - 2 * extra16) <= 1e-6 * extra32, "an f32 cache's positions are twice an f16 one's bytes: \(extra32), \(extra16)")
     }
 
     /// `--backend all` runs the CPU and Vulkan (lavapipe here) in one run, the Vulkan entries with their load

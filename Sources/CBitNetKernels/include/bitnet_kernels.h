@@ -163,10 +163,12 @@ typedef enum { BITNET_CACHE_F32 = 0, BITNET_CACHE_F16 = 1 } bitnet_cache_type;
 /// Causal grouped-query attention of one sequence's new tokens over its cache slot.
 typedef struct {
     int32_t cache_type;
-    /// The slot's first position; `cache_width` elements per position (all key/value heads).
+    /// Key/value head 0's position 0 of the slot; a head's position p is `p · position_stride` elements on, head h
+    /// `h · head_stride` elements on (`head_dimension` contiguous elements each).
     const void *keys;
     const void *values;
-    int64_t cache_width;
+    int64_t position_stride;
+    int64_t head_stride;
     /// Each token's query row and output row (`heads × head_dimension` floats, `row_stride` apart).
     const float *queries;
     float *output;
