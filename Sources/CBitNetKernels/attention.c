@@ -745,12 +745,12 @@ int bitnet_attention(bitnet_pool *pool, const bitnet_attention_args *args) {
     int threads = bitnet_pool_threads(pool);
     // A decode step has a tile per key/value head, too few to share evenly: its blocks are shared instead.
     const int64_t partial_bytes = items * job.blocks * job.partial_floats * (int64_t)sizeof(float);
-    if (job.blocks > 1 && items < 4 * threads && partial_bytes <= ATTENTION_SPLIT_BYTES) {
-        job.partials = malloc((size_t)partial_bytes);
-        if (!job.partials) return -1;
+    if (job.blocks > 1 && items < 4 * threads && partial_bytes <= ATTENTION_SPLIT_BYTES)
+        job.partials = malloc((size_t)partial_bytes);  // without it, each tile on one thread (the same floats)
+    if (job.partials) {
         int64_t grain = items * job.blocks / (threads * 4);
         bitnet_pool_run(pool, items * job.blocks, grain < 1 ? 1 : grain, block_task, &job);
-        bitnet_pool_run(pool, items, 1, combine_task, &job);
+        if (!atomic_load(&job.failed)) bitnet_pool_run(pool, items, 1, combine_task, &job);
         free(job.partials);
     } else {
         int64_t grain = items / (threads * 4);

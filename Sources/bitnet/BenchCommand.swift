@@ -47,7 +47,7 @@ struct Bench: AsyncParsableCommand {
 
     /// Non-negative counts from a comma-separated option.
     static func counts(_ text: String, option: String, what: String) throws -> [Int] {
-        try text.split(separator: ",", omittingEmptySubsequences: false).map { part -> Int in
+        try text.split(separator: ",").map { part -> Int in
             guard let count = Int(part.trimmingCharacters(in: .whitespaces)), count >= 0 else {
                 throw InferenceError(.invalidInput, "\(option): '\(part)' is not \(what)")
             }

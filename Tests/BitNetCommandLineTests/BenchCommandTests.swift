@@ -30,7 +30,7 @@ import Testing
         let lines = table.stdout.split(separator: "\n")
         #expect(lines.first == "| backend | test | tokens/s | GB/s | roofline | load | device memory |" && lines.count == 4)
         #expect(table.stderr.contains("read bandwidth here") && table.stderr.contains("roofline"))
-        for arguments in [["-p", "x"], ["-r", "0"], ["--backend", "gpu"], ["-d", "deep"], ["-d", "4,"], ["--cache-type", "q8_0"]] {
+        for arguments in [["-p", "x"], ["-r", "0"], ["--backend", "gpu"], ["-d", "deep"], ["-d", "1,-4"], ["--cache-type", "q8_0"]] {
             let bad = try BitNetExecutable.run(["bench", "-m", Self.model] + arguments)
             #expect(bad.status == 1 && bad.stderr.hasPrefix("bitnet: error:"), "\(arguments): \(bad.stderr)")
         }

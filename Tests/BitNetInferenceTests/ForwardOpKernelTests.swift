@@ -118,11 +118,17 @@ import Testing
 extension ForwardOpKernelTests {
     /// `bitnet_attention` of `tokens` query rows (`heads × dimension` floats each, batch row t for token t) at
     /// `positions` over a cache of `keyValueHeads` heads, on two threads.
+    /// `keys` and `values` hold each position's heads side by side; `headMajor` stores each head's positions side by
+    /// side instead, as the CPU backend's cache does.
     static func attend(cacheType: bitnet_cache_type, keys: [Float], values: [Float], keyValueHeads: Int, queries: [Float],
-                       heads: Int, dimension: Int, positions: [Int64]) -> [Float] {
+                       heads: Int, dimension: Int, positions: [Int64], headMajor: Bool = false) -> [Float] {
+        let cached = keys.count / (keyValueHeads * dimension)
         func cache(_ rows: [Float]) -> [UInt8] {
-            cacheType == BITNET_CACHE_F16 ? rows.flatMap { withUnsafeBytes(of: Float16($0).bitPattern.littleEndian, Array.init) }
-                                          : rows.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+            let laid = !headMajor ? rows : (0..<keyValueHeads).flatMap { head in
+                (0..<cached).flatMap { position in rows[((position * keyValueHeads + head) * dimension)...].prefix(dimension) }
+            }
+            return cacheType == BITNET_CACHE_F16 ? laid.flatMap { withUnsafeBytes(of: Float16($0).bitPattern.littleEndian, Array.init) }
+                                                 : laid.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
         }
         let keyBytes = cache(keys), valueBytes = cache(values), tokens = positions.count
         var output = [Float](repeating: 0, count: tokens * heads * dimension)
@@ -137,7 +143,8 @@ extension ForwardOpKernelTests {
                             positions.withUnsafeBufferPointer { positions in
                                 var arguments = bitnet_attention_args(
                                     cache_type: Int32(cacheType.rawValue), keys: keyBytes.baseAddress, values: valueBytes.baseAddress,
-                                    position_stride: Int64(keyValueHeads * dimension), head_stride: Int64(dimension),
+                                    position_stride: Int64(headMajor ? dimension : keyValueHeads * dimension),
+                                    head_stride: Int64(headMajor ? cached * dimension : dimension),
                                     queries: queries.baseAddress, output: output.baseAddress,
                                     row_stride: Int64(heads * dimension), rows: rows.baseAddress, positions: positions.baseAddress,
                                     tokens: Int64(tokens), heads: Int32(heads), key_value_heads: Int32(keyValueHeads),
@@ -222,14 +229,14 @@ extension ForwardOpKernelTests {
     func attentionOverSeveralBlocksIsEachTokensAlone(cacheType: bitnet_cache_type, group: Int, dimension: Int) {
         let positions: [Int64] = [0, 1, 2, 100, 254, 255, 256, 257, 299, 300, 383, 384, 450, 511, 512, 513, 600, 640, 697, 698, 699]
         Self.checkBatchIsEachTokensAlone(cacheType: cacheType, group: group, dimension: dimension, positions: positions, poisoned: 300,
-                                         withinOfDouble: 1e-5)
+                                         headMajor: true, withinOfDouble: 1e-5)
     }
 
     /// Each token's floats in a batch at `positions` equal its floats alone, on every level, on a clean cache and on
-    /// one with infinities at `poisoned`; the x86 SIMD levels agree with AVX2; optionally, every output within
-    /// `withinOfDouble` of a double-precision softmax.
+    /// one with infinities at `poisoned` (laid out head-major or not); the x86 SIMD levels agree with AVX2;
+    /// optionally, every output within `withinOfDouble` of a double-precision softmax.
     static func checkBatchIsEachTokensAlone(cacheType: bitnet_cache_type, group: Int, dimension: Int, positions: [Int64], poisoned: Int,
-                                            withinOfDouble tolerance: Double? = nil) {
+                                            headMajor: Bool = false, withinOfDouble tolerance: Double? = nil) {
         let keyValueHeads = 2, heads = keyValueHeads * group, row = heads * dimension
         let cached = Int(positions.last! + 1)
         var generator = SeededGenerator(seed: UInt64(7 * group + dimension + cached))
@@ -246,7 +253,7 @@ extension ForwardOpKernelTests {
             defer { bitnet_kernels_force(nil) }
             for (keys, values, isPoisoned) in [(keys, values, false), (poisonedKeys, poisonedValues, true)] {
                 let batch = attend(cacheType: cacheType, keys: keys, values: values, keyValueHeads: keyValueHeads, queries: queries,
-                                   heads: heads, dimension: dimension, positions: positions)
+                                   heads: heads, dimension: dimension, positions: positions, headMajor: headMajor)
                 if !isPoisoned { batches[path] = batch }
                 for (token, position) in positions.enumerated() {
                     let output = Array(batch[token * row..<(token + 1) * row])
@@ -255,7 +262,7 @@ extension ForwardOpKernelTests {
                     }
                     let alone = attend(cacheType: cacheType, keys: keys, values: values, keyValueHeads: keyValueHeads,
                                        queries: Array(queries[token * row..<(token + 1) * row]), heads: heads, dimension: dimension,
-                                       positions: [position])
+                                       positions: [position], headMajor: headMajor)
                     #expect(same(output, alone), "\(path): token \(token) depends on its batch")
                 }
             }
