@@ -43,6 +43,11 @@ enum { ATTENTION_BLOCK_POSITIONS = 256 };
 /// The most memory a split decode step's partial results may take; beyond it each tile runs on one thread.
 #define ATTENTION_SPLIT_BYTES ((int64_t)64 << 20)
 
+/// The most tiles of one head a thread runs block by block together, and the most memory their partial results
+/// may take (fewer tiles where the cache has so many blocks that they would take more).
+enum { ATTENTION_GROUP_TILES = 16 };
+#define ATTENTION_GROUP_BYTES ((int64_t)4 << 20)
+
 /// One item's tokens, as the kernels read them.
 typedef struct {
     int tokens;
@@ -621,8 +626,10 @@ static const uint8_t *head_rows(const attention_job *job, const void *cache, int
 
 // MARK: - Items
 
-/// Items `begin ..< end`, each a tile: one pass over its positions when they fit one block, else block by block
-/// into this thread's partials and combined.
+/// Items `begin ..< end`, each a tile. A tile whose positions fit one block runs in one pass; the others run in
+/// groups of up to ``ATTENTION_GROUP_TILES`` tiles of one key/value head, block by block, each block for every tile
+/// of the group before the next (so a long cache's block is read from memory once for the group, then from L2),
+/// into this thread's partials, which are then combined tile by tile.
 static void attention_task(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     attention_job *job = context;
@@ -633,25 +640,44 @@ static void attention_task(void *context, int64_t begin, int64_t end, int thread
         if (tile.most_visible > most) most = tile.most_visible;
         if (tile.rows > most_rows) most_rows = tile.rows;
     }
+    const int64_t blocks = blocks_of(most), tile_floats = blocks * job->partial_floats;
+    int64_t group_tiles = 0;
+    if (blocks > 1) {
+        group_tiles = ATTENTION_GROUP_BYTES / (tile_floats * (int64_t)sizeof(float));
+        group_tiles = group_tiles < 1 ? 1 : group_tiles > ATTENTION_GROUP_TILES ? ATTENTION_GROUP_TILES : group_tiles;
+    }
     attention_scratch scratch;
-    const int64_t partials = most > ATTENTION_BLOCK_POSITIONS ? blocks_of(most) * job->partial_floats : 0;
-    float *memory = scratch_alloc(job, most, most_rows, partials, &scratch);
+    float *memory = scratch_alloc(job, most, most_rows, group_tiles * tile_floats, &scratch);
     if (!memory) {
         atomic_store(&job->failed, 1);
         return;
     }
-    float *base = scratch.factors + blocks_of(most);
+    float *partials = scratch.factors + blocks;
     const int64_t stride = a->position_stride * (int64_t)job->element_bytes;
-    for (int64_t item = begin; item < end; item++) {
-        attention_tile tile = tile_of(job, item);
+    attention_tile group[ATTENTION_GROUP_TILES];
+    for (int64_t item = begin; item < end;) {
+        attention_tile tile = tile_of(job, item++);
         const uint8_t *keys = head_rows(job, a->keys, tile.kv_head), *values = head_rows(job, a->values, tile.kv_head);
         if (tile.most_visible <= ATTENTION_BLOCK_POSITIONS) {
             attend_positions(job, &tile, keys, values, stride, &scratch);
             continue;
         }
-        for (int64_t block = 0; block < blocks_of(tile.most_visible); block++)
-            attend_block(job, &tile, block, keys, values, stride, partial_at(job, base, block), &scratch);
-        combine_tile(job, &tile, base, scratch.factors);
+        // The tiles after it that share its head and need blocks too (items run head by head).
+        int count = 0;
+        int64_t group_blocks = blocks_of(tile.most_visible);
+        group[count++] = tile;
+        while (count < group_tiles && item < end) {
+            attention_tile next = tile_of(job, item);
+            if (next.kv_head != tile.kv_head || next.most_visible <= ATTENTION_BLOCK_POSITIONS) break;
+            if (blocks_of(next.most_visible) > group_blocks) group_blocks = blocks_of(next.most_visible);
+            group[count++] = next;
+            item++;
+        }
+        for (int64_t block = 0; block < group_blocks; block++)
+            for (int g = 0; g < count; g++)
+                if (block < blocks_of(group[g].most_visible))
+                    attend_block(job, &group[g], block, keys, values, stride, partial_at(job, partials + g * tile_floats, block), &scratch);
+        for (int g = 0; g < count; g++) combine_tile(job, &group[g], partials + g * tile_floats, scratch.factors);
     }
     free(memory);
 }

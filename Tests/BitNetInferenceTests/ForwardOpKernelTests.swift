@@ -116,21 +116,42 @@ import Testing
 }
 
 extension ForwardOpKernelTests {
+    /// A cache's bytes as `bitnet_attention` reads them: `rows` holds each position's `keyValueHeads` heads side by
+    /// side; `headMajor` stores each head's positions side by side instead, as the CPU backend's cache does.
+    static func cacheBytes(_ rows: [Float], cacheType: bitnet_cache_type, keyValueHeads: Int, dimension: Int, headMajor: Bool) -> [UInt8] {
+        let cached = rows.count / (keyValueHeads * dimension), width = cacheType == BITNET_CACHE_F16 ? 2 : 4
+        var bytes = [UInt8](repeating: 0, count: rows.count * width)
+        bytes.withUnsafeMutableBytes { out in
+            for position in 0..<cached {
+                for head in 0..<keyValueHeads {
+                    let slot = headMajor ? head * cached + position : position * keyValueHeads + head
+                    for i in 0..<dimension {
+                        let value = rows[(position * keyValueHeads + head) * dimension + i], offset = (slot * dimension + i) * width
+                        if width == 2 {
+                            out.storeBytes(of: Float16(value).bitPattern.littleEndian, toByteOffset: offset, as: UInt16.self)
+                        } else {
+                            out.storeBytes(of: value.bitPattern.littleEndian, toByteOffset: offset, as: UInt32.self)
+                        }
+                    }
+                }
+            }
+        }
+        return bytes
+    }
+
     /// `bitnet_attention` of `tokens` query rows (`heads × dimension` floats each, batch row t for token t) at
-    /// `positions` over a cache of `keyValueHeads` heads, on two threads.
-    /// `keys` and `values` hold each position's heads side by side; `headMajor` stores each head's positions side by
-    /// side instead, as the CPU backend's cache does.
+    /// `positions` over a cache of `keyValueHeads` heads (``cacheBytes(_:cacheType:keyValueHeads:dimension:headMajor:)``), on two threads.
     static func attend(cacheType: bitnet_cache_type, keys: [Float], values: [Float], keyValueHeads: Int, queries: [Float],
                        heads: Int, dimension: Int, positions: [Int64], headMajor: Bool = false) -> [Float] {
-        let cached = keys.count / (keyValueHeads * dimension)
-        func cache(_ rows: [Float]) -> [UInt8] {
-            let laid = !headMajor ? rows : (0..<keyValueHeads).flatMap { head in
-                (0..<cached).flatMap { position in rows[((position * keyValueHeads + head) * dimension)...].prefix(dimension) }
-            }
-            return cacheType == BITNET_CACHE_F16 ? laid.flatMap { withUnsafeBytes(of: Float16($0).bitPattern.littleEndian, Array.init) }
-                                                 : laid.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
-        }
-        let keyBytes = cache(keys), valueBytes = cache(values), tokens = positions.count
+        attend(cacheType: cacheType,
+               keyBytes: cacheBytes(keys, cacheType: cacheType, keyValueHeads: keyValueHeads, dimension: dimension, headMajor: headMajor),
+               valueBytes: cacheBytes(values, cacheType: cacheType, keyValueHeads: keyValueHeads, dimension: dimension, headMajor: headMajor),
+               keyValueHeads: keyValueHeads, queries: queries, heads: heads, dimension: dimension, positions: positions, headMajor: headMajor)
+    }
+
+    static func attend(cacheType: bitnet_cache_type, keyBytes: [UInt8], valueBytes: [UInt8], keyValueHeads: Int, queries: [Float],
+                       heads: Int, dimension: Int, positions: [Int64], headMajor: Bool) -> [Float] {
+        let cached = keyBytes.count / ((cacheType == BITNET_CACHE_F16 ? 2 : 4) * keyValueHeads * dimension), tokens = positions.count
         var output = [Float](repeating: 0, count: tokens * heads * dimension)
         let rows = (0..<tokens).map(Int64.init)
         let pool = bitnet_pool_create(2)
@@ -222,12 +243,13 @@ extension ForwardOpKernelTests {
     }
 
     /// Caches longer than a block (256 positions) are read block by block and the blocks combined; a decode step
-    /// shares its blocks between threads where a prompt's tile runs them in turn. Tokens on either side of the block
+    /// shares its blocks between threads where a prompt's tiles run them in turn, a few tiles together. Tokens on either side of the block
     /// boundaries must get the floats they get alone, within 1e-5 of a double-precision softmax, on every level; the
     /// infinities at position 300 (the second block) must not reach the tokens before it.
     @Test(arguments: [(BITNET_CACHE_F32, 4, 64), (BITNET_CACHE_F16, 4, 64), (BITNET_CACHE_F32, 1, 32), (BITNET_CACHE_F16, 3, 28)])
     func attentionOverSeveralBlocksIsEachTokensAlone(cacheType: bitnet_cache_type, group: Int, dimension: Int) {
-        let positions: [Int64] = [0, 1, 2, 100, 254, 255, 256, 257, 299, 300, 383, 384, 450, 511, 512, 513, 600, 640, 697, 698, 699]
+        // 42 tokens: with groups of 3 and 4, enough tiles that a thread's chunk runs two tiles block by block together.
+        let positions: [Int64] = [0, 1, 2, 100] + Array(250..<262) + [299, 300, 301, 383, 384, 450] + Array(505..<520) + [600, 640, 697, 698, 699]
         Self.checkBatchIsEachTokensAlone(cacheType: cacheType, group: group, dimension: dimension, positions: positions, poisoned: 300,
                                          headMajor: true, withinOfDouble: 1e-5)
     }
@@ -247,20 +269,24 @@ extension ForwardOpKernelTests {
         poisonedKeys.replaceSubrange(poisoned * width..<(poisoned + 1) * width, with: repeatElement(.infinity, count: width))
         poisonedValues.replaceSubrange(poisoned * width..<(poisoned + 1) * width, with: repeatElement(-.infinity, count: width))
         let queries = random(positions.count * heads * dimension)
+        let caches = [(keys, values, false), (poisonedKeys, poisonedValues, true)].map { keys, values, isPoisoned in
+            (cacheBytes(keys, cacheType: cacheType, keyValueHeads: keyValueHeads, dimension: dimension, headMajor: headMajor),
+             cacheBytes(values, cacheType: cacheType, keyValueHeads: keyValueHeads, dimension: dimension, headMajor: headMajor), isPoisoned)
+        }
         var batches: [String: [Float]] = [:]
         for path in KernelTests.paths {
             #expect(bitnet_kernels_force(path) == 0)
             defer { bitnet_kernels_force(nil) }
-            for (keys, values, isPoisoned) in [(keys, values, false), (poisonedKeys, poisonedValues, true)] {
-                let batch = attend(cacheType: cacheType, keys: keys, values: values, keyValueHeads: keyValueHeads, queries: queries,
-                                   heads: heads, dimension: dimension, positions: positions, headMajor: headMajor)
+            for (keyBytes, valueBytes, isPoisoned) in caches {
+                let batch = attend(cacheType: cacheType, keyBytes: keyBytes, valueBytes: valueBytes, keyValueHeads: keyValueHeads,
+                                   queries: queries, heads: heads, dimension: dimension, positions: positions, headMajor: headMajor)
                 if !isPoisoned { batches[path] = batch }
                 for (token, position) in positions.enumerated() {
                     let output = Array(batch[token * row..<(token + 1) * row])
                     if !isPoisoned || position < poisoned {
                         #expect(output.allSatisfy { $0.isFinite }, "\(path): token \(token) met an infinity it does not see")
                     }
-                    let alone = attend(cacheType: cacheType, keys: keys, values: values, keyValueHeads: keyValueHeads,
+                    let alone = attend(cacheType: cacheType, keyBytes: keyBytes, valueBytes: valueBytes, keyValueHeads: keyValueHeads,
                                        queries: Array(queries[token * row..<(token + 1) * row]), heads: heads, dimension: dimension,
                                        positions: [position], headMajor: headMajor)
                     #expect(same(output, alone), "\(path): token \(token) depends on its batch")
