@@ -30,7 +30,7 @@ struct Bench: AsyncParsableCommand {
         /// Tokens in the cache before the test's own.
         var depth: Int
         var samples: [Double]
-        /// Bytes of weights read per second at the mean speed.
+        /// Bytes read per second at the mean speed: the weights, and for decode the cache positions a step reads too.
         var gigabytesPerSecond: Double
         var rooflinePercent: Double?
         /// Seconds to load the model on the backend (for Vulkan: repacking and uploading the weights).
