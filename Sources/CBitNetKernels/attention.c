@@ -575,11 +575,7 @@ static void attend_block(const attention_job *job, const attention_tile *tile, i
         token_of[part.tokens++] = t;
     }
     part.rows = part.tokens * group;
-    const uint8_t *block_keys = keys + start * stride, *block_values = values + start * stride;
-    // A block starts where no stream led the prefetchers (a decode step's thread takes it cold).
-    for (int64_t position = 0; position < ATTENTION_PREFETCH_ROWS && position < part.most_visible; position++)
-        prefetch_head_rows(block_keys, block_values, position * stride, dimension * (int64_t)job->element_bytes);
-    attend_positions(job, &part, block_keys, block_values, stride, scratch);
+    attend_positions(job, &part, keys + start * stride, values + start * stride, stride, scratch);
     for (int t = 0; t < part.tokens; t++)
         for (int64_t h = 0; h < group; h++) {
             partial.maximum[token_of[t] * group + h] = scratch->work[t * group + h];

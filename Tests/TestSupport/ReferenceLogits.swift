@@ -21,9 +21,11 @@ public struct ParityTolerance: Sendable {
     private static let table: [String: ParityTolerance] = {
         let entries = (try? Fixtures.json("models/tolerances.json"))?.objectValue ?? []
         var table: [String: ParityTolerance] = [:]
-        for (name, entry) in entries {
+        for (name, entry) in entries where !name.hasPrefix("_") {
             guard let maximum = entry["maximum"]?.doubleValue, let median = entry["median"]?.doubleValue,
-                  let topOne = entry["top_one"]?.intValue else { continue }
+                  let topOne = entry["top_one"]?.intValue else {
+                preconditionFailure("Tests/Fixtures/models/tolerances.json: '\(name)' lacks a maximum, median or top_one")
+            }
             table[name] = ParityTolerance(maximum: Float(maximum), median: Float(median), topOneAgreement: topOne)
         }
         precondition(table["default"] != nil, "Tests/Fixtures/models/tolerances.json has no default bound")
