@@ -11,3 +11,20 @@ uint flatGroup() { return gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups
 
 /// NaN-propagating maximum (GLSL's max leaves NaN undefined; PyTorch's propagates it).
 float maxPropagatingNaN(float a, float b) { return isnan(a) || isnan(b) ? a + b : max(a, b); }
+
+/// `f(x) · up` for the gated activations: 1 relu², 2 silu, 3 gelu-tanh (the CPU backend's formulas, uncontracted).
+float gatedActivation(uint activation, float x, float up) {
+    precise float result;
+    switch (activation) {
+    case 1: { float r = max(x, 0.0); result = r * r * up; break; }
+    case 2: result = x / (1.0 + exp(-x)) * up; break;
+    default: result = 0.5 * x * (1.0 + tanh(0.7978846 * (x + 0.044715 * x * x * x))) * up; break;
+    }
+    return result;
+}
+
+/// RMSNorm's `1 / sqrt(Σx² / n + ε)`, rounded as the CPU backend rounds it.
+float rmsScale(float sumOfSquares, uint columns, float epsilon) {
+    precise float scale = 1.0 / sqrt(sumOfSquares / float(columns) + epsilon);
+    return scale;
+}

@@ -14,9 +14,7 @@ void main() {
     if (i >= p.count) return;
     switch (p.op) {
     case 0: b[i] += a[i]; break;
-    case 1: { float r = max(a[i], 0.0); outputs[i] = r * r * b[i]; break; }
-    case 2: { float x = a[i]; outputs[i] = x / (1.0 + exp(-x)) * b[i]; break; }
-    case 3: { float x = a[i]; outputs[i] = 0.5 * x * (1.0 + tanh(0.7978846 * (x + 0.044715 * x * x * x))) * b[i]; break; }
+    case 1: case 2: case 3: outputs[i] = gatedActivation(p.op, a[i], b[i]); break;
     default: outputs[i] = a[uint(batch[p.rowBase + i / p.width]) * p.width + i % p.width]; break;
     }
 }

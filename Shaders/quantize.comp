@@ -1,23 +1,73 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
-// Per-row absmax int8 quantization (BitNet's ActQuant): scale = 127 / max(|x|, 1e-5), codes round(x · scale)
-// to even, clamped to [-128, 127], four to a word; the row padded with zeros to `words` words. The scales
-// follow the codes, at word `scaleOffset`.
-layout(std430, binding = 0) readonly buffer Input { float inputs[]; };
-layout(std430, binding = 1) writeonly buffer Output { uint outputs[]; };
-layout(push_constant) uniform Push { uint columns, words, scaleOffset; } p;
+// A row to int8 codes (BitNet's ActQuant), one workgroup a row, after up to two ops the graph puts before it,
+// fused into this dispatch with the floats they give alone (VulkanSteps.swift decides):
+//   1. the prologue: the row as it is (0); the residual add `row += addend`, written back (1); or a gated
+//      activation f(row) · up, not written (2–4: relu², silu, gelu-tanh);
+//   2. if `normalize`, RMSNorm: Σx² added by one invocation in column order, as rms_norm.comp adds it, then
+//      w · (x · 1/sqrt(Σx²/n + ε));
+//   3. absmax quantization: scale = 127 / max(|x|, 1e-5), codes round(x · scale) to even, clamped to
+//      [-128, 127], four to a word, the row padded with zeros to `words` words; the scales follow the codes,
+//      at word `scaleOffset`.
+layout(std430, binding = 0) coherent buffer Row { float rows[]; };
+layout(std430, binding = 1) readonly buffer Weight { float weight[]; };
+layout(std430, binding = 2) writeonly buffer Output { uint outputs[]; };
+layout(std430, binding = 3) readonly buffer Second { float second[]; };
+layout(push_constant) uniform Push { uint columns, words, scaleOffset, prologue, normalize; float epsilon; } p;
 shared float partial[WORKGROUP];
+shared float sumOfSquares;
 
 int code(float scaled) {
     if (isnan(scaled)) return 0;
     return int(clamp(roundEven(scaled), -128.0, 127.0));
 }
 
+/// Column `i` of the row after the prologue (a residual sum is in memory by then).
+float prologueValue(uint base, uint i) {
+    return p.prologue >= 2 ? gatedActivation(p.prologue - 1, rows[base + i], second[base + i]) : rows[base + i];
+}
+
 void main() {
     uint row = flatGroup(), t = gl_LocalInvocationID.x, base = row * p.columns;
+    if (p.prologue == 1) {
+        for (uint i = t; i < p.columns; i += WORKGROUP) {
+            precise float sum = rows[base + i] + second[base + i];
+            rows[base + i] = sum;
+        }
+        memoryBarrierBuffer();
+        barrier();
+    }
+    float normScale = 1.0;
+    if (p.normalize != 0) {
+        if (t == 0) {
+            precise float sum = 0;
+            uint i = 0;
+            for (; i + 4 <= p.columns; i += 4) {  // four loads in flight for the one chain of adds
+                float x0 = prologueValue(base, i), x1 = prologueValue(base, i + 1);
+                float x2 = prologueValue(base, i + 2), x3 = prologueValue(base, i + 3);
+                precise float s0 = x0 * x0, s1 = x1 * x1, s2 = x2 * x2, s3 = x3 * x3;
+                sum += s0;
+                sum += s1;
+                sum += s2;
+                sum += s3;
+            }
+            for (; i < p.columns; i++) {
+                float x = prologueValue(base, i);
+                precise float square = x * x;
+                sum += square;
+            }
+            sumOfSquares = sum;
+        }
+        barrier();
+        normScale = rmsScale(sumOfSquares, p.columns, p.epsilon);
+    }
+
     float maximum = 0;
-    for (uint i = t; i < p.columns; i += WORKGROUP) maximum = maxPropagatingNaN(maximum, abs(inputs[base + i]));
+    for (uint i = t; i < p.columns; i += WORKGROUP) {
+        precise float x = p.normalize != 0 ? weight[i] * (prologueValue(base, i) * normScale) : prologueValue(base, i);
+        maximum = maxPropagatingNaN(maximum, abs(x));
+    }
     partial[t] = maximum;
     barrier();
     for (uint stride = WORKGROUP / 2; stride > 0; stride /= 2) {
@@ -30,8 +80,9 @@ void main() {
         uint packed = 0;
         for (uint k = 0; k < 4; k++) {
             uint column = 4 * w + k;
-            int value = column < p.columns ? code(inputs[base + column] * scale) : 0;
-            packed |= uint(value & 0xFF) << (8 * k);
+            if (column >= p.columns) break;
+            precise float x = p.normalize != 0 ? weight[column] * (prologueValue(base, column) * normScale) : prologueValue(base, column);
+            packed |= uint(code(x * scale) & 0xFF) << (8 * k);
         }
         outputs[row * p.words + w] = packed;
     }

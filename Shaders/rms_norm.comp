@@ -24,6 +24,9 @@ void main() {
         total = sum;
     }
     barrier();
-    float scale = 1.0 / sqrt(total / float(p.columns) + p.epsilon);
-    for (uint i = t; i < p.columns; i += WORKGROUP) outputs[base + i] = weight[i] * (inputs[base + i] * scale);
+    float scale = rmsScale(total, p.columns, p.epsilon);
+    for (uint i = t; i < p.columns; i += WORKGROUP) {
+        precise float normalized = weight[i] * (inputs[base + i] * scale);
+        outputs[base + i] = normalized;
+    }
 }

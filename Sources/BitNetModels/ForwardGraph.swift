@@ -127,6 +127,44 @@ public enum ForwardOp: Sendable, Hashable {
     case pool(Pooling, input: ActivationID, output: ActivationID)
 }
 
+extension ForwardOp {
+    /// The activations the op reads (an in-place op's buffer included).
+    public var activationsRead: [ActivationID] {
+        switch self {
+        case .embed: []
+        case .rmsNorm(let input, _, _, _), .quantize(let input, _, _, _), .bitLinear(let input, _, _), .selectOutputs(let input, _),
+             .project(let input, _, _), .pool(_, let input, _): [input]
+        case .rope(let buffer, _, _): [buffer]
+        case .attention(let attention): [attention.query, attention.key, attention.value]
+        case .gatedActivation(_, let gate, let up, _): [gate, up]
+        case .add(let input, let accumulator): [input, accumulator]
+        }
+    }
+
+    /// The activations the op writes.
+    public var activationsWritten: [ActivationID] {
+        switch self {
+        case .embed(_, let output), .rmsNorm(_, _, _, let output), .quantize(_, let output, _, _), .bitLinear(_, _, let output),
+             .gatedActivation(_, _, _, let output), .selectOutputs(_, let output), .project(_, _, let output), .pool(_, _, let output): [output]
+        case .rope(let buffer, _, _): [buffer]
+        case .attention(let attention): [attention.output]
+        case .add(_, let accumulator): [accumulator]
+        }
+    }
+}
+
+extension ForwardGraph {
+    /// Whether no op after `index` reads what `buffer` holds then: the next op to touch it overwrites it without
+    /// reading it, or none does and it is not the logits. A backend that fuses ops may then skip writing it.
+    public func isDead(_ buffer: ActivationID, after index: Int) -> Bool {
+        for op in ops[(index + 1)...] {
+            if op.activationsRead.contains(buffer) { return false }
+            if op.activationsWritten.contains(buffer) { return true }
+        }
+        return buffer != logits
+    }
+}
+
 /// How ``ForwardOp/pool(_:input:output:)`` reduces a sequence's rows.
 public enum Pooling: Sendable, Hashable { case mean, last }
 

@@ -13,13 +13,19 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     public let device: VulkanDevice
     let context: VulkanContext
     let pipelines: VulkanPipelines
+    /// Whether passes record a residual add or gated activation, the RMSNorm after it and the quantization of
+    /// the result as one dispatch.
+    public let fusesOps: Bool
 
     /// Opens `device` (default: ``preferredDevice(among:)``).
     /// - Parameters:
     ///   - validation: run under the Khronos validation layer and count its messages (default: `$BITNET_VULKAN_VALIDATION` = 1).
     ///   - integerDotProduct: BitLinear with the packed integer dot product (default: where the device accelerates
     ///     it; `$BITNET_VULKAN_INTEGER_DOT` = 0 or 1 overrides). Needs the device to support it.
-    public init(device: VulkanDevice? = nil, validation: Bool? = nil, integerDotProduct: Bool? = nil) throws {
+    ///   - fusesOps: record a residual add or gated activation, the RMSNorm after it and the quantization of the
+    ///     result as one dispatch (default: yes; `$BITNET_VULKAN_FUSION` = 0 turns it off). The floats are the same
+    ///     either way; off, each op is its own dispatch, to compare or to time.
+    public init(device: VulkanDevice? = nil, validation: Bool? = nil, integerDotProduct: Bool? = nil, fusesOps: Bool? = nil) throws {
         let environment = ProcessInfo.processInfo.environment
         let library = VulkanDevices.defaultLoader
         let devices = try VulkanDevices.list(library: library)
@@ -37,6 +43,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         context = try VulkanContext(library: library, deviceIndex: chosen.index, validation: validation ?? (environment["BITNET_VULKAN_VALIDATION"] == "1"),
                                     integerDotProduct: useDot)
         pipelines = try VulkanPipelines(context, integerDotProduct: useDot)
+        self.fusesOps = fusesOps ?? (environment["BITNET_VULKAN_FUSION"] != "0")
     }
 
     /// A discrete GPU, then an integrated one, then a virtual one, then any device (a software driver).

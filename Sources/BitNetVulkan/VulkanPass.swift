@@ -34,8 +34,11 @@ struct VulkanPass {
         writeInputs()
         try VulkanError.check { bitnet_vk_stream_begin(context, storage.stream, $0, $1) }
         var hazards = Hazards()
-        for (index, op) in model.graph.ops.enumerated() {
-            record(op, bindings: storage.bindings[index], hazards: &hazards)
+        for (index, step) in model.steps.enumerated() {
+            switch step {
+            case .op(let op): record(op, bindings: storage.bindings[index], hazards: &hazards)
+            case .rowQuantize(let quantize): record(quantize, binding: storage.bindings[index][0], hazards: &hazards)
+            }
         }
         try VulkanError.check { bitnet_vk_stream_submit(context, storage.stream, $0, $1) }
         let vocabulary = model.graph.configuration.vocabularySize
@@ -66,44 +69,57 @@ struct VulkanPass {
         var written: Set<Int> = []
     }
 
+    /// Records one dispatch after a barrier if it depends on what the stretch so far wrote or read.
+    private func dispatch(_ pipeline: VulkanPipeline, _ binding: bitnet_vk_binding, _ push: [UInt32], groups: (Int, Int, Int),
+                          reads: [ActivationID], writes: [ActivationID], cache: Int? = nil, hazards: inout Hazards) {
+        let readIDs = Set(reads.map(\.index) + (cache.map { [-1 - $0] } ?? []))
+        let writeIDs = Set(writes.map(\.index) + (cache.map { [-1 - $0] } ?? []))
+        if !readIDs.isDisjoint(with: hazards.written) || !writeIDs.isDisjoint(with: hazards.written.union(hazards.read)) {
+            bitnet_vk_stream_barrier(context, storage.stream)
+            hazards = Hazards()
+        }
+        hazards.read.formUnion(readIDs)
+        hazards.written.formUnion(writeIDs)
+        push.withUnsafeBytes { push in
+            bitnet_vk_stream_dispatch(context, storage.stream, pipeline.pointer, binding, push.baseAddress, UInt32(push.count),
+                                      UInt32(groups.0), UInt32(groups.1), UInt32(groups.2))
+        }
+    }
+
+    /// Workgroups for `count` rows (or elements over `perGroup`), wrapped into y past 65,535.
+    private func grid(_ count: Int, perGroup: Int = 1, z: Int = 1) -> (Int, Int, Int) {
+        let groups = max(1, (count + perGroup - 1) / perGroup)
+        let x = min(groups, 65_535)
+        return (x, (groups + x - 1) / x, z)
+    }
+
+    /// A row-quantize step: its prologue, norm and quantization in one dispatch, a workgroup a row.
+    private func record(_ step: RowQuantizeStep, binding: bitnet_vk_binding, hazards: inout Hazards) {
+        let columns = width(step.input)
+        var reads = [step.input], writes = [step.output]
+        switch step.prologue {
+        case .none: break
+        case .residual(let addend): reads.append(addend); writes.append(step.input)
+        case .gated(_, let up): reads.append(up)
+        }
+        let words = TernaryPacking.paddedColumns(columns) / 4
+        dispatch(pipelines.quantize, binding,
+                 [UInt32(columns), UInt32(words), UInt32(model.maxTokens * words), step.prologueCode, step.norm == nil ? 0 : 1,
+                  (step.norm?.epsilon ?? 0).bitPattern],
+                 groups: grid(rows(step.input)), reads: reads, writes: writes, hazards: &hazards)
+    }
+
     private func record(_ op: ForwardOp, bindings: [bitnet_vk_binding], hazards: inout Hazards) {
-        /// Records one dispatch after a barrier if it depends on what the stretch so far wrote or read.
-        func dispatch(_ pipeline: VulkanPipeline, _ binding: bitnet_vk_binding, _ push: [UInt32], groups: (Int, Int, Int),
-                      reads: [ActivationID], writes: [ActivationID], cache: Int? = nil) {
-            let readIDs = Set(reads.map(\.index) + (cache.map { [-1 - $0] } ?? []))
-            let writeIDs = Set(writes.map(\.index) + (cache.map { [-1 - $0] } ?? []))
-            if !readIDs.isDisjoint(with: hazards.written) || !writeIDs.isDisjoint(with: hazards.written.union(hazards.read)) {
-                bitnet_vk_stream_barrier(context, storage.stream)
-                hazards = Hazards()
-            }
-            hazards.read.formUnion(readIDs)
-            hazards.written.formUnion(writeIDs)
-            push.withUnsafeBytes { push in
-                bitnet_vk_stream_dispatch(context, storage.stream, pipeline.pointer, binding, push.baseAddress, UInt32(push.count),
-                                          UInt32(groups.0), UInt32(groups.1), UInt32(groups.2))
-            }
-        }
-        /// Workgroups for `count` rows (or elements over `perGroup`), wrapped into y past 65,535.
-        func grid(_ count: Int, perGroup: Int = 1, z: Int = 1) -> (Int, Int, Int) {
-            let groups = max(1, (count + perGroup - 1) / perGroup)
-            let x = min(groups, 65_535)
-            return (x, (groups + x - 1) / x, z)
-        }
         let elementwise = pipelines.elementwise
 
         switch op {
         case .embed(let table, let output):
             guard case .matrix(_, _, let columns, let encoding) = model.weights[table.index] else { return }
             dispatch(pipelines.embed, bindings[0], [UInt32(columns), encoding, UInt32(tokens), tokenBase],
-                     groups: grid(columns * tokens, perGroup: pipelines.embed.workgroupSize), reads: [], writes: [output])
+                     groups: grid(columns * tokens, perGroup: pipelines.embed.workgroupSize), reads: [], writes: [output], hazards: &hazards)
 
         case .rmsNorm(let input, _, let epsilon, let output):
-            dispatch(pipelines.rmsNorm, bindings[0], [UInt32(width(input)), epsilon.bitPattern], groups: grid(rows(input)), reads: [input], writes: [output])
-
-        case .quantize(let input, let output, _, _):
-            let words = TernaryPacking.paddedColumns(width(input)) / 4
-            dispatch(pipelines.quantize, bindings[0], [UInt32(width(input)), UInt32(words), UInt32(model.maxTokens * words)],
-                     groups: grid(rows(input)), reads: [input], writes: [output])
+            dispatch(pipelines.rmsNorm, bindings[0], [UInt32(width(input)), epsilon.bitPattern], groups: grid(rows(input)), reads: [input], writes: [output], hazards: &hazards)
 
         case .bitLinear(let input, let weight, let output):
             guard case .ternary(_, let packing) = model.weights[weight.index] else { return }
@@ -111,13 +127,13 @@ struct VulkanPass {
             dispatch(pipelines.bitLinear, bindings[0],
                      [UInt32(packing.rows), UInt32(packing.wordsPerRow), UInt32(packing.blockWords), UInt32(packing.scaleOffset),
                       UInt32(model.maxTokens * packing.wordsPerRow * 4), UInt32(tokens)],
-                     groups: grid(packing.rows, z: tiles), reads: [input], writes: [output])
+                     groups: grid(packing.rows, z: tiles), reads: [input], writes: [output], hazards: &hazards)
 
         case .rope(let buffer, let heads, let rotary):
             let half = rotary.dimension / 2
             dispatch(pipelines.rope, bindings[0],
                      [UInt32(width(buffer)), UInt32(heads), UInt32(half), rotary.layout == .interleaved ? 1 : 0, UInt32(tokens), positionBase],
-                     groups: grid(tokens * heads * half, perGroup: pipelines.rope.workgroupSize), reads: [buffer], writes: [buffer])
+                     groups: grid(tokens * heads * half, perGroup: pipelines.rope.workgroupSize), reads: [buffer], writes: [buffer], hazards: &hazards)
 
         case .attention(let attention):
             let half: UInt32 = storage.type == .f16 ? 1 : 0
@@ -126,12 +142,12 @@ struct VulkanPass {
             dispatch(pipelines.storeKeysAndValues, bindings[0],
                      [UInt32(storage.width), UInt32(storage.capacity), valueOffset, half, UInt32(tokens), positionBase, slotBase],
                      groups: grid(tokens * words, perGroup: pipelines.storeKeysAndValues.workgroupSize),
-                     reads: [attention.key, attention.value], writes: [], cache: attention.layer)
+                     reads: [attention.key, attention.value], writes: [], cache: attention.layer, hazards: &hazards)
             let scale = 1 / Float(attention.headDimension).squareRoot()
             dispatch(pipelines.attention, bindings[1],
                      [UInt32(width(attention.query)), UInt32(storage.width), UInt32(attention.heads), UInt32(attention.keyValueHeads),
                       UInt32(attention.headDimension), UInt32(storage.capacity), valueOffset, half, scale.bitPattern, positionBase, slotBase],
-                     groups: (attention.heads, tokens, 1), reads: [attention.query], writes: [attention.output], cache: attention.layer)
+                     groups: (attention.heads, tokens, 1), reads: [attention.query], writes: [attention.output], cache: attention.layer, hazards: &hazards)
 
         case .gatedActivation(let activation, let gate, let up, let output):
             let count = tokens * width(gate)
@@ -141,26 +157,26 @@ struct VulkanPass {
             case .gelu: 3
             }
             dispatch(elementwise, bindings[0], [UInt32(count), code, 1, 0], groups: grid(count, perGroup: elementwise.workgroupSize),
-                     reads: [gate, up], writes: [output])
+                     reads: [gate, up], writes: [output], hazards: &hazards)
 
         case .add(let input, let accumulator):
             let count = rows(input) * width(input)
             dispatch(elementwise, bindings[0], [UInt32(count), 0, 1, 0], groups: grid(count, perGroup: elementwise.workgroupSize),
-                     reads: [input, accumulator], writes: [accumulator])
+                     reads: [input, accumulator], writes: [accumulator], hazards: &hazards)
 
         case .selectOutputs(let input, let output):
             let count = outputs * width(input)
             dispatch(elementwise, bindings[0], [UInt32(count), 4, UInt32(width(input)), outputRowBase],
-                     groups: grid(count, perGroup: elementwise.workgroupSize), reads: [input], writes: [output])
+                     groups: grid(count, perGroup: elementwise.workgroupSize), reads: [input], writes: [output], hazards: &hazards)
 
         case .project(let input, let weight, let output):
             guard case .matrix(_, let rows, let columns, let encoding) = model.weights[weight.index] else { return }
             let tokens = self.rows(input)
             dispatch(pipelines.project, bindings[0], [UInt32(rows), UInt32(columns), encoding, UInt32(tokens)],
-                     groups: grid(rows, z: (tokens + 3) / 4), reads: [input], writes: [output])
+                     groups: grid(rows, z: (tokens + 3) / 4), reads: [input], writes: [output], hazards: &hazards)
 
-        case .pool:
-            break  // refused at load
+        case .quantize, .pool:
+            break  // a row-quantize step (VulkanStep.plan); refused at load
         }
     }
 }

@@ -21,7 +21,7 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     let rotaryTables: [RotaryEmbedding: VulkanBuffer]
     /// Tokens, positions, slots and the rows whose logits are wanted, ``VulkanModel/maxTokens`` each.
     let inputs: VulkanBuffer
-    /// The descriptor sets of each op, in graph order (attention has two: store, then attend).
+    /// The descriptor sets of each of the model's steps (an attention op has two: store, then attend).
     private(set) var bindings: [[bitnet_vk_binding]] = []
     let byteCount: Int
 
@@ -70,7 +70,7 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         var stream: OpaquePointer?
         try VulkanError.check { bitnet_vk_stream_create(context.pointer, UInt32(graph.ops.count * 2 + 1), &stream, $0, $1) }
         self.stream = stream!
-        bindings = try graph.ops.map { op in try buffers(of: op).map(makeBinding) }
+        bindings = try model.steps.map { step in try buffers(of: step).map(makeBinding) }
     }
 
     deinit { bitnet_vk_stream_destroy(model.backend.context.pointer, stream) }
@@ -89,12 +89,22 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     private func weight(_ id: WeightID) -> VulkanBuffer { model.weights[id.index].buffer }
     private func activation(_ id: ActivationID) -> VulkanBuffer { activations[id.index] }
 
-    /// The buffers each of an op's dispatches binds, in the order its shader declares them.
-    private func buffers(of op: ForwardOp) -> [[VulkanBuffer?]] {
-        switch op {
+    /// The buffers each of a step's dispatches binds, in the order its shader declares them.
+    private func buffers(of step: VulkanStep) -> [[VulkanBuffer?]] {
+        let op: ForwardOp
+        switch step {
+        case .op(let stepOp): op = stepOp
+        case .rowQuantize(let quantize):
+            let second: ActivationID? = switch quantize.prologue {
+            case .none: nil
+            case .residual(let addend): addend
+            case .gated(_, let up): up
+            }
+            return [[activation(quantize.input), quantize.norm.map { weight($0.weight) }, activation(quantize.output), second.map(activation)]]
+        }
+        return switch op {
         case .embed(let table, let output): [[weight(table), inputs, activation(output)]]
         case .rmsNorm(let input, let weight, _, let output): [[activation(input), self.weight(weight), activation(output)]]
-        case .quantize(let input, let output, _, _): [[activation(input), activation(output)]]
         case .bitLinear(let input, let weight, let output): [[self.weight(weight), activation(input), activation(output)]]
         case .rope(let buffer, _, let rotary): [[activation(buffer), inputs, rotaryTables[rotary]!]]
         case .attention(let op):
@@ -104,7 +114,7 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         case .add(let input, let accumulator): [[activation(input), activation(accumulator), nil, inputs]]
         case .selectOutputs(let input, let output): [[activation(input), nil, activation(output), inputs]]
         case .project(let input, let weight, let output): [[self.weight(weight), activation(input), activation(output)]]
-        case .pool: []
+        case .quantize, .pool: []  // a row-quantize step; refused at load
         }
     }
 }

@@ -1,0 +1,98 @@
+import BitNetModels
+
+/// What a pass records: the graph's ops in order, with the runs that end in a quantization fused into one
+/// dispatch where the buffers between the fused ops are read by nothing else (as ggml-vulkan fuses RMSNorm and
+/// its multiply). Per BitNet block that turns 22 dispatches into 15: the residual add, the next norm and the
+/// quantization of its output are one, as are the gated activation, the sub-norm and the quantization.
+enum VulkanStep {
+    case op(ForwardOp)
+    case rowQuantize(RowQuantizeStep)
+
+    /// The steps for `graph`; every quantization becomes a ``RowQuantizeStep``, fused with the ops before it
+    /// where `fusing` allows.
+    static func plan(_ graph: ForwardGraph, fusing: Bool = true) -> [VulkanStep] {
+        var steps: [VulkanStep] = []
+        var index = 0
+        while index < graph.ops.count {
+            if fusing, let (step, count) = RowQuantizeStep.fused(graph, at: index) {
+                steps.append(.rowQuantize(step))
+                index += count
+                continue
+            }
+            if case .quantize(let input, let output, _, _) = graph.ops[index] {
+                steps.append(.rowQuantize(RowQuantizeStep(input: input, prologue: .none, norm: nil, output: output)))
+            } else {
+                steps.append(.op(graph.ops[index]))
+            }
+            index += 1
+        }
+        return steps
+    }
+}
+
+/// One row of int8 codes per token (the row-quantize shader): a prologue, then optionally an RMSNorm, then
+/// BitNet's per-row absmax quantization, with the floats of the ops it stands for.
+struct RowQuantizeStep: Hashable {
+    /// What the shader computes from its inputs before anything else.
+    enum Prologue: Hashable {
+        /// The row of ``RowQuantizeStep/input`` as it is.
+        case none
+        /// The residual add `input += addend`, written back; the row is the sum.
+        case residual(addend: ActivationID)
+        /// `f(input) · up` (the gated activation), never written.
+        case gated(GatedActivation, up: ActivationID)
+    }
+
+    struct Norm: Hashable {
+        var weight: WeightID
+        var epsilon: Float
+    }
+
+    var input: ActivationID
+    var prologue: Prologue
+    var norm: Norm?
+    var output: ActivationID
+
+    /// The shader's prologue code: 0 none, 1 residual, 2–4 the gated activations (elementwise.comp's 1–3).
+    var prologueCode: UInt32 {
+        switch prologue {
+        case .none: 0
+        case .residual: 1
+        case .gated(.squaredReLU, _): 2
+        case .gated(.silu, _): 3
+        case .gated(.gelu, _): 4
+        }
+    }
+
+    /// The step for ops `index…` when at least two of them fuse: an optional residual add or gated activation,
+    /// an optional RMSNorm of its result, then a quantization of what came before it; each intermediate buffer
+    /// (the norm's output, the gated activation's) read by nothing after. Returns the step and the ops it covers.
+    static func fused(_ graph: ForwardGraph, at index: Int) -> (RowQuantizeStep, Int)? {
+        let ops = graph.ops
+        var next = index
+        var prologue = Prologue.none
+        var input: ActivationID?, row: ActivationID?
+        switch ops[index] {
+        case .add(let addend, let accumulator):
+            (prologue, input, row) = (.residual(addend: addend), accumulator, accumulator)
+            next += 1
+        case .gatedActivation(let activation, let gate, let up, let output):
+            (prologue, input, row) = (.gated(activation, up: up), gate, output)
+            next += 1
+        default: break
+        }
+        var norm: Norm?
+        if next < ops.count, case .rmsNorm(let x, let weight, let epsilon, let output) = ops[next], row == nil || row == x {
+            if case .gated = prologue, !graph.isDead(x, after: next) { return nil }
+            if row == nil { input = x }
+            norm = Norm(weight: weight, epsilon: epsilon)
+            row = output
+            next += 1
+        }
+        guard next > index, next < ops.count, case .quantize(let x, let output, _, _) = ops[next], x == row, let input else { return nil }
+        var written = false  // the quantized row is in memory afterwards: a residual sum with no norm after it
+        if case .residual = prologue, norm == nil { written = true }
+        if !written, !graph.isDead(x, after: next) { return nil }
+        return (RowQuantizeStep(input: input, prologue: prologue, norm: norm, output: output), next - index + 1)
+    }
+}
