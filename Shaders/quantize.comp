@@ -5,7 +5,7 @@
 // fused into this dispatch with the floats they give alone (VulkanSteps.swift decides):
 //   1. the prologue: the row as it is (0); the residual add `row += addend`, written back (1); or a gated
 //      activation f(row) · up, not written (2–4: relu², silu, gelu-tanh);
-//   2. if `normalize`, RMSNorm: Σx² added by one invocation in column order, as rms_norm.comp adds it, then
+//   2. if `normalize`, RMSNorm as rms_norm.comp computes it: Σx² in PyTorch's order (sum_of_squares.glsl), then
 //      w · (x · 1/sqrt(Σx²/n + ε));
 //   3. absmax quantization: scale = 127 / max(|x|, 1e-5), codes round(x · scale) to even, clamped to
 //      [-128, 127], four to a word, the row padded with zeros to `words` words; the scales follow the codes,
@@ -16,7 +16,7 @@ layout(std430, binding = 2) writeonly buffer Output { uint outputs[]; };
 layout(std430, binding = 3) readonly buffer Second { float second[]; };
 layout(push_constant) uniform Push { uint columns, words, scaleOffset, prologue, normalize; float epsilon; } p;
 shared float partial[WORKGROUP];
-shared float sumOfSquares;
+shared float total;
 
 int code(float scaled) {
     if (isnan(scaled)) return 0;
@@ -24,9 +24,10 @@ int code(float scaled) {
 }
 
 /// Column `i` of the row after the prologue (a residual sum is in memory by then).
-float prologueValue(uint base, uint i) {
+float rowValue(uint base, uint i) {
     return p.prologue >= 2 ? gatedActivation(p.prologue - 1, rows[base + i], second[base + i]) : rows[base + i];
 }
+#include "sum_of_squares.glsl"
 
 void main() {
     uint row = flatGroup(), t = gl_LocalInvocationID.x, base = row * p.columns;
@@ -40,32 +41,15 @@ void main() {
     }
     float normScale = 1.0;
     if (p.normalize != 0) {
-        if (t == 0) {
-            precise float sum = 0;
-            uint i = 0;
-            for (; i + 4 <= p.columns; i += 4) {  // four loads in flight for the one chain of adds
-                float x0 = prologueValue(base, i), x1 = prologueValue(base, i + 1);
-                float x2 = prologueValue(base, i + 2), x3 = prologueValue(base, i + 3);
-                precise float s0 = x0 * x0, s1 = x1 * x1, s2 = x2 * x2, s3 = x3 * x3;
-                sum += s0;
-                sum += s1;
-                sum += s2;
-                sum += s3;
-            }
-            for (; i < p.columns; i++) {
-                float x = prologueValue(base, i);
-                precise float square = x * x;
-                sum += square;
-            }
-            sumOfSquares = sum;
-        }
+        float sum = sumOfSquares(base, p.columns);
+        if (t == 0) total = sum;
         barrier();
-        normScale = rmsScale(sumOfSquares, p.columns, p.epsilon);
+        normScale = rmsScale(total, p.columns, p.epsilon);
     }
 
     float maximum = 0;
     for (uint i = t; i < p.columns; i += WORKGROUP) {
-        precise float x = p.normalize != 0 ? weight[i] * (prologueValue(base, i) * normScale) : prologueValue(base, i);
+        precise float x = p.normalize != 0 ? weight[i] * (rowValue(base, i) * normScale) : rowValue(base, i);
         maximum = maxPropagatingNaN(maximum, abs(x));
     }
     partial[t] = maximum;
@@ -81,7 +65,7 @@ void main() {
         for (uint k = 0; k < 4; k++) {
             uint column = 4 * w + k;
             if (column >= p.columns) break;
-            precise float x = p.normalize != 0 ? weight[column] * (prologueValue(base, column) * normScale) : prologueValue(base, column);
+            precise float x = p.normalize != 0 ? weight[column] * (rowValue(base, column) * normScale) : rowValue(base, column);
             packed |= uint(code(x * scale) & 0xFF) << (8 * k);
         }
         outputs[row * p.words + w] = packed;

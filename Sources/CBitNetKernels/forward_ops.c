@@ -142,37 +142,69 @@ typedef struct {
     float *output;
 } norm_job;
 
-/// Rows whose sums of squares run side by side: each row's sum is a chain of dependent adds in column order (its
-/// floats are those of one row alone), and eight chains keep the adder busy where one waited on each add.
-enum { NORM_ROWS = 8 };
+/// Σx² of a row in the order PyTorch's CPU sum adds it (`cascade_sum` in ATen's SumKernel.cpp), which transformers'
+/// `pow(2).mean(-1)` runs on every machine: the row as vectors of 8, four accumulators taking every fourth vector, each
+/// adding chunks of 16 (more for huge rows) and passing chunk sums up through three more levels; then the vectors
+/// left over into the first accumulator, the four accumulators added in order, and the 8 lanes added after the
+/// last `n mod 8` values. Rows under 8 values take the scalar form of the same cascade. The 32 chains are
+/// independent, which is what lets a GPU add them in parallel (Shaders/sum_of_squares.glsl follows this function).
+static float pytorch_sum_of_squares(const float *x, int64_t n) {
+    const int lanes = n >= 8 ? 8 : 1;
+    const int64_t vectors = n / lanes, groups = vectors / 4;
+    int64_t power = groups <= 2 ? 1 : 64 - __builtin_clzll((uint64_t)(groups - 1));  // ceil(log2), as ATen's CeilLog2
+    power = power / 4 > 4 ? power / 4 : 4;
+    const int64_t step = (int64_t)1 << power, mask = step - 1;
+    float levels[4][4][8] = {{{0}}};  // [level][accumulator][lane]
+    int64_t i = 0;
+    while (i + step <= groups) {
+        for (int64_t j = 0; j < step; j++, i++)
+            for (int k = 0; k < 4; k++)
+                for (int l = 0; l < lanes; l++) {
+                    float v = x[(i * 4 + k) * lanes + l];
+                    levels[0][k][l] += v * v;
+                }
+        for (int level = 1; level < 4; level++) {
+            for (int k = 0; k < 4; k++)
+                for (int l = 0; l < lanes; l++) {
+                    levels[level][k][l] += levels[level - 1][k][l];
+                    levels[level - 1][k][l] = 0;
+                }
+            if ((i & (mask << (level * power))) != 0) break;
+        }
+    }
+    for (; i < groups; i++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < lanes; l++) {
+                float v = x[(i * 4 + k) * lanes + l];
+                levels[0][k][l] += v * v;
+            }
+    float (*sums)[8] = levels[0];
+    for (int level = 1; level < 4; level++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < lanes; l++) sums[k][l] += levels[level][k][l];
+    for (int64_t v = groups * 4; v < vectors; v++)
+        for (int l = 0; l < lanes; l++) sums[0][l] += x[v * lanes + l] * x[v * lanes + l];
+    for (int k = 1; k < 4; k++)
+        for (int l = 0; l < lanes; l++) sums[0][l] += sums[k][l];
+    float total = 0;
+    for (int64_t t = vectors * lanes; t < n; t++) total += x[t] * x[t];
+    for (int l = 0; l < lanes; l++) total += sums[0][l];
+    return total;
+}
 
-static void normalize_row(const norm_job *job, const float *x, float sum, float *out) {
-    float scale = 1.0f / sqrtf(sum / (float)job->columns + job->epsilon);
+static void normalize_row(const norm_job *job, const float *x, float *out) {
+    float scale = 1.0f / sqrtf(pytorch_sum_of_squares(x, job->columns) / (float)job->columns + job->epsilon);
     for (int64_t i = 0; i < job->columns; i++) out[i] = job->weight[i] * (x[i] * scale);
 }
 
 static void norm_task(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const norm_job *job = context;
-    const int64_t columns = job->columns;
-    int64_t row = begin;
-    for (; row + NORM_ROWS <= end; row += NORM_ROWS) {
-        const float *x = job->x + row * columns;
-        float sums[NORM_ROWS] = {0};
-        for (int64_t i = 0; i < columns; i++)
-            for (int r = 0; r < NORM_ROWS; r++) sums[r] += x[r * columns + i] * x[r * columns + i];
-        for (int r = 0; r < NORM_ROWS; r++) normalize_row(job, x + r * columns, sums[r], job->output + (row + r) * columns);
-    }
-    for (; row < end; row++) {
-        const float *x = job->x + row * columns;
-        float sum = 0;
-        for (int64_t i = 0; i < columns; i++) sum += x[i] * x[i];
-        normalize_row(job, x, sum, job->output + row * columns);
-    }
+    for (int64_t row = begin; row < end; row++) normalize_row(job, job->x + row * job->columns, job->output + row * job->columns);
 }
 
 void bitnet_rms_norm(bitnet_pool *pool, const float *x, const float *weight, float epsilon, int64_t rows,
                      int64_t columns, float *output) {
     norm_job job = {x, weight, epsilon, columns, output};
-    bitnet_pool_run(pool, rows, NORM_ROWS, norm_task, &job);
+    bitnet_pool_run(pool, rows, 8, norm_task, &job);
 }

@@ -22,25 +22,23 @@ import Testing
         a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) }
     }
 
-    /// 20 rows: two groups of eight summed side by side and four alone, on two threads.
-    @Test(arguments: [1, 20])
-    func rmsNormGivesEachRowsSequentialSum(rows: Int) {
-        let columns = 37
-        let x = Self.values(rows * columns, seed: 1).map { $0.isFinite ? $0 : 1.5 }
-        let weight = Self.values(columns, seed: 2).map { $0.isFinite ? $0 : 0.5 }
-        let epsilon: Float = 1e-6
-        var expected = [Float](repeating: 0, count: rows * columns)
-        for row in 0..<rows {
-            var sum: Float = 0
-            for i in 0..<columns { sum += x[row * columns + i] * x[row * columns + i] }
-            let scale = 1 / (sum / Float(columns) + epsilon).squareRoot()
-            for i in 0..<columns { expected[row * columns + i] = weight[i] * (x[row * columns + i] * scale) }
-        }
+    /// transformers' BitNetRMSNorm to the bit (`Tests/Fixtures/generate_rms_norm.py`): rows of 1 to 131,200 values,
+    /// through the scalar form of PyTorch's sum, its vector tails, leftover vectors and all four chunk levels,
+    /// magnitudes from 1e-3 to 1e3, on a pool of two threads.
+    @Test func rmsNormGivesTransformersFloats() throws {
+        let fixture = try FixtureTensors("quantization/rms-norm.safetensors")
+        let widths = try #require(fixture.file.metadata.first { $0.0 == "widths" }?.1).split(separator: ",").map { Int($0)! }
+        #expect(widths.count == 17 && widths.contains(131_200))
         let pool = bitnet_pool_create(2)
         defer { bitnet_pool_destroy(pool) }
-        var output = [Float](repeating: 0, count: rows * columns)
-        bitnet_rms_norm(pool, x, weight, epsilon, Int64(rows), Int64(columns), &output)
-        #expect(Self.same(output, expected))
+        for width in widths {
+            let x = try fixture.floats("x.\(width)"), weight = try fixture.floats("weight.\(width)")
+            let expected = try fixture.floats("output.\(width)")
+            var output = [Float](repeating: .nan, count: x.count)
+            bitnet_rms_norm(pool, x, weight, 1e-5, Int64(x.count / width), Int64(width), &output)
+            let differing = zip(output, expected).filter { $0.bitPattern != $1.bitPattern }.count
+            #expect(differing == 0, "width \(width): \(differing) of \(x.count) values differ from transformers'")
+        }
     }
 
     @Test func gatedActivationsFollowTheirFormulas() {

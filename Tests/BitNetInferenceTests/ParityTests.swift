@@ -51,7 +51,7 @@ import Testing
     /// broken norm lands far outside them. (Files with f16 block scales differ from the float reference by a
     /// few percent, so there a subtle bug, such as θ off by 5 %, would fit; the exact fixtures catch it, and
     /// every file runs the same ops.)
-    @Test(arguments: [("bitnet-gqa-tied-bf16", "bitnet-gqa-tied-bf16"), ("llama-ternary-packed", "llama-ternary-packed"),
+    @Test(arguments: [("bitnet-mha-untied-f16", "bitnet-mha-untied-f16"), ("llama-ternary-packed", "llama-ternary-packed"),
                       ("llama-ternary-packed-tq2_0.gguf", "llama-ternary-packed")])
     func bugsDoNotFitInsideTheTolerances(_ fixture: String, _ referenceName: String) throws {
         let source = try WeightSource(path: Fixtures.path("models/\(fixture)"))

@@ -127,7 +127,7 @@ float bitnet_dot_f32(const float *w, const float *x, int64_t n);
 /// Rows split between the pool's threads.
 void bitnet_quantize_rows(bitnet_pool *pool, const float *x, int64_t rows, int64_t columns, int8_t *q, float *scales);
 
-/// `output = weight · (x · 1/sqrt(mean(x²) + ε))` per row in float32, summed in order as transformers' RMSNorm.
+/// `output = weight · (x · 1/sqrt(mean(x²) + ε))` per row in float32, Σx² added in the order of PyTorch's CPU sum: transformers' BitNetRMSNorm to the bit.
 void bitnet_rms_norm(bitnet_pool *pool, const float *x, const float *weight, float epsilon, int64_t rows,
                      int64_t columns, float *output);
 
