@@ -1,4 +1,5 @@
 #version 450
+// variant: attentionSubgroups -DSUBGROUPS
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 // Causal grouped-query attention of one token's head over its slot's cached positions 0…position, one
@@ -17,12 +18,29 @@ const uint MAX_DIMENSIONS = 4;  // per invocation: head dimensions up to 4 × WO
 shared float query[4 * WORKGROUP];
 shared float weights[WORKGROUP];
 shared float partial[WORKGROUP];
+shared float reduced;
 
 float cached(uint element) {
     return p.half_ != 0 ? unpackHalf2x16(cache[element >> 1] >> (16 * (element & 1))).x : uintBitsToFloat(cache[element]);
 }
 
-float reduceMax(uint t, float value) {
+/// The workgroup's largest score: with subgroups, each subgroup's and then subgroup 0's over those (two barriers
+/// where the shared tree takes log₂ WORKGROUP; a maximum is the same in any order).
+float reduceMax(float value) {
+#ifdef SUBGROUPS
+    value = subgroupMax(value);
+    if (subgroupElect()) partial[gl_SubgroupID] = value;
+    barrier();
+    if (gl_SubgroupID == 0) {
+        float folded = -1.0 / 0.0;
+        for (uint i = gl_SubgroupInvocationID; i < gl_NumSubgroups; i += gl_SubgroupSize) folded = max(folded, partial[i]);
+        folded = subgroupMax(folded);
+        if (subgroupElect()) reduced = folded;
+    }
+    barrier();
+    return reduced;
+#else
+    uint t = gl_LocalInvocationID.x;
     partial[t] = value;
     barrier();
     for (uint stride = WORKGROUP / 2; stride > 0; stride /= 2) {
@@ -32,9 +50,13 @@ float reduceMax(uint t, float value) {
     float result = partial[0];
     barrier();
     return result;
+#endif
 }
 
-float reduceSum(uint t, float value) {
+/// The workgroup's sum, always by the shared tree: its order decides the floats the next norm quantizes, so both
+/// variants keep it (a subgroup sum moved an int8 code of the bundled model).
+float reduceSum(float value) {
+    uint t = gl_LocalInvocationID.x;
     partial[t] = value;
     barrier();
     for (uint stride = WORKGROUP / 2; stride > 0; stride /= 2) {
@@ -64,11 +86,11 @@ void main() {
             for (uint d = 0; d < dims; d++) score += query[d] * cached(key + d);
             score *= p.scale;
         }
-        float newMaximum = max(maximum, reduceMax(t, score));
+        float newMaximum = max(maximum, reduceMax(score));
         float correction = exp(maximum - newMaximum);
         float weight = j <= position ? exp(score - newMaximum) : 0;
         weights[t] = weight;
-        total = total * correction + reduceSum(t, weight);  // reduceSum's barriers publish weights[]
+        total = total * correction + reduceSum(weight);  // reduceSum's barriers publish weights[]
         uint count = min(WORKGROUP, position + 1 - start);
         for (uint k = 0; k < MAX_DIMENSIONS; k++) {
             uint d = t + k * WORKGROUP;

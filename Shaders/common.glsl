@@ -1,5 +1,10 @@
 // Shared by every shader: the workgroup size as specialization constant 0 (the one pipeline layout's), and
-// the index helpers. Each shader is compiled on its own, with this file included.
+// the index helpers. Each shader is compiled on its own, with this file included. A shader's SUBGROUPS variant
+// reduces across its workgroup with subgroup operations (devices with subgroup arithmetic in compute shaders).
+#ifdef SUBGROUPS
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WORKGROUP = 64;
 

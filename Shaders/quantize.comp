@@ -1,4 +1,5 @@
 #version 450
+// variant: quantizeSubgroups -DSUBGROUPS
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 // A row to int8 codes (BitNet's ActQuant), one workgroup a row, after up to two ops the graph puts before it,
@@ -16,6 +17,9 @@ layout(std430, binding = 2) writeonly buffer Output { uint outputs[]; };
 layout(std430, binding = 3) readonly buffer Second { float second[]; };
 layout(push_constant) uniform Push { uint columns, words, scaleOffset, prologue, normalize; float epsilon; } p;
 shared float partial[WORKGROUP];
+#ifdef SUBGROUPS
+shared uint partialBits[WORKGROUP];
+#endif
 shared float total;
 
 int code(float scaled) {
@@ -52,12 +56,26 @@ void main() {
         precise float x = p.normalize != 0 ? weight[i] * (rowValue(base, i) * normScale) : rowValue(base, i);
         maximum = maxPropagatingNaN(maximum, abs(x));
     }
+#ifdef SUBGROUPS
+    // The bits of a magnitude order as its value does, and a NaN's above +∞: an integer maximum, exact in any order.
+    uint bits = subgroupMax(floatBitsToUint(abs(maximum)));
+    if (subgroupElect()) partialBits[gl_SubgroupID] = bits;
+    barrier();
+    if (gl_SubgroupID == 0) {
+        bits = 0;
+        for (uint i = gl_SubgroupInvocationID; i < gl_NumSubgroups; i += gl_SubgroupSize) bits = max(bits, partialBits[i]);
+        bits = subgroupMax(bits);
+        if (subgroupElect()) partial[0] = uintBitsToFloat(bits);
+    }
+    barrier();
+#else
     partial[t] = maximum;
     barrier();
     for (uint stride = WORKGROUP / 2; stride > 0; stride /= 2) {
         if (t < stride) partial[t] = maxPropagatingNaN(partial[t], partial[t + stride]);
         barrier();
     }
+#endif
     float clamped = isnan(partial[0]) ? partial[0] : max(partial[0], 1e-5);
     float scale = (1.0 / clamped) * 127.0;
     for (uint w = t; w < p.words; w += WORKGROUP) {

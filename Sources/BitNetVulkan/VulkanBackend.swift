@@ -22,10 +22,14 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     ///   - validation: run under the Khronos validation layer and count its messages (default: `$BITNET_VULKAN_VALIDATION` = 1).
     ///   - integerDotProduct: BitLinear with the packed integer dot product (default: where the device accelerates
     ///     it; `$BITNET_VULKAN_INTEGER_DOT` = 0 or 1 overrides). Needs the device to support it.
+    ///   - subgroups: reduce across a workgroup with subgroup operations in quantization, attention and the output
+    ///     projection (default: where the device has subgroup arithmetic; `$BITNET_VULKAN_SUBGROUPS` = 0 or 1
+    ///     overrides). Maxima and integer sums are exact in any order, so the int8 codes do not change.
     ///   - fusesOps: record a residual add or gated activation, the RMSNorm after it and the quantization of the
     ///     result as one dispatch (default: yes; `$BITNET_VULKAN_FUSION` = 0 turns it off). The floats are the same
     ///     either way; off, each op is its own dispatch, to compare or to time.
-    public init(device: VulkanDevice? = nil, validation: Bool? = nil, integerDotProduct: Bool? = nil, fusesOps: Bool? = nil) throws {
+    public init(device: VulkanDevice? = nil, validation: Bool? = nil, integerDotProduct: Bool? = nil, subgroups: Bool? = nil,
+                fusesOps: Bool? = nil) throws {
         let environment = ProcessInfo.processInfo.environment
         let library = VulkanDevices.defaultLoader
         let devices = try VulkanDevices.list(library: library)
@@ -39,10 +43,14 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         if useDot && !chosen.integerDotProduct {
             throw VulkanError(code: .unavailable, message: "\(chosen.name) has no integer dot product (VK_KHR_shader_integer_dot_product)")
         }
+        let useSubgroups = subgroups ?? environment["BITNET_VULKAN_SUBGROUPS"].map { $0 == "1" } ?? chosen.subgroupArithmetic
+        if useSubgroups && !chosen.subgroupArithmetic {
+            throw VulkanError(code: .unavailable, message: "\(chosen.name) has no subgroup arithmetic in compute shaders")
+        }
         self.device = chosen
         context = try VulkanContext(library: library, deviceIndex: chosen.index, validation: validation ?? (environment["BITNET_VULKAN_VALIDATION"] == "1"),
                                     integerDotProduct: useDot)
-        pipelines = try VulkanPipelines(context, integerDotProduct: useDot)
+        pipelines = try VulkanPipelines(context, integerDotProduct: useDot, subgroups: useSubgroups)
         self.fusesOps = fusesOps ?? (environment["BITNET_VULKAN_FUSION"] != "0")
     }
 

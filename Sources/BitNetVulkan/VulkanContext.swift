@@ -116,17 +116,20 @@ struct VulkanPipelines: Sendable {
     let embed, rmsNorm, quantize, bitLinear, project, rope, storeKeysAndValues, attention, elementwise: VulkanPipeline
     /// Whether BitLinear uses the integer dot product instructions.
     let integerDotProduct: Bool
+    /// Whether quantization, attention and the output projection reduce with subgroup operations.
+    let subgroups: Bool
 
-    init(_ context: VulkanContext, integerDotProduct: Bool) throws {
+    init(_ context: VulkanContext, integerDotProduct: Bool, subgroups: Bool) throws {
         embed = try VulkanPipeline(context, code: ShaderCode.embed, workgroupSize: 256)
         rmsNorm = try VulkanPipeline(context, code: ShaderCode.rmsNorm, workgroupSize: 256)
-        quantize = try VulkanPipeline(context, code: ShaderCode.quantize, workgroupSize: 256)
+        quantize = try VulkanPipeline(context, code: subgroups ? ShaderCode.quantizeSubgroups : ShaderCode.quantize, workgroupSize: 256)
         bitLinear = try VulkanPipeline(context, code: integerDotProduct ? ShaderCode.bitlinearIntegerDot : ShaderCode.bitlinear, workgroupSize: 64)
-        project = try VulkanPipeline(context, code: ShaderCode.project, workgroupSize: 64)
+        project = try VulkanPipeline(context, code: subgroups ? ShaderCode.projectSubgroups : ShaderCode.project, workgroupSize: 64)
         rope = try VulkanPipeline(context, code: ShaderCode.rope, workgroupSize: 256)
         storeKeysAndValues = try VulkanPipeline(context, code: ShaderCode.kvStore, workgroupSize: 256)
-        attention = try VulkanPipeline(context, code: ShaderCode.attention, workgroupSize: 64)
+        attention = try VulkanPipeline(context, code: subgroups ? ShaderCode.attentionSubgroups : ShaderCode.attention, workgroupSize: 64)
         elementwise = try VulkanPipeline(context, code: ShaderCode.elementwise, workgroupSize: 256)
         self.integerDotProduct = integerDotProduct
+        self.subgroups = subgroups
     }
 }

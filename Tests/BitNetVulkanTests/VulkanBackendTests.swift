@@ -13,10 +13,11 @@ import Testing
 
     /// Logits agree to a relative L2 of 1e-2 per position (the bound), in one batch and one token at a
     /// time; in fact the int8 codes agree (BitLinear is integer-exact and its inputs are normalized in the CPU's
-    /// order), so the median position agrees to 1e-5.
+    /// order), so the median position agrees to 1e-5. Once with the portable shaders, once with the integer dot
+    /// product and the subgroup reductions.
     @Test(arguments: [false, true])
-    func bundledModelLogitsAgreeWithTheCPU(integerDotProduct: Bool) throws {
-        let backend = try VulkanTesting.backend(integerDotProduct: integerDotProduct)
+    func bundledModelLogitsAgreeWithTheCPU(deviceFeatures: Bool) throws {
+        let backend = try VulkanTesting.backend(integerDotProduct: deviceFeatures, subgroups: deviceFeatures)
         let cpu = try BitNetModel(path: Self.bundledModel, backend: .cpu, threads: 2)
         let gpu = try BitNetModel(path: Self.bundledModel, backend: backend)
         let tokens = try cpu.loadTokenizer().encode("Once upon a time, there was a little robot who lived in a garden full of flowers.")
@@ -31,6 +32,21 @@ import Testing
             #expect(errors.sorted()[errors.count / 2] <= 1e-5, "\(label): median \(errors.sorted()[errors.count / 2])")
         }
         try VulkanTesting.expectNoValidationMessages(backend)
+    }
+
+    /// The subgroup variants reduce maxima (exact in any order) and the output projection's sums: every int8 code is
+    /// the portable variants', so logits differ only by the projection's rounding (a flipped code moves them ≥ 1e-4).
+    @Test func subgroupReductionsOnlyRoundTheOutputProjectionDifferently() throws {
+        var logits: [[[Float]]] = []
+        for subgroups in [false, true] {
+            let backend = try VulkanTesting.backend(subgroups: subgroups)
+            let model = try BitNetModel(path: Self.bundledModel, backend: backend)
+            let tokens = try model.loadTokenizer().encode("The robot counted the flowers in the garden, one by one, until the sun went down.")
+            logits.append(try InferenceSession(model: model, contextLength: 64).evaluate(tokens, allPositions: true))
+            try VulkanTesting.expectNoValidationMessages(backend)
+        }
+        let errors = zip(logits[1], logits[0]).map { $0.relativeError(to: $1) }
+        #expect(errors.count > 10 && errors.allSatisfy { $0 <= 1e-6 }, "relative L2 per position \(errors)")
     }
 
     @Test func greedyTextIsTheSameOnBothBackends() async throws {
@@ -54,10 +70,10 @@ import Testing
 
 enum VulkanTesting {
     /// The Vulkan backend on lavapipe (every test machine has it; `scripts/bootstrap` installs it), with validation.
-    static func backend(integerDotProduct: Bool = false, fusesOps: Bool = true) throws -> VulkanBackend {
+    static func backend(integerDotProduct: Bool = false, subgroups: Bool = true, fusesOps: Bool = true) throws -> VulkanBackend {
         let devices = try VulkanDevices.list()
         let lavapipe = try #require(devices.first { $0.driverName == "llvmpipe" }, "no lavapipe among \(devices.map(\.name)): run scripts/bootstrap")
-        return try VulkanBackend(device: lavapipe, validation: true, integerDotProduct: integerDotProduct, fusesOps: fusesOps)
+        return try VulkanBackend(device: lavapipe, validation: true, integerDotProduct: integerDotProduct, subgroups: subgroups, fusesOps: fusesOps)
     }
 
     static func expectNoValidationMessages(_ backend: VulkanBackend, sourceLocation: SourceLocation = #_sourceLocation) throws {
