@@ -16,6 +16,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Whether passes record a residual add or gated activation, the RMSNorm after it and the quantization of
     /// the result as one dispatch.
     public let fusesOps: Bool
+    let profile = VulkanProfileRecorder()
 
     /// Opens `device` (default: ``preferredDevice(among:)``).
     /// - Parameters:
@@ -52,6 +53,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
                                     integerDotProduct: useDot)
         pipelines = try VulkanPipelines(context, integerDotProduct: useDot, subgroups: useSubgroups)
         self.fusesOps = fusesOps ?? (environment["BITNET_VULKAN_FUSION"] != "0")
+        profile.isEnabled = environment["BITNET_VULKAN_PROFILE"] == "1"
     }
 
     /// A discrete GPU, then an integrated one, then a virtual one, then any device (a software driver).
@@ -71,6 +73,17 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
 
     /// Bytes of device memory held by this backend's weights, caches and activations.
     public var deviceMemoryInUse: Int { context.memoryInUse }
+
+    /// While on, every pass puts a barrier and a timestamp after each dispatch and adds its times to the profile
+    /// ``takeProfile()`` returns (`$BITNET_VULKAN_PROFILE` = 1 turns it on from the start). Devices whose compute
+    /// queue writes no timestamps leave the profile empty.
+    public var profiling: Bool {
+        get { profile.isEnabled }
+        set { profile.isEnabled = newValue }
+    }
+
+    /// The time each kind of dispatch took while ``profiling`` was on, since the last call.
+    public func takeProfile() -> VulkanProfile { profile.take() }
 
     /// Whether uploads run on a transfer-only queue.
     public var usesTransferQueue: Bool { bitnet_vk_has_transfer_queue(context.pointer) != 0 }

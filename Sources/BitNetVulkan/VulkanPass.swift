@@ -33,7 +33,9 @@ struct VulkanPass {
     func run(appendingLogitsTo logits: inout [Float]) throws {
         writeInputs()
         try VulkanError.check { bitnet_vk_stream_begin(context, storage.stream, $0, $1) }
-        var hazards = Hazards()
+        let profile = model.backend.profile
+        var hazards = Hazards(labels: storage.timestamps && profile.isEnabled ? [] : nil)
+        if hazards.labels != nil { bitnet_vk_stream_timestamp(context, storage.stream) }
         for (index, step) in model.steps.enumerated() {
             switch step {
             case .op(let op): record(op, bindings: storage.bindings[index], hazards: &hazards)
@@ -41,6 +43,11 @@ struct VulkanPass {
             }
         }
         try VulkanError.check { bitnet_vk_stream_submit(context, storage.stream, $0, $1) }
+        if let labels = hazards.labels {
+            var timestamps = [Double](repeating: 0, count: storage.timestampCapacity)
+            let count = Int(bitnet_vk_stream_timestamps(context, storage.stream, &timestamps, Int32(timestamps.count)))
+            if count == labels.count + 1 { profile.add(labels: labels, timestamps: Array(timestamps[..<count])) }
+        }
         let vocabulary = model.graph.configuration.vocabularySize
         let results = storage.activations[model.graph.logits.index].mapped!.assumingMemoryBound(to: Float.self)
         logits.append(contentsOf: UnsafeBufferPointer(start: results, count: outputs * vocabulary))
@@ -63,26 +70,36 @@ struct VulkanPass {
     private func rows(_ buffer: ActivationID) -> Int { model.graph[buffer].rows == .outputs ? outputs : tokens }
     private func width(_ buffer: ActivationID) -> Int { model.graph[buffer].width }
 
-    /// Which buffers the dispatches since the last barrier read and wrote.
+    /// Which buffers the dispatches since the last barrier read and wrote; while profiling, each dispatch's label.
     private struct Hazards {
         var read: Set<Int> = []
         var written: Set<Int> = []
+        var labels: [String]?
     }
 
     /// Records one dispatch after a barrier if it depends on what the stretch so far wrote or read.
     private func dispatch(_ pipeline: VulkanPipeline, _ binding: bitnet_vk_binding, _ push: [UInt32], groups: (Int, Int, Int),
-                          reads: [ActivationID], writes: [ActivationID], cache: Int? = nil, hazards: inout Hazards) {
+                          reads: [ActivationID], writes: [ActivationID], cache: Int? = nil, label: @autoclosure () -> String,
+                          hazards: inout Hazards) {
         let readIDs = Set(reads.map(\.index) + (cache.map { [-1 - $0] } ?? []))
         let writeIDs = Set(writes.map(\.index) + (cache.map { [-1 - $0] } ?? []))
         if !readIDs.isDisjoint(with: hazards.written) || !writeIDs.isDisjoint(with: hazards.written.union(hazards.read)) {
             bitnet_vk_stream_barrier(context, storage.stream)
-            hazards = Hazards()
+            hazards.read = []
+            hazards.written = []
         }
         hazards.read.formUnion(readIDs)
         hazards.written.formUnion(writeIDs)
         push.withUnsafeBytes { push in
             bitnet_vk_stream_dispatch(context, storage.stream, pipeline.pointer, binding, push.baseAddress, UInt32(push.count),
                                       UInt32(groups.0), UInt32(groups.1), UInt32(groups.2))
+        }
+        if hazards.labels != nil {  // profiling: this dispatch alone between two timestamps
+            bitnet_vk_stream_barrier(context, storage.stream)
+            bitnet_vk_stream_timestamp(context, storage.stream)
+            hazards.labels!.append(label())
+            hazards.read = []
+            hazards.written = []
         }
     }
 
@@ -106,7 +123,7 @@ struct VulkanPass {
         dispatch(pipelines.quantize, binding,
                  [UInt32(columns), UInt32(words), UInt32(model.maxTokens * words), step.prologueCode, step.norm == nil ? 0 : 1,
                   (step.norm?.epsilon ?? 0).bitPattern],
-                 groups: grid(rows(step.input)), reads: reads, writes: writes, hazards: &hazards)
+                 groups: grid(rows(step.input)), reads: reads, writes: writes, label: step.label, hazards: &hazards)
     }
 
     private func record(_ op: ForwardOp, bindings: [bitnet_vk_binding], hazards: inout Hazards) {
@@ -116,10 +133,10 @@ struct VulkanPass {
         case .embed(let table, let output):
             guard case .matrix(_, _, let columns, let encoding) = model.weights[table.index] else { return }
             dispatch(pipelines.embed, bindings[0], [UInt32(columns), encoding, UInt32(tokens), tokenBase],
-                     groups: grid(columns * tokens, perGroup: pipelines.embed.workgroupSize), reads: [], writes: [output], hazards: &hazards)
+                     groups: grid(columns * tokens, perGroup: pipelines.embed.workgroupSize), reads: [], writes: [output], label: "embed", hazards: &hazards)
 
         case .rmsNorm(let input, _, let epsilon, let output):
-            dispatch(pipelines.rmsNorm, bindings[0], [UInt32(width(input)), epsilon.bitPattern], groups: grid(rows(input)), reads: [input], writes: [output], hazards: &hazards)
+            dispatch(pipelines.rmsNorm, bindings[0], [UInt32(width(input)), epsilon.bitPattern], groups: grid(rows(input)), reads: [input], writes: [output], label: "rms norm", hazards: &hazards)
 
         case .bitLinear(let input, let weight, let output):
             guard case .ternary(_, let packing) = model.weights[weight.index] else { return }
@@ -127,13 +144,14 @@ struct VulkanPass {
             dispatch(pipelines.bitLinear, bindings[0],
                      [UInt32(packing.rows), UInt32(packing.wordsPerRow), UInt32(packing.blockWords), UInt32(packing.scaleOffset),
                       UInt32(model.maxTokens * packing.wordsPerRow * 4), UInt32(tokens)],
-                     groups: grid(packing.rows, z: tiles), reads: [input], writes: [output], hazards: &hazards)
+                     groups: grid(packing.rows, z: tiles), reads: [input], writes: [output],
+                     label: "bitlinear \(packing.rows)×\(width(input))", hazards: &hazards)
 
         case .rope(let buffer, let heads, let rotary):
             let half = rotary.dimension / 2
             dispatch(pipelines.rope, bindings[0],
                      [UInt32(width(buffer)), UInt32(heads), UInt32(half), rotary.layout == .interleaved ? 1 : 0, UInt32(tokens), positionBase],
-                     groups: grid(tokens * heads * half, perGroup: pipelines.rope.workgroupSize), reads: [buffer], writes: [buffer], hazards: &hazards)
+                     groups: grid(tokens * heads * half, perGroup: pipelines.rope.workgroupSize), reads: [buffer], writes: [buffer], label: "rope", hazards: &hazards)
 
         case .attention(let attention):
             let half: UInt32 = storage.type == .f16 ? 1 : 0
@@ -142,12 +160,13 @@ struct VulkanPass {
             dispatch(pipelines.storeKeysAndValues, bindings[0],
                      [UInt32(storage.width), UInt32(storage.capacity), valueOffset, half, UInt32(tokens), positionBase, slotBase],
                      groups: grid(tokens * words, perGroup: pipelines.storeKeysAndValues.workgroupSize),
-                     reads: [attention.key, attention.value], writes: [], cache: attention.layer, hazards: &hazards)
+                     reads: [attention.key, attention.value], writes: [], cache: attention.layer, label: "kv store", hazards: &hazards)
             let scale = 1 / Float(attention.headDimension).squareRoot()
             dispatch(pipelines.attention, bindings[1],
                      [UInt32(width(attention.query)), UInt32(storage.width), UInt32(attention.heads), UInt32(attention.keyValueHeads),
                       UInt32(attention.headDimension), UInt32(storage.capacity), valueOffset, half, scale.bitPattern, positionBase, slotBase],
-                     groups: (attention.heads, tokens, 1), reads: [attention.query], writes: [attention.output], cache: attention.layer, hazards: &hazards)
+                     groups: (attention.heads, tokens, 1), reads: [attention.query], writes: [attention.output], cache: attention.layer, label: "attention",
+                     hazards: &hazards)
 
         case .gatedActivation(let activation, let gate, let up, let output):
             let count = tokens * width(gate)
@@ -157,23 +176,25 @@ struct VulkanPass {
             case .gelu: 3
             }
             dispatch(elementwise, bindings[0], [UInt32(count), code, 1, 0], groups: grid(count, perGroup: elementwise.workgroupSize),
-                     reads: [gate, up], writes: [output], hazards: &hazards)
+                     reads: [gate, up], writes: [output], label: "gated activation", hazards: &hazards)
 
         case .add(let input, let accumulator):
             let count = rows(input) * width(input)
             dispatch(elementwise, bindings[0], [UInt32(count), 0, 1, 0], groups: grid(count, perGroup: elementwise.workgroupSize),
-                     reads: [input, accumulator], writes: [accumulator], hazards: &hazards)
+                     reads: [input, accumulator], writes: [accumulator], label: "add", hazards: &hazards)
 
         case .selectOutputs(let input, let output):
             let count = outputs * width(input)
             dispatch(elementwise, bindings[0], [UInt32(count), 4, UInt32(width(input)), outputRowBase],
-                     groups: grid(count, perGroup: elementwise.workgroupSize), reads: [input], writes: [output], hazards: &hazards)
+                     groups: grid(count, perGroup: elementwise.workgroupSize), reads: [input], writes: [output], label: "select outputs",
+                     hazards: &hazards)
 
         case .project(let input, let weight, let output):
             guard case .matrix(_, let rows, let columns, let encoding) = model.weights[weight.index] else { return }
             let tokens = self.rows(input)
             dispatch(pipelines.project, bindings[0], [UInt32(rows), UInt32(columns), encoding, UInt32(tokens)],
-                     groups: grid(rows, z: (tokens + 3) / 4), reads: [input], writes: [output], hazards: &hazards)
+                     groups: grid(rows, z: (tokens + 3) / 4), reads: [input], writes: [output], label: "output projection",
+                     hazards: &hazards)
 
         case .quantize, .pool:
             break  // a row-quantize step (VulkanStep.plan); refused at load

@@ -53,6 +53,16 @@ struct RowQuantizeStep: Hashable {
     var norm: Norm?
     var output: ActivationID
 
+    /// What a profile calls it: "add + norm + quantize", "activation + norm + quantize", "quantize", ….
+    var label: String {
+        let first: String? = switch prologue {
+        case .none: nil
+        case .residual: "add"
+        case .gated: "activation"
+        }
+        return ([first, norm == nil ? nil : "norm"].compactMap { $0 } + ["quantize"]).joined(separator: " + ")
+    }
+
     /// The shader's prologue code: 0 none, 1 residual, 2–4 the gated activations (elementwise.comp's 1–3).
     var prologueCode: UInt32 {
         switch prologue {

@@ -23,6 +23,9 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     let inputs: VulkanBuffer
     /// The descriptor sets of each of the model's steps (an attention op has two: store, then attend).
     private(set) var bindings: [[bitnet_vk_binding]] = []
+    /// Whether the stream can take timestamps (for ``VulkanBackend/profiling``), and how many a pass.
+    private(set) var timestamps = false
+    private(set) var timestampCapacity = 0
     let byteCount: Int
 
     init(model: VulkanModel, slots: Int, capacity: Int, type: KeyValueCacheType) throws {
@@ -70,6 +73,9 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         var stream: OpaquePointer?
         try VulkanError.check { bitnet_vk_stream_create(context.pointer, UInt32(graph.ops.count * 2 + 1), &stream, $0, $1) }
         self.stream = stream!
+        // Room for a timestamp after every dispatch (an attention op has two) and one at the start.
+        timestampCapacity = 2 * model.steps.count + 1
+        timestamps = bitnet_vk_stream_enable_timestamps(context.pointer, self.stream, UInt32(timestampCapacity), nil, 0) == BITNET_VK_OK
         bindings = try model.steps.map { step in try buffers(of: step).map(makeBinding) }
     }
 

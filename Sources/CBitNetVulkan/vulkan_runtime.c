@@ -26,7 +26,8 @@
     X(vkDestroyCommandPool) X(vkAllocateCommandBuffers) X(vkBeginCommandBuffer) X(vkEndCommandBuffer) X(vkResetCommandBuffer)     \
     X(vkCmdBindPipeline) X(vkCmdBindDescriptorSets) X(vkCmdPushConstants) X(vkCmdDispatch) X(vkCmdPipelineBarrier)                \
     X(vkCmdCopyBuffer) X(vkCreateFence) X(vkDestroyFence) X(vkWaitForFences) X(vkResetFences) X(vkQueueSubmit)                    \
-    X(vkDeviceWaitIdle)
+    X(vkDeviceWaitIdle) X(vkCreateQueryPool) X(vkDestroyQueryPool) X(vkCmdResetQueryPool) X(vkCmdWriteTimestamp)                  \
+    X(vkGetQueryPoolResults)
 
 typedef struct {
     VkDeviceMemory memory;
@@ -52,6 +53,8 @@ struct bitnet_vk_stream {
     VkCommandBuffer commands;
     VkFence fence;
     VkDescriptorPool descriptors;
+    VkQueryPool timestamps;  // VK_NULL_HANDLE until bitnet_vk_stream_enable_timestamps
+    uint32_t timestamp_capacity, timestamp_count;
 };
 
 struct bitnet_vk_context {
@@ -65,6 +68,8 @@ struct bitnet_vk_context {
     VkPhysicalDevice physical;
     VkPhysicalDeviceMemoryProperties memory_properties;
     VkDeviceSize storage_alignment;
+    float timestamp_period;           // nanoseconds a timestamp tick
+    uint32_t timestamp_bits;          // valid bits of the compute queue's timestamps; 0: none
     VkDevice device;
 #define DECLARE(name) PFN_##name name;
     DEVICE_FUNCTIONS(DECLARE)
@@ -169,6 +174,8 @@ static bitnet_vk_status create_device(bitnet_vk_context *c, const bitnet_vk_opti
     if (compute < 0) return fail(error, error_size, BITNET_VK_UNAVAILABLE, "the device has no compute queue", VK_SUCCESS);
     c->compute_family = (uint32_t)compute;
     c->transfer_family = transfer < 0 ? c->compute_family : (uint32_t)transfer;
+    c->timestamp_period = device_properties.limits.timestampPeriod;
+    c->timestamp_bits = family[compute].timestampValidBits;
 
     float priority = 1;
     VkDeviceQueueCreateInfo queues[2] = {
@@ -588,6 +595,7 @@ bitnet_vk_status bitnet_vk_stream_create(bitnet_vk_context *c, uint32_t max_sets
 
 void bitnet_vk_stream_destroy(bitnet_vk_context *c, bitnet_vk_stream *s) {
     if (!s) return;
+    if (s->timestamps) c->vkDestroyQueryPool(c->device, s->timestamps, NULL);
     if (s->descriptors) c->vkDestroyDescriptorPool(c->device, s->descriptors, NULL);
     if (s->fence) c->vkDestroyFence(c->device, s->fence, NULL);
     if (s->pool) c->vkDestroyCommandPool(c->device, s->pool, NULL);
@@ -617,7 +625,37 @@ bitnet_vk_status bitnet_vk_stream_begin(bitnet_vk_context *c, bitnet_vk_stream *
     CHECK(c->vkResetCommandBuffer(s->commands, 0), "vkResetCommandBuffer failed");
     VkCommandBufferBeginInfo begin = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO, .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     CHECK(c->vkBeginCommandBuffer(s->commands, &begin), "vkBeginCommandBuffer failed");
+    if (s->timestamps) c->vkCmdResetQueryPool(s->commands, s->timestamps, 0, s->timestamp_capacity);
+    s->timestamp_count = 0;
     return BITNET_VK_OK;
+}
+
+bitnet_vk_status bitnet_vk_stream_enable_timestamps(bitnet_vk_context *c, bitnet_vk_stream *s, uint32_t capacity, char *error, int error_size) {
+    if (c->timestamp_bits == 0 || c->timestamp_period <= 0)
+        return fail(error, error_size, BITNET_VK_UNAVAILABLE, "the device's compute queue writes no timestamps", VK_SUCCESS);
+    if (s->timestamps) c->vkDestroyQueryPool(c->device, s->timestamps, NULL);
+    s->timestamps = VK_NULL_HANDLE;
+    VkQueryPoolCreateInfo info = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = capacity};
+    CHECK(c->vkCreateQueryPool(c->device, &info, NULL, &s->timestamps), "vkCreateQueryPool failed");
+    s->timestamp_capacity = capacity;
+    return BITNET_VK_OK;
+}
+
+void bitnet_vk_stream_timestamp(bitnet_vk_context *c, bitnet_vk_stream *s) {
+    if (!s->timestamps || s->timestamp_count >= s->timestamp_capacity) return;
+    c->vkCmdWriteTimestamp(s->commands, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, s->timestamps, s->timestamp_count++);
+}
+
+int bitnet_vk_stream_timestamps(bitnet_vk_context *c, bitnet_vk_stream *s, double *nanoseconds, int capacity) {
+    if (!s->timestamps || s->timestamp_count == 0) return 0;
+    uint32_t count = s->timestamp_count < (uint32_t)capacity ? s->timestamp_count : (uint32_t)capacity;
+    uint64_t ticks[count];
+    if (c->vkGetQueryPoolResults(c->device, s->timestamps, 0, count, sizeof ticks, ticks, sizeof ticks[0],
+                                 VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) != VK_SUCCESS)
+        return -1;
+    uint64_t mask = c->timestamp_bits >= 64 ? UINT64_MAX : (((uint64_t)1 << c->timestamp_bits) - 1);
+    for (uint32_t i = 0; i < count; i++) nanoseconds[i] = (double)((ticks[i] - ticks[0]) & mask) * c->timestamp_period;
+    return (int)count;
 }
 
 void bitnet_vk_stream_dispatch(bitnet_vk_context *c, bitnet_vk_stream *s, bitnet_vk_pipeline *pipeline, bitnet_vk_binding binding,

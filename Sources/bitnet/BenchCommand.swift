@@ -23,6 +23,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Backends to test: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")), or all (the CPU and, where Vulkan finds a device, Vulkan).") var backend = "cpu"
     @Option(help: "The Vulkan device, by its index in `bitnet devices`.") var device: Int?
     @Flag(help: "Print {\"results\": [{\"backend\", \"test\", \"tokens_per_second\", \"stddev\", \"gbps\", …}]}.") var json = false
+    @Flag(help: "After a Vulkan backend's tests, run each once more with a GPU timestamp after every dispatch and print where the time went, by kind of dispatch.")
+    var profile = false
 
     struct Result {
         var backend: String
@@ -78,6 +80,7 @@ struct Bench: AsyncParsableCommand {
             }
             let threadCount = threads ?? BitNetModel.defaultThreads
             var results: [Result] = []
+            var profiles: [(backend: String, test: String, profile: VulkanProfile)] = []
             var header = ""
             var measuredBandwidth: Double?
             for choice in choices {
@@ -123,6 +126,19 @@ struct Bench: AsyncParsableCommand {
                         result.rooflinePercent = vulkan == nil ? 100 * result.mean / (bandwidth / bytesPerStep) : nil
                         results.append(result)
                     }
+                    if profile, let vulkan {
+                        vulkan.profiling = true
+                        defer { vulkan.profiling = false }
+                        _ = vulkan.takeProfile()
+                        for length in lengths where length > 0 {
+                            _ = try Self.promptSpeed(session, depth: depth, length: length, generator: &generator)
+                            profiles.append((model.backend.name, "pp\(length)\(suffix)", vulkan.takeProfile()))
+                        }
+                        if generate > 0 {
+                            _ = try Self.decodeSpeed(session, depth: depth, tokens: generate)
+                            profiles.append((model.backend.name, "tg\(generate)\(suffix)", vulkan.takeProfile()))
+                        }
+                    }
                 }
             }
             if json {
@@ -135,7 +151,14 @@ struct Bench: AsyncParsableCommand {
                                     ("device_memory_bytes", result.deviceMemoryBytes.map { .int($0) } ?? .null),
                                     ("samples", .array(result.samples.map { .double($0) }))])
                 }
-                print(JSONValue.object([("results", .array(entries))]).serialized())
+                let profileEntries: [JSONValue] = profiles.map { item in
+                    .object([("backend", .string(item.backend)), ("test", .string(item.test)), ("passes", .int(item.profile.passes)),
+                             ("dispatches", .array(item.profile.entries.map { entry in
+                                 .object([("label", .string(entry.label)), ("nanoseconds", .double(entry.nanoseconds)),
+                                          ("count", .int(entry.dispatches))])
+                             }))])
+                }
+                print(JSONValue.object([("results", .array(entries))] + (profile ? [("profiles", .array(profileEntries))] : [])).serialized())
             } else {
                 print("| backend | test | tokens/s | GB/s | roofline | load | device memory |")
                 print("|---|---|---:|---:|---:|---:|---:|")
@@ -144,7 +167,9 @@ struct Bench: AsyncParsableCommand {
                                  result.standardDeviation, result.gigabytesPerSecond, result.rooflinePercent.map { String(format: "%.0f %%", $0) } ?? "–",
                                  result.loadSeconds, result.deviceMemoryBytes.map { String(format: "%.1f MiB", Double($0) / 1_048_576) } ?? "–"))
                 }
+                for item in profiles { print("\n" + item.profile.table(title: "\(item.backend), \(item.test)")) }
             }
+            if profile && profiles.isEmpty { printError("bitnet: --profile times Vulkan backends only; none ran\n") }
         }
     }
 

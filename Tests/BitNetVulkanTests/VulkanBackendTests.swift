@@ -49,6 +49,32 @@ import Testing
         #expect(errors.count > 10 && errors.allSatisfy { $0 <= 1e-6 }, "relative L2 per position \(errors)")
     }
 
+    /// Profiling puts a barrier and a timestamp after every dispatch: the logits stay the same to the bit, and the
+    /// profile counts each kind of dispatch a pass records (a BitNet block: 7 BitLinear, 2 RoPE, a KV store, an
+    /// attention and 4 fused quantizations), with its time.
+    @Test func profilingTimesEveryDispatchWithoutChangingTheLogits() throws {
+        let backend = try VulkanTesting.backend()
+        let model = try BitNetModel(path: Self.bundledModel, backend: backend)
+        let tokens = try model.loadTokenizer().encode("Once upon a time, there was a little robot.")
+        let plain = try InferenceSession(model: model, contextLength: 32).evaluate(tokens, allPositions: true)
+        backend.profiling = true
+        let profiled = try InferenceSession(model: model, contextLength: 32).evaluate(tokens, allPositions: true)
+        backend.profiling = false
+        let profile = backend.takeProfile()
+        #expect(plain.map { $0.map(\.bitPattern) } == profiled.map { $0.map(\.bitPattern) })
+        #expect(profile.passes == 1)
+        let layers = model.configuration.layerCount
+        let counts = Dictionary(profile.entries.map { ($0.label, $0.dispatches) }, uniquingKeysWith: +)
+        let expected = ["embed": 1, "add + norm + quantize": 2 * layers - 1, "norm + quantize": layers + 1,
+                        "activation + norm + quantize": layers, "rope": 2 * layers, "kv store": layers, "attention": layers,
+                        "add": 1, "rms norm": 1, "select outputs": 1, "output projection": 1]
+        for (label, count) in expected { #expect(counts[label] == count, "\(label)") }
+        #expect(counts.filter { $0.key.hasPrefix("bitlinear ") }.values.reduce(0, +) == 7 * layers)
+        #expect(profile.entries.allSatisfy { $0.nanoseconds >= 0 } && profile.totalNanoseconds > 0)
+        #expect(backend.takeProfile().passes == 0)  // taken
+        try VulkanTesting.expectNoValidationMessages(backend)
+    }
+
     @Test func greedyTextIsTheSameOnBothBackends() async throws {
         let backend = try VulkanTesting.backend()
         var texts: [String] = []

@@ -92,6 +92,13 @@ void bitnet_vk_stream_dispatch(bitnet_vk_context *context, bitnet_vk_stream *str
                                const void *push, uint32_t push_size, uint32_t groups_x, uint32_t groups_y, uint32_t groups_z);
 /// Makes the writes of earlier dispatches visible to later ones.
 void bitnet_vk_stream_barrier(bitnet_vk_context *context, bitnet_vk_stream *stream);
+/// A pool of `capacity` timestamps for the stream's passes (the device's compute queue must write them).
+bitnet_vk_status bitnet_vk_stream_enable_timestamps(bitnet_vk_context *context, bitnet_vk_stream *stream, uint32_t capacity,
+                                                    char *error, int error_size);
+/// Records a timestamp taken when everything recorded before it has finished (none past the capacity, or unless enabled).
+void bitnet_vk_stream_timestamp(bitnet_vk_context *context, bitnet_vk_stream *stream);
+/// After a submission: the pass's timestamps in nanoseconds from its first; how many (at most `capacity`), or -1.
+int bitnet_vk_stream_timestamps(bitnet_vk_context *context, bitnet_vk_stream *stream, double *nanoseconds, int capacity);
 /// Ends the recording (writes made visible to the host), submits it and waits on its fence.
 bitnet_vk_status bitnet_vk_stream_submit(bitnet_vk_context *context, bitnet_vk_stream *stream, char *error, int error_size);
 
