@@ -2,12 +2,22 @@
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 // Stores each token's key and value at its slot and position of one layer's cache: keys, then values from
-// element `valueOffset`; f32, or f16 two to a word.
+// element `valueOffset`; f32, or f16 two to a word. With `rotaryHalf` > 0 the keys are rotated first, as rope.comp
+// rotates them (the table, pairs and floats are its own), so a pass needs no RoPE dispatch of its own for them.
 layout(std430, binding = 0) readonly buffer Keys { float keys[]; };
 layout(std430, binding = 1) readonly buffer Values { float values[]; };
 layout(std430, binding = 2) readonly buffer Batch { int batch[]; };
 layout(std430, binding = 3) writeonly buffer Cache { uint cache[]; };
-layout(push_constant) uniform Push { uint width, capacity, valueOffset, half_, tokens, positionBase, slotBase; } p;
+layout(std430, binding = 4) readonly buffer Table { float table[]; };
+layout(push_constant) uniform Push { uint width, capacity, valueOffset, half_, tokens, positionBase, slotBase, rotaryHalf, interleaved; } p;
+#include "rotary.glsl"
+
+float key(uint token, uint position, uint d) {
+    uint source = token * p.width + d;
+    if (p.rotaryHalf == 0) return keys[source];
+    return rotated(keys[source - d % (2 * p.rotaryHalf) + rotaryPartner(d % (2 * p.rotaryHalf), p.rotaryHalf, p.interleaved)],
+                   keys[source], d % (2 * p.rotaryHalf), position, p.rotaryHalf, p.interleaved);
+}
 
 void main() {
     uint index = flatIndex(), perWord = p.half_ != 0 ? 2 : 1, words = p.width / perWord;
@@ -16,10 +26,10 @@ void main() {
     uint slot = uint(batch[p.slotBase + token]), position = uint(batch[p.positionBase + token]);
     uint element = (slot * p.capacity + position) * p.width + d, source = token * p.width + d;
     if (p.half_ != 0) {
-        cache[element / 2] = packHalf2x16(vec2(keys[source], keys[source + 1]));
+        cache[element / 2] = packHalf2x16(vec2(key(token, position, d), key(token, position, d + 1)));
         cache[(p.valueOffset + element) / 2] = packHalf2x16(vec2(values[source], values[source + 1]));
     } else {
-        cache[element] = floatBitsToUint(keys[source]);
+        cache[element] = floatBitsToUint(key(token, position, d));
         cache[p.valueOffset + element] = floatBitsToUint(values[source]);
     }
 }

@@ -18,6 +18,7 @@ void main() {
     uint first = p.interleaved != 0 ? base + 2 * pair : base + pair;
     uint second = p.interleaved != 0 ? first + 1 : first + p.half_;
     float x = vectors[first], y = vectors[second];
-    vectors[first] = x * cosine - y * sine;
-    vectors[second] = y * cosine + x * sine;
+    precise float rotatedFirst = x * cosine - y * sine, rotatedSecond = y * cosine + x * sine;  // rotary.glsl's floats
+    vectors[first] = rotatedFirst;
+    vectors[second] = rotatedSecond;
 }

@@ -40,6 +40,7 @@ struct VulkanPass {
             switch step {
             case .op(let op): record(op, bindings: storage.bindings[index], hazards: &hazards)
             case .rowQuantize(let quantize): record(quantize, binding: storage.bindings[index][0], hazards: &hazards)
+            case .ropedAttention(let attention, let rotary): record(attention, rotary: rotary, bindings: storage.bindings[index], hazards: &hazards)
             }
         }
         try VulkanError.check { bitnet_vk_stream_submit(context, storage.stream, $0, $1) }
@@ -126,6 +127,26 @@ struct VulkanPass {
                  groups: grid(rows(step.input)), reads: reads, writes: writes, label: step.label, hazards: &hazards)
     }
 
+    /// Stores the keys and values, then attends; with `rotary`, the keys are rotated as they are stored and the
+    /// queries as attention reads them (the RoPE ops before it were folded in).
+    private func record(_ attention: AttentionOp, rotary: RotaryEmbedding?, bindings: [bitnet_vk_binding], hazards: inout Hazards) {
+        let half: UInt32 = storage.type == .f16 ? 1 : 0
+        let valueOffset = UInt32(storage.slots * storage.capacity * storage.width)
+        let words = storage.type == .f16 ? storage.width / 2 : storage.width
+        let rotation: [UInt32] = rotary.map { [UInt32($0.dimension / 2), $0.layout == .interleaved ? 1 : 0] } ?? [0, 0]
+        dispatch(pipelines.storeKeysAndValues, bindings[0],
+                 [UInt32(storage.width), UInt32(storage.capacity), valueOffset, half, UInt32(tokens), positionBase, slotBase] + rotation,
+                 groups: grid(tokens * words, perGroup: pipelines.storeKeysAndValues.workgroupSize),
+                 reads: [attention.key, attention.value], writes: [], cache: attention.layer,
+                 label: rotary == nil ? "kv store" : "rope + kv store", hazards: &hazards)
+        let scale = 1 / Float(attention.headDimension).squareRoot()
+        dispatch(pipelines.attention, bindings[1],
+                 [UInt32(width(attention.query)), UInt32(storage.width), UInt32(attention.heads), UInt32(attention.keyValueHeads),
+                  UInt32(attention.headDimension), UInt32(storage.capacity), valueOffset, half, scale.bitPattern, positionBase, slotBase] + rotation,
+                 groups: (attention.heads, tokens, 1), reads: [attention.query], writes: [attention.output], cache: attention.layer,
+                 label: "attention", hazards: &hazards)
+    }
+
     private func record(_ op: ForwardOp, bindings: [bitnet_vk_binding], hazards: inout Hazards) {
         let elementwise = pipelines.elementwise
 
@@ -154,19 +175,7 @@ struct VulkanPass {
                      groups: grid(tokens * heads * half, perGroup: pipelines.rope.workgroupSize), reads: [buffer], writes: [buffer], label: "rope", hazards: &hazards)
 
         case .attention(let attention):
-            let half: UInt32 = storage.type == .f16 ? 1 : 0
-            let valueOffset = UInt32(storage.slots * storage.capacity * storage.width)
-            let words = storage.type == .f16 ? storage.width / 2 : storage.width
-            dispatch(pipelines.storeKeysAndValues, bindings[0],
-                     [UInt32(storage.width), UInt32(storage.capacity), valueOffset, half, UInt32(tokens), positionBase, slotBase],
-                     groups: grid(tokens * words, perGroup: pipelines.storeKeysAndValues.workgroupSize),
-                     reads: [attention.key, attention.value], writes: [], cache: attention.layer, label: "kv store", hazards: &hazards)
-            let scale = 1 / Float(attention.headDimension).squareRoot()
-            dispatch(pipelines.attention, bindings[1],
-                     [UInt32(width(attention.query)), UInt32(storage.width), UInt32(attention.heads), UInt32(attention.keyValueHeads),
-                      UInt32(attention.headDimension), UInt32(storage.capacity), valueOffset, half, scale.bitPattern, positionBase, slotBase],
-                     groups: (attention.heads, tokens, 1), reads: [attention.query], writes: [attention.output], cache: attention.layer, label: "attention",
-                     hazards: &hazards)
+            record(attention, rotary: nil, bindings: bindings, hazards: &hazards)
 
         case .gatedActivation(let activation, let gate, let up, let output):
             let count = tokens * width(gate)

@@ -2,11 +2,15 @@ import BitNetModels
 
 /// What a pass records: the graph's ops in order, with the runs that end in a quantization fused into one
 /// dispatch where the buffers between the fused ops are read by nothing else (as ggml-vulkan fuses RMSNorm and
-/// its multiply). Per BitNet block that turns 22 dispatches into 15: the residual add, the next norm and the
-/// quantization of its output are one, as are the gated activation, the sub-norm and the quantization.
+/// its multiply), and RoPE folded into the attention op after it. Per BitNet block that turns 22 dispatches into
+/// 13: the residual add, the next norm and the quantization of its output are one, as are the gated activation,
+/// the sub-norm and the quantization; the keys are rotated as they are stored and the queries as they are read.
 enum VulkanStep {
     case op(ForwardOp)
     case rowQuantize(RowQuantizeStep)
+    /// RoPE of the queries and keys and then the attention op that reads them: the keys rotated as they are stored,
+    /// the queries as attention reads them, so no RoPE dispatch runs.
+    case ropedAttention(AttentionOp, RotaryEmbedding)
 
     /// The steps for `graph`; every quantization becomes a ``RowQuantizeStep``, fused with the ops before it
     /// where `fusing` allows.
@@ -19,6 +23,11 @@ enum VulkanStep {
                 index += count
                 continue
             }
+            if fusing, let (attention, rotary) = ropedAttention(graph, at: index) {
+                steps.append(.ropedAttention(attention, rotary))
+                index += 3
+                continue
+            }
             if case .quantize(let input, let output, _, _) = graph.ops[index] {
                 steps.append(.rowQuantize(RowQuantizeStep(input: input, prologue: .none, norm: nil, output: output)))
             } else {
@@ -27,6 +36,18 @@ enum VulkanStep {
             index += 1
         }
         return steps
+    }
+
+    /// RoPE of an attention op's queries and keys (in either order, one rotary embedding over whole heads) right
+    /// before it, when nothing after the attention reads the rotated vectors.
+    private static func ropedAttention(_ graph: ForwardGraph, at index: Int) -> (AttentionOp, RotaryEmbedding)? {
+        guard index + 2 < graph.ops.count, case .rope(let first, let firstHeads, let rotary) = graph.ops[index],
+              case .rope(let second, let secondHeads, let secondRotary) = graph.ops[index + 1], rotary == secondRotary,
+              case .attention(let attention) = graph.ops[index + 2], rotary.dimension == attention.headDimension else { return nil }
+        let rotated: Set<[Int]> = [[first.index, firstHeads], [second.index, secondHeads]]
+        guard rotated == [[attention.query.index, attention.heads], [attention.key.index, attention.keyValueHeads]],
+              graph.isDead(attention.query, after: index + 2), graph.isDead(attention.key, after: index + 2) else { return nil }
+        return (attention, rotary)
     }
 }
 

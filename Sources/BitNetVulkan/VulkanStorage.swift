@@ -100,6 +100,9 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         let op: ForwardOp
         switch step {
         case .op(let stepOp): op = stepOp
+        case .ropedAttention(let op, let rotary):
+            return [[activation(op.key), activation(op.value), inputs, layers[op.layer], rotaryTables[rotary]!],
+                    [activation(op.query), layers[op.layer], inputs, activation(op.output), rotaryTables[rotary]!]]
         case .rowQuantize(let quantize):
             let second: ActivationID? = switch quantize.prologue {
             case .none: nil

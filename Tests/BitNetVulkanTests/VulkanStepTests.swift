@@ -1,3 +1,4 @@
+import BitNetEngine
 import BitNetInference
 import BitNetModels
 @testable import BitNetVulkan
@@ -18,8 +19,10 @@ import Testing
     /// Dispatches a pass records (an attention op has two: store, then attend).
     static func dispatches(_ steps: [VulkanStep]) -> Int {
         steps.reduce(0) { count, step in
-            if case .op(.attention) = step { return count + 2 }
-            return count + 1
+            switch step {
+            case .op(.attention), .ropedAttention: count + 2
+            default: count + 1
+            }
         }
     }
 
@@ -29,7 +32,8 @@ import Testing
 
     /// BitNet b1.58 (sub-norms, relu²): per block the input norm (after the last block's residual add), the attention
     /// sub-norm, the feed-forward norm after the residual add, and the gated activation with its sub-norm each
-    /// become one dispatch with their quantization: 22 dispatches a block become 15.
+    /// become one dispatch with their quantization, and the two RoPE dispatches fold into the attention op's:
+    /// 22 dispatches a block become 13.
     @Test func bitNetBlocksFuseFourRunsEach() throws {
         let graph = try Self.graph(VulkanBackendTests.bundledModel)
         let layers = graph.configuration.layerCount
@@ -40,7 +44,9 @@ import Testing
         #expect(steps.filter { if case .residual = $0.prologue { true } else { false } }.count == 2 * layers - 1)
         #expect(steps.filter { if case .gated(.squaredReLU, _) = $0.prologue { true } else { false } }.count == layers)
         #expect(Self.quantizeSteps(unfused).allSatisfy { $0.norm == nil && $0.prologue == .none })
-        #expect(Self.dispatches(unfused) - Self.dispatches(fused) == 7 * layers - 1)  // the first block's input norm has no add before it
+        #expect(Self.dispatches(unfused) - Self.dispatches(fused) == 9 * layers - 1)  // the first block's input norm has no add before it
+        #expect(fused.filter { if case .ropedAttention = $0 { true } else { false } }.count == layers)
+        #expect(!fused.contains { if case .op(.rope) = $0 { true } else { false } })
         #expect(Self.dispatches(unfused) == Self.dispatches(graph.ops.map(VulkanStep.op)))
     }
 
@@ -75,16 +81,31 @@ import Testing
         #expect(steps.contains { if case .op(.rmsNorm(_, _, _, let output)) = $0 { output == normalized } else { false } })
     }
 
-    /// A fused pass and an unfused one give the same logits, bit for bit, in a batch and one token at a time.
-    @Test(arguments: [VulkanBackendTests.bundledModel, silu])
-    func fusedPassesGiveTheUnfusedFloats(path: String) throws {
+    /// Rotated queries or keys that a later op reads stay in memory: their RoPE runs as its own dispatch.
+    @Test func rotatedVectorsReadLaterAreNotFolded() throws {
+        var graph = try Self.graph(VulkanBackendTests.bundledModel)
+        let attentionIndex = try #require(graph.ops.firstIndex { if case .attention = $0 { true } else { false } })
+        guard case .attention(let attention) = graph.ops[attentionIndex] else { return }
+        graph.ops.insert(.add(attention.query, into: attention.output), at: attentionIndex + 1)
+        let steps = VulkanStep.plan(graph)
+        let folded = steps.filter { if case .ropedAttention = $0 { true } else { false } }.count
+        #expect(folded == graph.configuration.layerCount - 1)
+        #expect(steps.filter { if case .op(.rope) = $0 { true } else { false } }.count == 2)
+    }
+
+    static let interleaved = Fixtures.repositoryRoot.appendingPathComponent("Tests/Fixtures/models/llama-ternary-packed-tq2_0.gguf").path
+
+    /// A fused pass and an unfused one give the same logits, bit for bit, in a batch and one token at a time: BitNet
+    /// (relu², sub-norms), LLaMA-style (silu, RoPE in halves) and a LLaMA-arch GGUF (interleaved RoPE) with an f16 cache.
+    @Test(arguments: [(VulkanBackendTests.bundledModel, KeyValueCacheType.f32), (silu, .f32), (interleaved, .f16)])
+    func fusedPassesGiveTheUnfusedFloats(path: String, cacheType: KeyValueCacheType) throws {
         var results: [[[Float]]] = []
         for fusing in [true, false] {
             let backend = try VulkanTesting.backend(fusesOps: fusing)
             let model = try BitNetModel(path: path, backend: backend)
             let tokens = Array(1...12)
-            var logits = try InferenceSession(model: model, contextLength: 32).evaluate(tokens, allPositions: true)
-            let session = try InferenceSession(model: model, contextLength: 32)
+            var logits = try InferenceSession(model: model, contextLength: 32, cacheType: cacheType).evaluate(tokens, allPositions: true)
+            let session = try InferenceSession(model: model, contextLength: 32, cacheType: cacheType)
             logits += try tokens.map { try session.evaluate([$0])[0] }
             results.append(logits)
             try VulkanTesting.expectNoValidationMessages(backend)
