@@ -18,6 +18,19 @@ public protocol BackendModel: Sendable {
     /// `storage`; returns the logits of the tokens that want them, one row of `vocabularySize` each, in
     /// batch order. The batch has been checked against the cache (``KeyValueCache/check(_:)``).
     func forward(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Float]
+    /// Runs the graph on `batch` as ``forward(_:storage:)`` does and returns, for each token that wants logits,
+    /// the index of its largest logit, the lowest among equal ones (``LogitRows/greedyToken(_:)``): greedy decoding
+    /// without reading the logits back. Throws ``InferenceError`` `nonFiniteResult` where a row holds a non-finite
+    /// logit. The default computes the logits and chooses on the host.
+    func forwardGreedy(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Int]
+}
+
+extension BackendModel {
+    public func forwardGreedy(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Int] {
+        let logits = try forward(batch, storage: storage)
+        try LogitRows.checkFinite(logits, vocabularySize: graph.configuration.vocabularySize)
+        return LogitRows.greedyTokens(logits, vocabularySize: graph.configuration.vocabularySize)
+    }
 }
 
 /// The element type of the KV cache.

@@ -86,15 +86,25 @@ public final class KeyValueCache: @unchecked Sendable {
 
     /// Checks `batch`, runs it and records the new lengths: the logits of the tokens that want them.
     public func forward(_ batch: ForwardBatch, on model: any BackendModel) throws -> [Float] {
+        try recording(batch, on: model) {
+            let logits = try model.forward(batch, storage: storage)
+            try LogitRows.checkFinite(logits, vocabularySize: model.graph.configuration.vocabularySize)
+            return logits
+        }
+    }
+
+    /// Like ``forward(_:on:)``, returning the greedy token of each row instead (``BackendModel/forwardGreedy(_:storage:)``).
+    public func forwardGreedy(_ batch: ForwardBatch, on model: any BackendModel) throws -> [Int] {
+        try recording(batch, on: model) { try model.forwardGreedy(batch, storage: storage) }
+    }
+
+    /// Checks `batch`, runs `pass`, and records the new lengths if it returns (a pass that throws is not recorded).
+    private func recording<R>(_ batch: ForwardBatch, on model: any BackendModel, _ pass: () throws -> R) throws -> R {
         try exclusively {
             try check(batch, vocabularySize: model.graph.configuration.vocabularySize)
-            let logits = try model.forward(batch, storage: storage)
-            // A NaN would otherwise come out as arbitrary text; the batch is not recorded.
-            if let bad = logits.firstIndex(where: { !$0.isFinite }) {
-                throw InferenceError(.nonFiniteResult, "the model computed a non-finite logit (\(logits[bad]) for token \(bad % model.graph.configuration.vocabularySize)): the file's weights hold NaN or infinite values, or overflow float32")
-            }
+            let result = try pass()
             for (slot, position) in zip(batch.slots, batch.positions) { lengths[slot] = max(lengths[slot], position + 1) }
-            return logits
+            return result
         }
     }
 }

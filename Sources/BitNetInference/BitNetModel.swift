@@ -89,6 +89,18 @@ public final class BitNetModel: Sendable {
         return rows(try await ComputeThreads.run { try cache.forward(batch, on: loaded) })
     }
 
+    /// Like ``forward(_:cache:)``, returning each row's greedy token instead of its logits: a GPU backend chooses it
+    /// where the logits are and reads back one integer a row.
+    public func forwardGreedy(_ batch: ForwardBatch, cache: KeyValueCache) throws -> [Int] {
+        try cache.forwardGreedy(batch, on: loaded)
+    }
+
+    /// Like ``forwardGreedy(_:cache:)``, computed on threads outside Swift's cooperative pool.
+    public func forwardGreedy(_ batch: ForwardBatch, cache: KeyValueCache) async throws -> [Int] {
+        let loaded = self.loaded
+        return try await ComputeThreads.run { try cache.forwardGreedy(batch, on: loaded) }
+    }
+
     private func rows(_ flat: [Float]) -> [[Float]] {
         let width = configuration.vocabularySize
         return stride(from: 0, to: flat.count, by: width).map { Array(flat[$0..<$0 + width]) }

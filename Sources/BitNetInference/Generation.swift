@@ -82,7 +82,8 @@ public struct TextGeneration: AsyncSequence {
         let generation: TextGeneration
         private var sampler: Sampler
         private var text: StopStringFilter
-        private var logits: [Float]?
+        /// What the last evaluation gave: the logits to sample from, or the backend's greedy choice.
+        private var next: NextToken?
         private var summary: GenerationSummary
         private var done = false
         /// Set when the last token ended the generation: the next call reports the summary.
@@ -100,15 +101,18 @@ public struct TextGeneration: AsyncSequence {
             if let reason = finishing { return finish(reason) }
             try Task.checkCancellation()
             let session = generation.session
-            if logits == nil {
+            if next == nil {
                 try generation.parameters.sampling.validate()
                 let start = DispatchTime.now().uptimeNanoseconds
-                logits = try await session.evaluate(generation.prompt).last
+                next = try await evaluate(generation.prompt)
                 summary.promptSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             }
             guard summary.generatedTokens < generation.parameters.maximumTokens else { return finish(.maximumTokens) }
             let start = DispatchTime.now().uptimeNanoseconds
-            let token = sampler.sample(logits!, history: session.tokens)
+            let token = switch next! {
+            case .logits(let logits): sampler.sample(logits, history: session.tokens)
+            case .token(let token): token
+            }
             if generation.tokenizer.endOfGeneration.contains(token) { return finish(.endOfSequence) }
             summary.generatedTokens += 1
             let (piece, stopped) = text.append(token)
@@ -120,9 +124,17 @@ public struct TextGeneration: AsyncSequence {
                 finishing = .contextFull
                 return .token(id: token, text: piece)
             }
-            logits = try await session.evaluate([token]).last
+            next = try await evaluate([token])
             summary.generationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             return .token(id: token, text: piece)
+        }
+
+        /// Greedy decoding without penalties lets the backend choose the token where the logits are.
+        private func evaluate(_ tokens: [Int]) async throws -> NextToken {
+            if generation.parameters.sampling.isGreedyWithoutPenalties {
+                return .token(try await generation.session.evaluateGreedy(tokens))
+            }
+            return .logits(try await generation.session.evaluate(tokens).last!)
         }
 
         private mutating func finish(_ reason: StopReason) -> GenerationEvent {
@@ -132,6 +144,13 @@ public struct TextGeneration: AsyncSequence {
             return .finished(summary)
         }
     }
+}
+
+/// What an evaluation gives the sampling step.
+enum NextToken {
+    case logits([Float])
+    /// Chosen by the backend (greedy decoding).
+    case token(Int)
 }
 
 /// Turns generated tokens into the text to show: complete UTF-8 characters only, nothing from a stop

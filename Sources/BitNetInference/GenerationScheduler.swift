@@ -175,11 +175,15 @@ public final class GenerationScheduler: @unchecked Sendable {
                 continue
             }
             do {
-                let rows = try await model.forward(step.batch, cache: cache)
+                // Greedy requests without penalties or log-probabilities need no logits: the backend chooses.
+                let greedy = step.outputs.allSatisfy { $0.request.parameters.sampling.isGreedyWithoutPenalties && $0.request.logprobs == nil }
+                let rows: [NextToken] = greedy
+                    ? try await model.forwardGreedy(step.batch, cache: cache).map(NextToken.token)
+                    : try await model.forward(step.batch, cache: cache).map(NextToken.logits)
                 for (sequence, count) in step.promptChunks {
                     sequence.context += sequence.request.prompt[sequence.context.count..<sequence.context.count + count]
                 }
-                for (sequence, row) in zip(step.outputs, rows) { advance(sequence, logits: row) }
+                for (sequence, row) in zip(step.outputs, rows) { advance(sequence, row) }
             } catch {
                 // The pass was refused whole (nothing was stored): its sequences end with the error.
                 for sequence in step.participants { end(sequence, throwing: error) }
@@ -240,8 +244,8 @@ public final class GenerationScheduler: @unchecked Sendable {
         }
     }
 
-    /// Records what the step stored for `sequence`, samples its next token from `logits` and streams it.
-    private func advance(_ sequence: Sequence, logits: [Float]) {
+    /// Records what the step stored for `sequence`, samples its next token (or takes the backend's) and streams it.
+    private func advance(_ sequence: Sequence, _ row: NextToken) {
         let now = DispatchTime.now().uptimeNanoseconds
         if let token = sequence.next {
             sequence.context.append(token)
@@ -252,12 +256,15 @@ public final class GenerationScheduler: @unchecked Sendable {
         sequence.next = nil
         let parameters = sequence.request.parameters
         guard sequence.summary.generatedTokens < parameters.maximumTokens else { return finish(sequence, .maximumTokens) }
-        let token = sequence.sampler.sample(logits, history: sequence.context)
+        let token = switch row {
+        case .logits(let logits): sequence.sampler.sample(logits, history: sequence.context)
+        case .token(let token): token
+        }
         if tokenizer.endOfGeneration.contains(token) { return finish(sequence, .endOfSequence) }
         sequence.summary.generatedTokens += 1
         let (piece, stopped) = sequence.text.append(token)
         var emitted = ScheduledToken(id: token, text: piece, logprob: nil, topLogprobs: [])
-        if let alternatives = sequence.request.logprobs {
+        if let alternatives = sequence.request.logprobs, case .logits(let logits) = row {
             (emitted.logprob, emitted.topLogprobs) = Self.logprobs(of: token, in: logits, alternatives: alternatives)
         }
         sequence.events.yield(.token(emitted))

@@ -46,6 +46,22 @@ public final class InferenceSession {
         return logits
     }
 
+    /// Processes `newTokens` as one batch, appending them to the context, and returns the most likely next token
+    /// (the largest logit of the last, the lowest id among equal ones) without reading the logits back from the
+    /// backend. Blocks the calling thread.
+    public func evaluateGreedy(_ newTokens: [Int]) throws -> Int {
+        let next = try model.forwardGreedy(batch(newTokens, allPositions: false), cache: cache)
+        tokens += newTokens
+        return next[0]
+    }
+
+    /// Like ``evaluateGreedy(_:)``, computed outside Swift's cooperative pool.
+    public func evaluateGreedy(_ newTokens: [Int]) async throws -> Int {
+        let next = try await model.forwardGreedy(batch(newTokens, allPositions: false), cache: cache)
+        tokens += newTokens
+        return next[0]
+    }
+
     /// Forgets everything after the first `count` tokens (the cache keeps their keys and values).
     public func truncate(to count: Int) {
         let kept = max(0, min(count, tokens.count))

@@ -1,3 +1,4 @@
+import BitNetEngine
 import Foundation
 
 /// Chooses the next token from logits.
@@ -36,6 +37,12 @@ public struct SamplingParameters: Sendable, Hashable {
         return parameters
     }
 
+    /// Greedy with no penalty in effect: the choice depends on the logits alone, so the backend may make it where
+    /// they are (``InferenceSession/evaluateGreedy(_:)``).
+    public var isGreedyWithoutPenalties: Bool {
+        temperature == 0 && (penaltyWindow == 0 || (repetitionPenalty == 1 && presencePenalty == 0 && frequencyPenalty == 0))
+    }
+
     /// Checks ranges; throws ``InferenceError`` with code `invalidInput` naming the bad setting.
     public func validate() throws {
         func check(_ ok: Bool, _ message: String) throws {
@@ -64,7 +71,7 @@ public struct Sampler: TokenSampler {
         var logits = logits
         applyPenalties(&logits, history: history)
         if parameters.temperature == 0 {
-            return logits.indices.max { logits[$0] < logits[$1] || (logits[$0] == logits[$1] && $0 > $1) }!
+            return logits.withUnsafeBufferPointer(LogitRows.greedyToken)
         }
         // Candidates sorted by logit, most likely first: the top k picked without sorting the vocabulary.
         var candidates = parameters.topK > 0 ? Self.largest(parameters.topK, of: logits) : Self.largest(logits.count, of: logits)

@@ -113,7 +113,7 @@ final class VulkanPipeline: @unchecked Sendable {
 
 /// The backend's pipelines, created once per device.
 struct VulkanPipelines: Sendable {
-    let embed, rmsNorm, quantize, bitLinear, project, rope, storeKeysAndValues, attention, elementwise: VulkanPipeline
+    let embed, rmsNorm, quantize, bitLinear, project, rope, storeKeysAndValues, attention, elementwise, argmax: VulkanPipeline
     /// Whether BitLinear uses the integer dot product instructions.
     let integerDotProduct: Bool
     /// Whether quantization, attention and the output projection reduce with subgroup operations.
@@ -129,6 +129,7 @@ struct VulkanPipelines: Sendable {
         storeKeysAndValues = try VulkanPipeline(context, code: ShaderCode.kvStore, workgroupSize: 256)
         attention = try VulkanPipeline(context, code: subgroups ? ShaderCode.attentionSubgroups : ShaderCode.attention, workgroupSize: 64)
         elementwise = try VulkanPipeline(context, code: ShaderCode.elementwise, workgroupSize: 256)
+        argmax = try VulkanPipeline(context, code: ShaderCode.argmax, workgroupSize: 256)
         self.integerDotProduct = integerDotProduct
         self.subgroups = subgroups
     }

@@ -66,11 +66,24 @@ final class VulkanModel: BackendModel, @unchecked Sendable {
     }
 
     func forward(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Float] {
+        var logits: [Float] = []
+        logits.reserveCapacity(batch.outputCount * graph.configuration.vocabularySize)
+        try passes(batch, storage) { try $0.run(appendingLogitsTo: &logits) }
+        return logits
+    }
+
+    /// The greedy tokens chosen on the device: three words a row read back instead of the vocabulary's logits.
+    func forwardGreedy(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Int] {
+        var tokens: [Int] = []
+        try passes(batch, storage) { try $0.run(appendingGreedyTokensTo: &tokens) }
+        return tokens
+    }
+
+    /// Runs `batch` as passes of at most ``maxTokens`` tokens and ``maxOutputs`` logit rows.
+    private func passes(_ batch: ForwardBatch, _ storage: any KeyValueStorage, _ run: (VulkanPass) throws -> Void) throws {
         guard let storage = storage as? VulkanKeyValueStorage, storage.model === self else {
             throw InferenceError(.invalidInput, "the cache was made for another model or backend")
         }
-        var logits: [Float] = []
-        logits.reserveCapacity(batch.outputCount * graph.configuration.vocabularySize)
         var start = 0
         while start < batch.count {
             var end = start, outputs = 0
@@ -78,9 +91,8 @@ final class VulkanModel: BackendModel, @unchecked Sendable {
                 if batch.wantsLogits[end] { outputs += 1 }
                 end += 1
             }
-            try VulkanPass(storage: storage, batch: batch, range: start..<end).run(appendingLogitsTo: &logits)
+            try run(VulkanPass(storage: storage, batch: batch, range: start..<end))
             start = end
         }
-        return logits
     }
 }

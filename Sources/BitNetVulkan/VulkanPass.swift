@@ -30,7 +30,39 @@ struct VulkanPass {
     private var slotBase: UInt32 { UInt32(2 * model.maxTokens) }
     private var outputRowBase: UInt32 { UInt32(3 * model.maxTokens) }
 
+    /// Runs the pass and appends the logits of its tokens that want them, copied to host-visible memory.
     func run(appendingLogitsTo logits: inout [Float]) throws {
+        let vocabulary = model.graph.configuration.vocabularySize
+        try run { hazards in
+            guard outputs > 0 else { return }
+            record(label: "logits copy", hazards: &hazards) {
+                bitnet_vk_stream_copy(context, storage.stream, storage.activations[model.graph.logits.index].pointer,
+                                      storage.logitsReadback.pointer, UInt64(outputs * vocabulary * 4))
+            }
+        }
+        let results = storage.logitsReadback.mapped!.assumingMemoryBound(to: Float.self)
+        logits.append(contentsOf: UnsafeBufferPointer(start: results, count: outputs * vocabulary))
+    }
+
+    /// Runs the pass and appends the greedy token of each logit row (`argmax.comp`), reading back three words a row.
+    func run(appendingGreedyTokensTo tokens: inout [Int]) throws {
+        let vocabulary = model.graph.configuration.vocabularySize
+        try run { hazards in
+            guard outputs > 0 else { return }
+            dispatch(pipelines.argmax, storage.argmaxBinding, [UInt32(vocabulary), UInt32(outputs)], groups: grid(outputs),
+                     reads: [model.graph.logits], writes: [], label: "argmax", hazards: &hazards)
+        }
+        let choices = storage.greedyChoices.mapped!.assumingMemoryBound(to: UInt32.self)
+        for row in 0..<outputs {
+            if choices[3 * row + 1] != UInt32.max {
+                throw LogitRows.nonFinite(Float(bitPattern: choices[3 * row + 2]), token: Int(choices[3 * row + 1]))
+            }
+            tokens.append(Int(choices[3 * row]))
+        }
+    }
+
+    /// Records every step, then `readback`, submits and waits.
+    private func run(then readback: (inout Hazards) -> Void) throws {
         writeInputs()
         try VulkanError.check { bitnet_vk_stream_begin(context, storage.stream, $0, $1) }
         let profile = model.backend.profile
@@ -43,15 +75,13 @@ struct VulkanPass {
             case .ropedAttention(let attention, let rotary): record(attention, rotary: rotary, bindings: storage.bindings[index], hazards: &hazards)
             }
         }
+        readback(&hazards)
         try VulkanError.check { bitnet_vk_stream_submit(context, storage.stream, $0, $1) }
         if let labels = hazards.labels {
             var timestamps = [Double](repeating: 0, count: storage.timestampCapacity)
             let count = Int(bitnet_vk_stream_timestamps(context, storage.stream, &timestamps, Int32(timestamps.count)))
             if count == labels.count + 1 { profile.add(labels: labels, timestamps: Array(timestamps[..<count])) }
         }
-        let vocabulary = model.graph.configuration.vocabularySize
-        let results = storage.activations[model.graph.logits.index].mapped!.assumingMemoryBound(to: Float.self)
-        logits.append(contentsOf: UnsafeBufferPointer(start: results, count: outputs * vocabulary))
     }
 
     private func writeInputs() {
@@ -101,6 +131,16 @@ struct VulkanPass {
             hazards.labels!.append(label())
             hazards.read = []
             hazards.written = []
+        }
+    }
+
+    /// Records a command other than a dispatch (it brings its own barrier), followed by a timestamp while profiling.
+    private func record(label: String, hazards: inout Hazards, _ command: () -> Void) {
+        command()
+        if hazards.labels != nil {
+            bitnet_vk_stream_barrier(context, storage.stream)
+            bitnet_vk_stream_timestamp(context, storage.stream)
+            hazards.labels!.append(label)
         }
     }
 

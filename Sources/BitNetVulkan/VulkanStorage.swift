@@ -5,8 +5,8 @@ import Foundation
 
 /// A KV cache on the device with everything a pass needs, allocated once: one buffer of keys then values per
 /// layer (f32, or f16 two to a word), the activation buffers sized for ``VulkanModel/maxTokens`` tokens, the
-/// rotary cos/sin table, the per-pass inputs (host-visible), the logits (host-visible, read back), and a command
-/// stream with every op's descriptor sets.
+/// rotary cos/sin table, the per-pass inputs (host-visible), host-visible buffers the logits or the greedy tokens are
+/// read back from, and a command stream with every op's descriptor sets.
 final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     let model: VulkanModel
     let slots: Int
@@ -21,6 +21,12 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     let rotaryTables: [RotaryEmbedding: VulkanBuffer]
     /// Tokens, positions, slots and the rows whose logits are wanted, ``VulkanModel/maxTokens`` each.
     let inputs: VulkanBuffer
+    /// Host-visible: the logits, copied from their device buffer when a pass returns them.
+    let logitsReadback: VulkanBuffer
+    /// Host-visible: three words a logit row when a pass returns greedy tokens (`argmax.comp`).
+    let greedyChoices: VulkanBuffer
+    /// The argmax dispatch's descriptor set: the logits, then ``greedyChoices``.
+    private(set) var argmaxBinding: bitnet_vk_binding = 0
     /// The descriptor sets of each of the model's steps (an attention op has two: store, then attend).
     private(set) var bindings: [[bitnet_vk_binding]] = []
     /// Whether the stream can take timestamps (for ``VulkanBackend/profiling``), and how many a pass.
@@ -45,10 +51,12 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         activations = try graph.buffers.enumerated().map { index, buffer in
             let rows = buffer.rows == .outputs ? model.maxOutputs : model.maxTokens
             let bytes = buffer.element == .int8 ? rows * (TernaryPacking.paddedColumns(buffer.width) + 4) : rows * buffer.width * 4
-            return try VulkanBuffer(context, byteCount: bytes, memory: index == graph.logits.index ? BITNET_VK_MEMORY_HOST : BITNET_VK_MEMORY_DEVICE)
+            return try VulkanBuffer(context, byteCount: bytes)
         }
         inputs = try VulkanBuffer(context, byteCount: 4 * model.maxTokens * 4, memory: BITNET_VK_MEMORY_HOST)
-        guard activations[graph.logits.index].mapped != nil, inputs.mapped != nil else {
+        logitsReadback = try VulkanBuffer(context, byteCount: model.maxOutputs * graph.configuration.vocabularySize * 4, memory: BITNET_VK_MEMORY_HOST)
+        greedyChoices = try VulkanBuffer(context, byteCount: model.maxOutputs * 3 * 4, memory: BITNET_VK_MEMORY_HOST)
+        guard inputs.mapped != nil, logitsReadback.mapped != nil, greedyChoices.mapped != nil else {
             throw VulkanError(code: .unavailable, message: "\(model.backend.device.name) offers no host-visible memory for results")
         }
         rotaryTables = try context.uploading {
@@ -71,12 +79,13 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         }
 
         var stream: OpaquePointer?
-        try VulkanError.check { bitnet_vk_stream_create(context.pointer, UInt32(graph.ops.count * 2 + 1), &stream, $0, $1) }
+        try VulkanError.check { bitnet_vk_stream_create(context.pointer, UInt32(graph.ops.count * 2 + 2), &stream, $0, $1) }
         self.stream = stream!
-        // Room for a timestamp after every dispatch (an attention op has two) and one at the start.
-        timestampCapacity = 2 * model.steps.count + 1
+        // Room for a timestamp after every dispatch (an attention op has two), the readback and one at the start.
+        timestampCapacity = 2 * model.steps.count + 2
         timestamps = bitnet_vk_stream_enable_timestamps(context.pointer, self.stream, UInt32(timestampCapacity), nil, 0) == BITNET_VK_OK
         bindings = try model.steps.map { step in try buffers(of: step).map(makeBinding) }
+        argmaxBinding = try makeBinding([activations[graph.logits.index], greedyChoices])
     }
 
     deinit { bitnet_vk_stream_destroy(model.backend.context.pointer, stream) }

@@ -673,10 +673,19 @@ void bitnet_vk_stream_barrier(bitnet_vk_context *c, bitnet_vk_stream *s) {
     c->vkCmdPipelineBarrier(s->commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &barrier, 0, NULL, 0, NULL);
 }
 
-bitnet_vk_status bitnet_vk_stream_submit(bitnet_vk_context *c, bitnet_vk_stream *s, char *error, int error_size) {
+void bitnet_vk_stream_copy(bitnet_vk_context *c, bitnet_vk_stream *s, bitnet_vk_buffer *source, bitnet_vk_buffer *destination, uint64_t size) {
     VkMemoryBarrier barrier = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+                               .dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT};
+    c->vkCmdPipelineBarrier(s->commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &barrier, 0, NULL, 0, NULL);
+    VkBufferCopy region = {.srcOffset = 0, .dstOffset = 0, .size = size};
+    c->vkCmdCopyBuffer(s->commands, source->buffer, destination->buffer, 1, &region);
+}
+
+bitnet_vk_status bitnet_vk_stream_submit(bitnet_vk_context *c, bitnet_vk_stream *s, char *error, int error_size) {
+    VkMemoryBarrier barrier = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
                                .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
-    c->vkCmdPipelineBarrier(s->commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &barrier, 0, NULL, 0, NULL);
+    c->vkCmdPipelineBarrier(s->commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1,
+                            &barrier, 0, NULL, 0, NULL);
     CHECK(c->vkEndCommandBuffer(s->commands), "vkEndCommandBuffer failed");
     VkSubmitInfo submit = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &s->commands};
     pthread_mutex_lock(&c->lock);

@@ -202,14 +202,13 @@ struct Bench: AsyncParsableCommand {
     }
 
     /// Tokens/s of `tokens` decode steps after the session's first `depth` tokens, one token at a time, each the
-    /// argmax of the last.
+    /// greedy choice after the last, made where the backend holds the logits (as `generate` does when greedy).
     static func decodeSpeed(_ session: InferenceSession, depth: Int, tokens: Int) throws -> Double {
         session.truncate(to: depth)
-        var logits = try session.evaluate([0])[0]
+        var next = try session.evaluateGreedy([0])
         let start = now()
         for _ in 0..<tokens {
-            let next = logits.indices.max { logits[$0] < logits[$1] }!
-            logits = try session.evaluate([next])[0]
+            next = try session.evaluateGreedy([next])
         }
         return Double(tokens) / (now() - start)
     }

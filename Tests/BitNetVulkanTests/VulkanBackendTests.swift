@@ -51,7 +51,8 @@ import Testing
 
     /// Profiling puts a barrier and a timestamp after every dispatch: the logits stay the same to the bit, and the
     /// profile counts each kind of dispatch a pass records (a BitNet block: 7 BitLinear, a KV store that rotates the
-    /// keys, an attention and 4 fused quantizations), with its time.
+    /// keys, an attention and 4 fused quantizations; then the logits' copy to host memory, or a greedy pass's argmax),
+    /// with its time.
     @Test func profilingTimesEveryDispatchWithoutChangingTheLogits() throws {
         let backend = try VulkanTesting.backend()
         let model = try BitNetModel(path: Self.bundledModel, backend: backend)
@@ -67,12 +68,17 @@ import Testing
         let counts = Dictionary(profile.entries.map { ($0.label, $0.dispatches) }, uniquingKeysWith: +)
         let expected = ["embed": 1, "add + norm + quantize": 2 * layers - 1, "norm + quantize": layers + 1,
                         "activation + norm + quantize": layers, "rope + kv store": layers, "attention": layers,
-                        "add": 1, "rms norm": 1, "select outputs": 1, "output projection": 1]
+                        "add": 1, "rms norm": 1, "select outputs": 1, "output projection": 1, "logits copy": 1]
         for (label, count) in expected { #expect(counts[label] == count, "\(label)") }
         #expect(counts.count == expected.count + counts.keys.filter { $0.hasPrefix("bitlinear ") }.count, "\(counts.keys.sorted())")
         #expect(counts.filter { $0.key.hasPrefix("bitlinear ") }.values.reduce(0, +) == 7 * layers)
         #expect(profile.entries.allSatisfy { $0.nanoseconds >= 0 } && profile.totalNanoseconds > 0)
         #expect(backend.takeProfile().passes == 0)  // taken
+        backend.profiling = true
+        _ = try InferenceSession(model: model, contextLength: 32).evaluateGreedy(tokens)
+        backend.profiling = false
+        let greedy = Dictionary(backend.takeProfile().entries.map { ($0.label, $0.dispatches) }, uniquingKeysWith: +)
+        #expect(greedy["argmax"] == 1 && greedy["logits copy"] == nil, "\(greedy)")  // a greedy pass reads back tokens only
         try VulkanTesting.expectNoValidationMessages(backend)
     }
 

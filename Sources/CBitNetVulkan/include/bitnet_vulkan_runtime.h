@@ -92,6 +92,9 @@ void bitnet_vk_stream_dispatch(bitnet_vk_context *context, bitnet_vk_stream *str
                                const void *push, uint32_t push_size, uint32_t groups_x, uint32_t groups_y, uint32_t groups_z);
 /// Makes the writes of earlier dispatches visible to later ones.
 void bitnet_vk_stream_barrier(bitnet_vk_context *context, bitnet_vk_stream *stream);
+/// Copies the first `size` bytes of `source` to `destination` once earlier dispatches have written them.
+void bitnet_vk_stream_copy(bitnet_vk_context *context, bitnet_vk_stream *stream, bitnet_vk_buffer *source, bitnet_vk_buffer *destination,
+                           uint64_t size);
 /// A pool of `capacity` timestamps for the stream's passes (the device's compute queue must write them).
 bitnet_vk_status bitnet_vk_stream_enable_timestamps(bitnet_vk_context *context, bitnet_vk_stream *stream, uint32_t capacity,
                                                     char *error, int error_size);

@@ -1,0 +1,107 @@
+import BitNetEngine
+import BitNetFormats
+import BitNetInference
+import BitNetModels
+import BitNetVulkan
+import Foundation
+import TestSupport
+import Testing
+
+/// Greedy decoding on the device (`argmax.comp`): the token of each logit row chosen where the logits are, three
+/// words a row read back, the same token the host's `LogitRows.greedyToken` picks.
+@Suite struct VulkanGreedyTests {
+    /// Several sequences in one batch, every row wanted, and a batch longer than one pass holds.
+    @Test func deviceTokensAreTheArgmaxOfTheDeviceLogits() throws {
+        let backend = try VulkanTesting.backend()
+        let model = try BitNetModel(path: VulkanBackendTests.bundledModel, backend: backend)
+        let vocabulary = model.configuration.vocabularySize
+        let tokenizer = try model.loadTokenizer()
+        let prompts = ["Once upon a time, there was a little robot.", "The garden was full of flowers", "One day"].map { tokenizer.encode($0) }
+        var batch = ForwardBatch()
+        for (slot, prompt) in prompts.enumerated() {
+            for (position, token) in prompt.enumerated() { batch.append(token, position: position, slot: slot, wantsLogits: true) }
+        }
+        let logits = try model.forward(batch, cache: try model.makeCache(slots: 3, contextLength: 32)).flatMap { $0 }
+        let tokens = try model.forwardGreedy(batch, cache: try model.makeCache(slots: 3, contextLength: 32))
+        #expect(tokens.count == batch.count)
+        #expect(tokens == LogitRows.greedyTokens(logits, vocabularySize: vocabulary))
+
+        let long = (0..<300).map { $0 % vocabulary }  // 256 tokens a pass: two passes
+        let all = ForwardBatch(tokens: long, start: 0, allLogits: true)
+        let longLogits = try model.forward(all, cache: try model.makeCache(contextLength: 512)).flatMap { $0 }
+        #expect(try model.forwardGreedy(all, cache: try model.makeCache(contextLength: 512)) == LogitRows.greedyTokens(longLogits, vocabularySize: vocabulary))
+        try VulkanTesting.expectNoValidationMessages(backend)
+    }
+
+    /// Equal logits go to the lowest token on both backends. The 1bitLLM fixture's output rows are rewritten so that
+    /// tokens 7, 100, 263 and 287 share one row and 5, 130, 261 and 286 its negation (the others zero): every logit
+    /// row then ties its maximum four ways, within one invocation's columns (7, 263 and 5, 261: 256 apart) and across
+    /// invocations.
+    @Test func equalLogitsGoToTheLowestToken() throws {
+        let scratch = TemporaryDirectory()
+        let path = try Self.rewritingOutputRows(of: "bitnet-1bitllm-bf16-tq2_0.gguf", into: scratch.path + "/ties.gguf") { row, original in
+            switch row {
+            case 7, 100, 263, 287: original(0)
+            case 5, 130, 261, 286: original(0).map { $0 ^ 0x8000 }
+            default: Array(repeating: 0, count: original(0).count)
+            }
+        }
+        let backend = try VulkanTesting.backend()
+        let cpu = try BitNetModel(path: path, backend: .cpu, threads: 2)
+        let gpu = try BitNetModel(path: path, backend: backend)
+        let tokens = [1, 17, 42, 99, 3, 250, 12, 8]
+        let logits = try InferenceSession(model: cpu, contextLength: 16).evaluate(tokens, allPositions: true)
+        for row in logits {
+            let top = row.max()!
+            #expect(row.indices.filter { row[$0] == top }.count == 4)  // a four-way tie, not a lucky order
+        }
+        let expected = logits.map { $0.withUnsafeBufferPointer(LogitRows.greedyToken) }
+        #expect(Set(expected).isSubset(of: [5, 7]) && expected.count == tokens.count)
+        let batch = ForwardBatch(tokens: tokens, start: 0, allLogits: true)
+        for model in [cpu, gpu] {
+            #expect(try model.forwardGreedy(batch, cache: try model.makeCache(contextLength: 16)) == expected, "\(model.backend.name)")
+        }
+        try VulkanTesting.expectNoValidationMessages(backend)
+    }
+
+    /// A non-finite logit is the same typed error on both backends, naming the token: the device reports the first
+    /// non-finite column of each row (tokens 30 and 286 are one invocation's columns, 200 another's), and the pass is
+    /// not recorded in the cache.
+    @Test func aNonFiniteLogitIsAnErrorNamingItsToken() throws {
+        let scratch = TemporaryDirectory()
+        let path = try Self.rewritingOutputRows(of: "bitnet-1bitllm-bf16-tq2_0.gguf", into: scratch.path + "/infinite.gguf") { row, original in
+            [30, 200, 286].contains(row) ? Array(repeating: 0x7C00, count: original(row).count) : original(row)  // +∞ (f16)
+        }
+        let backend = try VulkanTesting.backend()
+        for model in [try BitNetModel(path: path, backend: .cpu, threads: 2), try BitNetModel(path: path, backend: backend)] {
+            let cache = try model.makeCache(contextLength: 16)
+            #expect {
+                _ = try model.forwardGreedy(ForwardBatch(tokens: [1, 17, 42], start: 0), cache: cache)
+            } throws: { error in
+                let error = error as? InferenceError
+                return error?.code == .nonFiniteResult && error?.message.contains("for token 30)") == true
+            }
+            #expect(cache.lengths == [0], "\(model.backend.name)")
+        }
+        try VulkanTesting.expectNoValidationMessages(backend)
+    }
+
+    /// A copy of the fixture GGUF `name` whose f16 `output.weight` rows are `rewrite(row, original)`, where
+    /// `original(r)` is row r's bits in the fixture.
+    static func rewritingOutputRows(of name: String, into path: String, _ rewrite: (Int, (Int) -> [UInt16]) -> [UInt16]) throws -> String {
+        let source = try GGUFFile(path: Fixtures.path("models/" + name))
+        let writer = try GGUFWriter(path: path, metadata: source.metadata, tensors: source.tensors.map { ($0.name, $0.type, $0.shape) })
+        for tensor in source.tensors {
+            try source.withTensorData(tensor) { bytes in
+                guard tensor.name == "output.weight" else { return try writer.write(bytes) }
+                #expect(tensor.type == .f16)
+                let columns = tensor.shape[0]
+                let halves = Array(bytes.bindMemory(to: UInt16.self))
+                let rewritten = (0..<tensor.shape[1]).flatMap { rewrite($0) { Array(halves[$0 * columns..<($0 + 1) * columns]) } }
+                try rewritten.withUnsafeBytes { try writer.write($0) }
+            }
+        }
+        try writer.finish()
+        return path
+    }
+}
