@@ -151,7 +151,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BitNetVulkanTests",
-            dependencies: ["BitNetVulkan", "BitNetInference", "BitNetEngine", "BitNetModels", "BitNetFormats", "TestSupport"]
+            dependencies: ["BitNetVulkan", "BitNetInference", "BitNetEngine", "BitNetModels", "BitNetFormats", "BitNetQuantization", "TestSupport"]
         ),
         // The server over real HTTP on a loopback port the OS picks.
         .testTarget(

@@ -2,18 +2,13 @@
 // variant: bitlinearIntegerDot -DINTEGER_DOT
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
+#include "ternary.glsl"
 // BitLinear: int8 activations × ternary weights with integer dot products, one rescale per word.
 //
-// Weights are repacked at upload: 16 codes w + 1 ∈ {0, 1, 2} per word, code 4s + j of a word at bit 8j + 2s, so
-// (word >> 2s) & 0x03030303 is four codes as packed bytes that meet activation word 4·(word index) + s; then,
-// from word `scaleOffset`, one float scale per `blockWords` words of a row. Activations are four int8 codes per
-// word, `4 · wordsPerRow` words per token, then one float scale per token at word `activationScaleOffset`.
-// A workgroup computes one row for TILE tokens, reading each weight word once for all of them.
-#ifdef INTEGER_DOT
-#extension GL_EXT_spirv_intrinsics : require
-spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
-int packedSignedDot(uint a, uint b, spirv_literal int format);
-#endif
+// Weights as ternary.glsl describes them; then, from word `scaleOffset`, one float scale per `blockWords` words of
+// a row. Activations are four int8 codes per word, `4 · wordsPerRow` words per token, then one float scale per token
+// at word `activationScaleOffset`. A workgroup computes one row for TILE tokens, reading each weight word once for
+// all of them (decode and short batches; bitlinear_tiled.comp takes longer ones).
 layout(std430, binding = 0) readonly buffer Weights { uint weights[]; };
 layout(std430, binding = 1) readonly buffer Activations { uint activations[]; };
 layout(std430, binding = 2) writeonly buffer Output { float outputs[]; };
@@ -21,16 +16,6 @@ layout(push_constant) uniform Push { uint rows, wordsPerRow, blockWords, scaleOf
 const uint TILE = 4;
 const uint MAX_BLOCKS = 128;  // scales per row (TQ rows of up to 32,768 values); the backend checks at load
 shared int blockSums[TILE][MAX_BLOCKS];
-
-int dotWord(uint codes, uint x) {
-#ifdef INTEGER_DOT
-    return packedSignedDot((codes + 0x7F7F7F7Fu) ^ 0x80808080u, x, 0);  // bytes 0, 1, 2 become -1, 0, 1
-#else
-    int sum = 0;
-    for (int j = 0; j < 4; j++) sum += (int((codes >> (8 * j)) & 3) - 1) * bitfieldExtract(int(x), 8 * j, 8);
-    return sum;
-#endif
-}
 
 // Integer sums per scale block, then the CPU backend's float rescale, in its order: a row whose blocks share
 // one scale is d · Σ / a, any other Σ_b d_b · Σ_b added in block order, then / a. So given the same int8
@@ -54,7 +39,7 @@ void main() {
             uint token = first + k;
             if (token >= p.tokens) break;
             uint x = token * activationWords + 4 * w;
-            for (uint s = 0; s < 4; s++) sums[k] += dotWord((word >> (2 * s)) & 0x03030303u, activations[x + s]);
+            for (uint s = 0; s < 4; s++) sums[k] += dot4(signedCodes(word, s), activations[x + s]);
         }
     }
     for (uint k = 0; k < TILE; k++) if (sums[k] != 0) atomicAdd(blockSums[k][block], sums[k]);

@@ -16,6 +16,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Whether passes record a residual add or gated activation, the RMSNorm after it and the quantization of
     /// the result as one dispatch.
     public let fusesOps: Bool
+    /// Whether BitLinear runs batches of ``tiledMinimumTokens`` or more through the tiled prompt shader.
+    public let tilesPrompts: Bool
+    /// The fewest tokens a BitLinear dispatch takes the tiled shader for (fewer: one workgroup a row).
+    public static let tiledMinimumTokens = 16
     let profile = VulkanProfileRecorder()
 
     /// Opens `device` (default: ``preferredDevice(among:)``).
@@ -29,8 +33,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     ///   - fusesOps: record a residual add or gated activation, the RMSNorm after it and the quantization of the
     ///     result as one dispatch (default: yes; `$BITNET_VULKAN_FUSION` = 0 turns it off). The floats are the same
     ///     either way; off, each op is its own dispatch, to compare or to time.
+    ///   - tilesPrompts: BitLinear over ``tiledMinimumTokens`` or more tokens in tiles of 64 rows × 32 tokens staged in
+    ///     shared memory (default: yes; `$BITNET_VULKAN_TILED` = 0 turns it off). The floats are the same either way.
     public init(device: VulkanDevice? = nil, validation: Bool? = nil, integerDotProduct: Bool? = nil, subgroups: Bool? = nil,
-                fusesOps: Bool? = nil) throws {
+                fusesOps: Bool? = nil, tilesPrompts: Bool? = nil) throws {
         let environment = ProcessInfo.processInfo.environment
         let library = VulkanDevices.defaultLoader
         let devices = try VulkanDevices.list(library: library)
@@ -53,6 +59,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
                                     integerDotProduct: useDot)
         pipelines = try VulkanPipelines(context, integerDotProduct: useDot, subgroups: useSubgroups)
         self.fusesOps = fusesOps ?? (environment["BITNET_VULKAN_FUSION"] != "0")
+        self.tilesPrompts = tilesPrompts ?? (environment["BITNET_VULKAN_TILED"] != "0")
         profile.isEnabled = environment["BITNET_VULKAN_PROFILE"] == "1"
     }
 

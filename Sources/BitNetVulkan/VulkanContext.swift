@@ -113,7 +113,7 @@ final class VulkanPipeline: @unchecked Sendable {
 
 /// The backend's pipelines, created once per device.
 struct VulkanPipelines: Sendable {
-    let embed, rmsNorm, quantize, bitLinear, project, rope, storeKeysAndValues, attention, elementwise, argmax: VulkanPipeline
+    let embed, rmsNorm, quantize, bitLinear, bitLinearTiled, project, rope, storeKeysAndValues, attention, elementwise, argmax: VulkanPipeline
     /// Whether BitLinear uses the integer dot product instructions.
     let integerDotProduct: Bool
     /// Whether quantization, attention and the output projection reduce with subgroup operations.
@@ -124,6 +124,8 @@ struct VulkanPipelines: Sendable {
         rmsNorm = try VulkanPipeline(context, code: ShaderCode.rmsNorm, workgroupSize: 256)
         quantize = try VulkanPipeline(context, code: subgroups ? ShaderCode.quantizeSubgroups : ShaderCode.quantize, workgroupSize: 256)
         bitLinear = try VulkanPipeline(context, code: integerDotProduct ? ShaderCode.bitlinearIntegerDot : ShaderCode.bitlinear, workgroupSize: 64)
+        // bitlinear_tiled.comp maps its 256 invocations onto 16 × 16 (rows, tokens).
+        bitLinearTiled = try VulkanPipeline(context, code: integerDotProduct ? ShaderCode.bitlinearTiledIntegerDot : ShaderCode.bitlinearTiled, workgroupSize: 256)
         project = try VulkanPipeline(context, code: subgroups ? ShaderCode.projectSubgroups : ShaderCode.project, workgroupSize: 64)
         rope = try VulkanPipeline(context, code: ShaderCode.rope, workgroupSize: 256)
         storeKeysAndValues = try VulkanPipeline(context, code: ShaderCode.kvStore, workgroupSize: 256)

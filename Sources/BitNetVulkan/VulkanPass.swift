@@ -201,12 +201,14 @@ struct VulkanPass {
 
         case .bitLinear(let input, let weight, let output):
             guard case .ternary(_, let packing) = model.weights[weight.index] else { return }
-            let tokens = rows(input), tiles = (tokens + 3) / 4
-            dispatch(pipelines.bitLinear, bindings[0],
+            let tokens = rows(input)
+            let tiled = model.backend.tilesPrompts && tokens >= VulkanBackend.tiledMinimumTokens && packing.rows <= 65_535 * 64
+            dispatch(tiled ? pipelines.bitLinearTiled : pipelines.bitLinear, bindings[0],
                      [UInt32(packing.rows), UInt32(packing.wordsPerRow), UInt32(packing.blockWords), UInt32(packing.scaleOffset),
                       UInt32(model.maxTokens * packing.wordsPerRow * 4), UInt32(tokens)],
-                     groups: grid(packing.rows, z: tiles), reads: [input], writes: [output],
-                     label: "bitlinear \(packing.rows)×\(width(input))", hazards: &hazards)
+                     groups: tiled ? ((packing.rows + 63) / 64, 1, (tokens + 31) / 32) : grid(packing.rows, z: (tokens + 3) / 4),
+                     reads: [input], writes: [output], label: "bitlinear \(packing.rows)×\(width(input))\(tiled ? " tiled" : "")",
+                     hazards: &hazards)
 
         case .rope(let buffer, let heads, let rotary):
             let half = rotary.dimension / 2
