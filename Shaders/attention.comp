@@ -6,26 +6,12 @@
 // each, in tiles of WORKGROUP positions with a running maximum (the softmax of the whole row, never held at once,
 // so any context length fits); its query rotated as it is read when `rotaryHalf` > 0, as kv_store.comp rotates
 // the keys. Each invocation accumulates output dimensions t, t + WORKGROUP, ….
-layout(std430, binding = 0) readonly buffer Queries { float queries[]; };
-layout(std430, binding = 1) readonly buffer Cache { uint cache[]; };
-layout(std430, binding = 2) readonly buffer Batch { int batch[]; };
-layout(std430, binding = 3) writeonly buffer Output { float outputs[]; };
-layout(std430, binding = 4) readonly buffer Table { float table[]; };
-layout(push_constant) uniform Push {
-    uint queryWidth, cacheWidth, heads, keyValueHeads, headDimension, capacity, valueOffset, half_;
-    float scale;
-    uint positionBase, slotBase, rotaryHalf, interleaved;
-} p;
-#include "rotary.glsl"
+#include "attention.glsl"
 const uint MAX_DIMENSIONS = 4;  // per invocation: head dimensions up to 4 × WORKGROUP
 shared float query[4 * WORKGROUP];
 shared float weights[WORKGROUP];
 shared float partial[WORKGROUP];
 shared float reduced;
-
-float cached(uint element) {
-    return p.half_ != 0 ? unpackHalf2x16(cache[element >> 1] >> (16 * (element & 1))).x : uintBitsToFloat(cache[element]);
-}
 
 /// The workgroup's largest score: with subgroups, each subgroup's and then subgroup 0's over those (two barriers
 /// where the shared tree takes log₂ WORKGROUP; a maximum is the same in any order).
@@ -75,11 +61,7 @@ void main() {
     uint head = gl_WorkGroupID.x, token = gl_WorkGroupID.y, t = gl_LocalInvocationID.x;
     uint slot = uint(batch[p.slotBase + token]), position = uint(batch[p.positionBase + token]);
     uint keyValueHead = head / (p.heads / p.keyValueHeads), dims = p.headDimension;
-    uint queryBase = token * p.queryWidth + head * dims;  // rotated as it is read where no RoPE dispatch ran (rotaryHalf > 0)
-    for (uint d = t; d < dims; d += WORKGROUP)
-        query[d] = p.rotaryHalf == 0 ? queries[queryBase + d]
-                                     : rotated(queries[queryBase + rotaryPartner(d, p.rotaryHalf, p.interleaved)], queries[queryBase + d], d,
-                                               position, p.rotaryHalf, p.interleaved);
+    for (uint d = t; d < dims; d += WORKGROUP) query[d] = queryElement(token, head, position, d);
     barrier();
     uint slotBase = slot * p.capacity * p.cacheWidth + keyValueHead * dims;
     float maximum = -1.0 / 0.0, total = 0;

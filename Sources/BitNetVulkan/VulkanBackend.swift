@@ -16,9 +16,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Whether passes record a residual add or gated activation, the RMSNorm after it and the quantization of
     /// the result as one dispatch.
     public let fusesOps: Bool
-    /// Whether BitLinear runs batches of ``tiledMinimumTokens`` or more through the tiled prompt shader.
+    /// Whether BitLinear runs batches of ``tiledMinimumTokens`` or more through the tiled prompt shader, and attention
+    /// such batches of one sequence (a prompt).
     public let tilesPrompts: Bool
-    /// The fewest tokens a BitLinear dispatch takes the tiled shader for (fewer: one workgroup a row).
+    /// The fewest tokens a pass takes the tiled shaders for (fewer: BitLinear one workgroup a row, attention one a token).
     public static let tiledMinimumTokens = 16
     let profile = VulkanProfileRecorder()
 
@@ -34,7 +35,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     ///     result as one dispatch (default: yes; `$BITNET_VULKAN_FUSION` = 0 turns it off). The floats are the same
     ///     either way; off, each op is its own dispatch, to compare or to time.
     ///   - tilesPrompts: BitLinear over ``tiledMinimumTokens`` or more tokens in tiles of 64 rows × 32 tokens staged in
-    ///     shared memory (default: yes; `$BITNET_VULKAN_TILED` = 0 turns it off). The floats are the same either way.
+    ///     shared memory, and attention of such a batch of one sequence 8 queries a workgroup, reading each cached key
+    ///     and value once for all 8 (default: yes; `$BITNET_VULKAN_TILED` = 0 turns it off). The floats are the same
+    ///     either way.
     public init(device: VulkanDevice? = nil, validation: Bool? = nil, integerDotProduct: Bool? = nil, subgroups: Bool? = nil,
                 fusesOps: Bool? = nil, tilesPrompts: Bool? = nil) throws {
         let environment = ProcessInfo.processInfo.environment

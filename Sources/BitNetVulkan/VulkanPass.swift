@@ -180,11 +180,18 @@ struct VulkanPass {
                  reads: [attention.key, attention.value], writes: [], cache: attention.layer,
                  label: rotary == nil ? "kv store" : "rope + kv store", hazards: &hazards)
         let scale = 1 / Float(attention.headDimension).squareRoot()
-        dispatch(pipelines.attention, bindings[1],
+        let tiled = model.backend.tilesPrompts && tokens >= VulkanBackend.tiledMinimumTokens && isOneSequence
+        dispatch(tiled ? pipelines.attentionTiled : pipelines.attention, bindings[1],
                  [UInt32(width(attention.query)), UInt32(storage.width), UInt32(attention.heads), UInt32(attention.keyValueHeads),
-                  UInt32(attention.headDimension), UInt32(storage.capacity), valueOffset, half, scale.bitPattern, positionBase, slotBase] + rotation,
-                 groups: (attention.heads, tokens, 1), reads: [attention.query], writes: [attention.output], cache: attention.layer,
-                 label: "attention", hazards: &hazards)
+                  UInt32(attention.headDimension), UInt32(storage.capacity), valueOffset, half, scale.bitPattern, positionBase, slotBase]
+                     + rotation + [UInt32(tokens)],
+                 groups: (attention.heads, tiled ? (tokens + 7) / 8 : tokens, 1), reads: [attention.query], writes: [attention.output],
+                 cache: attention.layer, label: tiled ? "attention tiled" : "attention", hazards: &hazards)
+    }
+
+    /// Whether the pass's tokens are one slot's, at consecutive positions (a prompt): what the tiled attention takes.
+    private var isOneSequence: Bool {
+        range.allSatisfy { batch.slots[$0] == batch.slots[range.lowerBound] && batch.positions[$0] == batch.positions[range.lowerBound] + $0 - range.lowerBound }
     }
 
     private func record(_ op: ForwardOp, bindings: [bitnet_vk_binding], hazards: inout Hazards) {

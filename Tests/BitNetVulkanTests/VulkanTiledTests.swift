@@ -9,7 +9,9 @@ import TestSupport
 import Testing
 
 /// BitLinear over prompts in tiles of 64 rows × 32 tokens (`bitlinear_tiled.comp`) against the one-row-a-workgroup
-/// shader: integer sums are exact in any order and both rescale in the CPU's order, so the logits agree to the bit.
+/// shader: integer sums are exact in any order and both rescale in the CPU's order. Attention over a prompt 8 queries a
+/// workgroup (`attention_tiled.comp`) against one a workgroup: each query's floats in the same order. So the logits
+/// agree to the bit.
 @Suite struct VulkanTiledTests {
     /// 45 tokens: a whole tile of 32 and a partial one. The synthetic models have K and V projections of 96 rows (a
     /// whole tile of rows and a partial one) and rows whose scale blocks differ (the block-by-block rescale) beside rows
@@ -26,12 +28,39 @@ import Testing
             backend.profiling = true
             logits.append(try InferenceSession(model: model, contextLength: 64).evaluate(tokens, allPositions: true))
             backend.profiling = false
-            let labels = backend.takeProfile().entries.map(\.label).filter { $0.hasPrefix("bitlinear ") }
-            #expect(!labels.isEmpty && labels.allSatisfy { $0.hasSuffix(" tiled") == tiled }, "\(labels)")
+            let labels = backend.takeProfile().entries.map(\.label).filter { $0.hasPrefix("bitlinear ") || $0.hasPrefix("attention") }
+            #expect(labels.count > 1 && labels.allSatisfy { $0.hasSuffix(" tiled") == tiled }, "\(labels)")
             try VulkanTesting.expectNoValidationMessages(backend)
         }
         #expect(logits[0].count == 45)
         #expect(logits[0].map { $0.map(\.bitPattern) } == logits[1].map { $0.map(\.bitPattern) })
+    }
+
+    /// A prompt longer than a pass (256 + 44 tokens: the second pass attends to what the first stored), with f32 and
+    /// f16 caches; and a batch of two sequences, which the tiled attention does not take (its tiles are one slot's).
+    @Test(arguments: [KeyValueCacheType.f32, .f16])
+    func tiledAttentionGivesTheSameFloatsAcrossPasses(cache: KeyValueCacheType) throws {
+        var logits: [[[Float]]] = [], twoSequences: [[[Float]]] = []
+        for tiled in [false, true] {
+            let backend = try VulkanTesting.backend(tilesPrompts: tiled)
+            let model = try BitNetModel(path: VulkanBackendTests.bundledModel, backend: backend)
+            let tokens = (0..<300).map { ($0 * 131 + 7) % model.configuration.vocabularySize }
+            backend.profiling = true
+            logits.append(try InferenceSession(model: model, contextLength: 320, cacheType: cache).evaluate(tokens, allPositions: true))
+            var labels = Set(backend.takeProfile().entries.map(\.label))
+            #expect(labels.contains("attention tiled") == tiled && labels.contains("attention") == !tiled, "\(labels)")
+
+            var batch = ForwardBatch()
+            for (index, token) in tokens.prefix(40).enumerated() { batch.append(token, position: index / 2, slot: index % 2, wantsLogits: true) }
+            twoSequences.append(try model.forward(batch, cache: try model.makeCache(slots: 2, contextLength: 32, type: cache)))
+            backend.profiling = false
+            labels = Set(backend.takeProfile().entries.map(\.label))
+            #expect(!labels.contains("attention tiled") && labels.contains("bitlinear 768×256\(tiled ? " tiled" : "")"), "\(labels)")
+            try VulkanTesting.expectNoValidationMessages(backend)
+        }
+        #expect(logits[0].count == 300)
+        #expect(logits[0].map { $0.map(\.bitPattern) } == logits[1].map { $0.map(\.bitPattern) })
+        #expect(twoSequences[0].map { $0.map(\.bitPattern) } == twoSequences[1].map { $0.map(\.bitPattern) })
     }
 
     /// A one-layer BitNet b1.58 model of random ternary weights: hidden 768 (24 heads of 32, 3 KV heads: K and V have
