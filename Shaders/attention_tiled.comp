@@ -33,14 +33,15 @@ void main() {
         uint j = start + t;
         float scores[QUERIES];
         for (uint q = 0; q < QUERIES; q++) scores[q] = -1.0 / 0.0;
-        if (j <= last) {
-            uint key = slotBase + j * p.cacheWidth;
-            for (uint q = 0; q < count; q++) {
-                if (j > firstPosition + q) continue;
-                float score = 0;
-                for (uint d = 0; d < dims; d++) score += query[q][d] * cached(key + d);
-                scores[q] = score * p.scale;
+        if (j <= last) {  // each key element read once for every query that sees position j
+            uint key = slotBase + j * p.cacheWidth, seeing = min(count, last + 1 - j);
+            float dots[QUERIES];
+            for (uint q = 0; q < QUERIES; q++) dots[q] = 0;
+            for (uint d = 0; d < dims; d++) {
+                float k = cached(key + d);
+                for (uint q = count - seeing; q < count; q++) dots[q] += query[q][d] * k;
             }
+            for (uint q = count - seeing; q < count; q++) scores[q] = dots[q] * p.scale;
         }
         // The tile's maximum of each query, by the shared tree (a maximum is the same in any order).
         for (uint q = 0; q < QUERIES; q++) partial[q][t] = scores[q];
@@ -66,16 +67,17 @@ void main() {
                 for (uint q = 0; q < count; q++) partial[q][t] += partial[q][t + stride];
             barrier();
         }
-        for (uint q = 0; q < count; q++) {
-            if (start > firstPosition + q) continue;  // past this query's position: attention.comp has stopped
-            total[q] = total[q] * corrections[q] + partial[q][0];
-            uint positions = min(WORKGROUP, firstPosition + q + 1 - start);
-            for (uint k = 0; k < MAX_DIMENSIONS; k++) {
-                uint d = t + k * WORKGROUP;
-                if (d >= dims) break;
-                float sum = sums[q][k] * corrections[q];
-                for (uint i = 0; i < positions; i++) sum += weights[q][i] * cached(p.valueOffset + slotBase + (start + i) * p.cacheWidth + d);
-                sums[q][k] = sum;
+        // Queries whose position the tile reaches (attention.comp stops before the others' later tiles).
+        uint reached = start > firstPosition ? min(count, last + 1 - start) : count, skipped = count - reached;
+        for (uint q = skipped; q < count; q++) total[q] = total[q] * corrections[q] + partial[q][0];
+        for (uint k = 0; k < MAX_DIMENSIONS; k++) {
+            uint d = t + k * WORKGROUP;
+            if (d >= dims) break;
+            for (uint q = skipped; q < count; q++) sums[q][k] *= corrections[q];
+            // Each value read once for every query that sees its position, added in position order for each.
+            for (uint i = 0; i < min(WORKGROUP, last + 1 - start); i++) {
+                float v = cached(p.valueOffset + slotBase + (start + i) * p.cacheWidth + d);
+                for (uint q = max(skipped, min(count, start + i - min(start + i, firstPosition))); q < count; q++) sums[q][k] += weights[q][i] * v;
             }
         }
         barrier();
