@@ -33,7 +33,7 @@ struct VulkanPass {
     /// Runs the pass and appends the logits of its tokens that want them, copied to host-visible memory.
     func run(appendingLogitsTo logits: inout [Float]) throws {
         let vocabulary = model.graph.configuration.vocabularySize
-        try run { hazards in
+        try run(greedy: false) { hazards in
             guard outputs > 0 else { return }
             record(label: "logits copy", hazards: &hazards) {
                 bitnet_vk_stream_copy(context, storage.stream, storage.activations[model.graph.logits.index].pointer,
@@ -47,7 +47,7 @@ struct VulkanPass {
     /// Runs the pass and appends the greedy token of each logit row (`argmax.comp`), reading back three words a row.
     func run(appendingGreedyTokensTo tokens: inout [Int]) throws {
         let vocabulary = model.graph.configuration.vocabularySize
-        try run { hazards in
+        try run(greedy: true) { hazards in
             guard outputs > 0 else { return }
             dispatch(pipelines.argmax, storage.argmaxBinding, [UInt32(vocabulary), UInt32(outputs)], groups: grid(outputs),
                      reads: [model.graph.logits], writes: [], label: "argmax", hazards: &hazards)
@@ -61,12 +61,27 @@ struct VulkanPass {
         }
     }
 
-    /// Records every step, then `readback`, submits and waits.
-    private func run(then readback: (inout Hazards) -> Void) throws {
+    /// What decides the commands a pass records; everything else it reads from the per-pass inputs. A pass shaped
+    /// like the one before on the same cache (every decode step after the first) submits that recording again.
+    struct Shape: Hashable {
+        var tokens, outputs: Int
+        var greedy, oneSequence, profiled: Bool
+    }
+
+    /// Records every step, then `readback`, submits and waits; or submits the cache's last recording again if it
+    /// was of a pass of the same shape.
+    private func run(greedy: Bool, then readback: (inout Hazards) -> Void) throws {
         writeInputs()
-        try VulkanError.check { bitnet_vk_stream_begin(context, storage.stream, $0, $1) }
         let profile = model.backend.profile
-        var hazards = Hazards(labels: storage.timestamps && profile.isEnabled ? [] : nil)
+        let shape = Shape(tokens: tokens, outputs: outputs, greedy: greedy, oneSequence: isOneSequence,
+                          profiled: storage.timestamps && profile.isEnabled)
+        if storage.recordedShape == shape, !shape.profiled {
+            try VulkanError.check { bitnet_vk_stream_resubmit(context, storage.stream, $0, $1) }
+            return
+        }
+        storage.recordedShape = nil
+        try VulkanError.check { bitnet_vk_stream_begin(context, storage.stream, $0, $1) }
+        var hazards = Hazards(labels: shape.profiled ? [] : nil)
         if hazards.labels != nil { bitnet_vk_stream_timestamp(context, storage.stream) }
         for (index, step) in model.steps.enumerated() {
             switch step {
@@ -77,6 +92,7 @@ struct VulkanPass {
         }
         readback(&hazards)
         try VulkanError.check { bitnet_vk_stream_submit(context, storage.stream, $0, $1) }
+        storage.recordedShape = shape
         if let labels = hazards.labels {
             var timestamps = [Double](repeating: 0, count: storage.timestampCapacity)
             let count = Int(bitnet_vk_stream_timestamps(context, storage.stream, &timestamps, Int32(timestamps.count)))

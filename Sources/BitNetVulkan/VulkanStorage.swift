@@ -29,6 +29,8 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     private(set) var argmaxBinding: bitnet_vk_binding = 0
     /// The descriptor sets of each of the model's steps (an attention op has two: store, then attend).
     private(set) var bindings: [[bitnet_vk_binding]] = []
+    /// The shape of the pass the stream's command buffer holds, once submitted (nil: none, or being recorded).
+    var recordedShape: VulkanPass.Shape?
     /// Whether the stream can take timestamps (for ``VulkanBackend/profiling``), and how many a pass.
     private(set) var timestamps = false
     private(set) var timestampCapacity = 0

@@ -623,7 +623,7 @@ bitnet_vk_status bitnet_vk_stream_binding(bitnet_vk_context *c, bitnet_vk_stream
 
 bitnet_vk_status bitnet_vk_stream_begin(bitnet_vk_context *c, bitnet_vk_stream *s, char *error, int error_size) {
     CHECK(c->vkResetCommandBuffer(s->commands, 0), "vkResetCommandBuffer failed");
-    VkCommandBufferBeginInfo begin = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO, .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    VkCommandBufferBeginInfo begin = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};  // may be submitted again
     CHECK(c->vkBeginCommandBuffer(s->commands, &begin), "vkBeginCommandBuffer failed");
     if (s->timestamps) c->vkCmdResetQueryPool(s->commands, s->timestamps, 0, s->timestamp_capacity);
     s->timestamp_count = 0;
@@ -687,6 +687,10 @@ bitnet_vk_status bitnet_vk_stream_submit(bitnet_vk_context *c, bitnet_vk_stream 
     c->vkCmdPipelineBarrier(s->commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1,
                             &barrier, 0, NULL, 0, NULL);
     CHECK(c->vkEndCommandBuffer(s->commands), "vkEndCommandBuffer failed");
+    return bitnet_vk_stream_resubmit(c, s, error, error_size);
+}
+
+bitnet_vk_status bitnet_vk_stream_resubmit(bitnet_vk_context *c, bitnet_vk_stream *s, char *error, int error_size) {
     VkSubmitInfo submit = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &s->commands};
     pthread_mutex_lock(&c->lock);
     VkResult result = c->vkQueueSubmit(c->compute_queue, 1, &submit, s->fence);

@@ -67,7 +67,8 @@ import Testing
         let layers = model.configuration.layerCount
         let counts = Dictionary(profile.entries.map { ($0.label, $0.dispatches) }, uniquingKeysWith: +)
         let expected = ["embed": 1, "add + norm + quantize": 2 * layers - 1, "norm + quantize": layers + 1,
-                        "activation + norm + quantize": layers, "rope + kv store": layers, "attention": layers,
+                        "activation + norm + quantize": layers, "rope + kv store": layers,
+                        tokens.count >= VulkanBackend.tiledMinimumTokens ? "attention tiled" : "attention": layers,
                         "add": 1, "rms norm": 1, "select outputs": 1, "output projection": 1, "logits copy": 1]
         for (label, count) in expected { #expect(counts[label] == count, "\(label)") }
         #expect(counts.count == expected.count + counts.keys.filter { $0.hasPrefix("bitlinear ") }.count, "\(counts.keys.sorted())")

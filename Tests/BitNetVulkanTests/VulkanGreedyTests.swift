@@ -33,6 +33,24 @@ import Testing
         try VulkanTesting.expectNoValidationMessages(backend)
     }
 
+    /// A decode step shaped like the one before submits that step's recording again: its logits equal those of the
+    /// same step recorded afresh (here after a greedy step, whose recording differs), and so do its greedy tokens.
+    @Test func aResubmittedRecordingGivesWhatAFreshOneGives() throws {
+        let backend = try VulkanTesting.backend()
+        let model = try BitNetModel(path: VulkanBackendTests.bundledModel, backend: backend)
+        let tokens = try model.loadTokenizer().encode("The little robot watered the flowers every morning before the sun rose.")
+        let reused = try InferenceSession(model: model, contextLength: 64), fresh = try InferenceSession(model: model, contextLength: 64)
+        for (index, token) in tokens.enumerated() {
+            let logits = try reused.evaluate([token])[0]
+            if index % 2 == 0 {
+                #expect(try fresh.evaluate([token])[0].map(\.bitPattern) == logits.map(\.bitPattern), "step \(index)")
+            } else {
+                #expect(try fresh.evaluateGreedy([token]) == logits.withUnsafeBufferPointer(LogitRows.greedyToken), "step \(index)")
+            }
+        }
+        try VulkanTesting.expectNoValidationMessages(backend)
+    }
+
     /// Equal logits go to the lowest token on both backends. The 1bitLLM fixture's output rows are rewritten so that
     /// tokens 7, 100, 263 and 287 share one row and 5, 130, 261 and 286 its negation (the others zero): every logit
     /// row then ties its maximum four ways, within one invocation's columns (7, 263 and 5, 261: 256 apart) and across

@@ -104,5 +104,8 @@ void bitnet_vk_stream_timestamp(bitnet_vk_context *context, bitnet_vk_stream *st
 int bitnet_vk_stream_timestamps(bitnet_vk_context *context, bitnet_vk_stream *stream, double *nanoseconds, int capacity);
 /// Ends the recording (writes made visible to the host), submits it and waits on its fence.
 bitnet_vk_status bitnet_vk_stream_submit(bitnet_vk_context *context, bitnet_vk_stream *stream, char *error, int error_size);
+/// Submits the last recording again, unchanged, and waits on its fence (what it reads may have changed: the per-pass
+/// inputs in host-visible memory).
+bitnet_vk_status bitnet_vk_stream_resubmit(bitnet_vk_context *context, bitnet_vk_stream *stream, char *error, int error_size);
 
 #endif
