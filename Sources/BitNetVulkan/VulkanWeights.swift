@@ -66,15 +66,17 @@ struct TernaryPacking: Sendable, Equatable {
                                 weight.decodeTernaryRow(row, packed: packed.value, codes: codes.baseAddress!, scales: scales.baseAddress!)
                             }
                         }
+                        // Codes past `columns` stay 0 (weight 0) from the buffer's start: decoding writes only `columns`.
                         let rowWords = output.value + row * packing.wordsPerRow
-                        for word in 0..<packing.wordsPerRow {
-                            var value: UInt32 = 0
-                            for v in 0..<16 {
-                                let column = word * 16 + v
-                                let code = UInt32(column < packing.columns ? Int(codes[column]) + 1 : 1)
-                                value |= code << UInt32(8 * (v % 4) + 2 * (v / 4))
+                        codes.withUnsafeBytes { codes in
+                            for word in 0..<packing.wordsPerRow {
+                                var value: UInt32 = 0
+                                for s in 0..<4 {  // codes 4s…4s+3, as bytes w + 1 (no carries between bytes), at bit 2s of each
+                                    let four = codes.loadUnaligned(fromByteOffset: 16 * word + 4 * s, as: UInt32.self).littleEndian
+                                    value |= (((four & 0x7F7F_7F7F) &+ 0x0101_0101) ^ (four & 0x8080_8080)) << UInt32(2 * s)
+                                }
+                                rowWords[word] = value
                             }
-                            rowWords[word] = value
                         }
                         let rowScales = output.value + packing.scaleOffset + row * packing.blocksPerRow
                         for block in 0..<packing.blocksPerRow {

@@ -16,7 +16,7 @@ import Testing
     /// 45 tokens: a whole tile of 32 and a partial one. The synthetic models have K and V projections of 96 rows (a
     /// whole tile of rows and a partial one) and rows whose scale blocks differ (the block-by-block rescale) beside rows
     /// where they agree; the bundled model is TQ2_0 with one scale a tensor; the I2_S model has one scale a row.
-    @Test(arguments: ["bundled", "tq2_0", "tq1_0", "i2_s"], [false, true])
+    @Test(arguments: ["bundled", "tq2_0", "tq1_0", "i2_s", "f32"], [false, true])
     func tiledBitLinearGivesTheRowShadersFloats(model name: String, integerDot: Bool) throws {
         let scratch = TemporaryDirectory()
         let path = name == "bundled" ? VulkanBackendTests.bundledModel : try Self.syntheticModel(name, into: scratch.path + "/\(name).gguf")
@@ -34,6 +34,13 @@ import Testing
         }
         #expect(logits[0].count == 45)
         #expect(logits[0].map { $0.map(\.bitPattern) } == logits[1].map { $0.map(\.bitPattern) })
+        if name == "f32" {  // rows padded at upload to whole blocks of 256: the CPU, which pads nothing, agrees
+            let cpu = try BitNetModel(path: path, backend: .cpu, threads: 2)
+            let tokens = (0..<45).map { ($0 * 37 + 11) % cpu.configuration.vocabularySize }
+            let expected = try InferenceSession(model: cpu, contextLength: 64).evaluate(tokens, allPositions: true)
+            let errors = zip(logits[1], expected).map { $0.relativeError(to: $1) }
+            #expect(errors.sorted()[errors.count / 2] <= 1e-5 && errors.allSatisfy { $0 <= 1e-2 }, "\(errors)")
+        }
     }
 
     /// A prompt longer than a pass (256 + 44 tokens: the second pass attends to what the first stored), with f32 and
@@ -64,12 +71,13 @@ import Testing
     }
 
     /// A one-layer BitNet b1.58 model of random ternary weights: hidden 768 (24 heads of 32, 3 KV heads: K and V have
-    /// 96 rows), feed-forward 512, 64 tokens. TQ2_0 and TQ1_0 rows take a scale per block of 256, equal along every
+    /// 96 rows), feed-forward 512, 64 tokens; `f32`: hidden 288 and feed-forward 200, float weights. TQ2_0 and TQ1_0 rows take a scale per block of 256, equal along every
     /// third row, different from the first block or only in the last along the others; I2_S takes one scale a tensor.
     static func syntheticModel(_ type: String, into path: String) throws -> String {
+        let odd = type == "f32"  // hidden 288 (9 heads), feed-forward 200: rows of 200 and 288 values
         let configuration = ModelConfiguration(
-            architecture: .bitnetB158, vocabularySize: 64, hiddenSize: 768, intermediateSize: 512, layerCount: 1, headCount: 24,
-            keyValueHeadCount: 3, headDimension: 32, rmsNormEpsilon: 1e-5, ropeTheta: 10_000,
+            architecture: .bitnetB158, vocabularySize: 64, hiddenSize: odd ? 288 : 768, intermediateSize: odd ? 200 : 512, layerCount: 1,
+            headCount: odd ? 9 : 24, keyValueHeadCount: 3, headDimension: 32, rmsNormEpsilon: 1e-5, ropeTheta: 10_000,
             rotaryLayout: BitNetArchitecture.bitnetB158.definition.ggufRotaryLayout, contextLength: 64)
         var metadata = GGUFMetadata()
         for (key, value) in configuration.ggufMetadata { metadata[key] = value }
@@ -81,8 +89,12 @@ import Testing
             let (rows, columns) = role.shape(configuration)
             if role.isBitLinear {
                 let codes = (0..<rows * columns).map { _ in Int8(Int(generator.next() % 3) - 1) }
-                let ggml: GGMLType = type == "tq2_0" ? .tq2_0 : type == "tq1_0" ? .tq1_0 : .i2_s
+                let ggml: GGMLType = type == "tq2_0" ? .tq2_0 : type == "tq1_0" ? .tq1_0 : type == "f32" ? .f32 : .i2_s
                 declared.append((role.ggufName(layer: 0), ggml, [columns, rows]))
+                if ggml == .f32 {  // ternary values times a scale, quantized back to them at load
+                    data.append(codes.flatMap { withUnsafeBytes(of: (Float($0) * 0.75).bitPattern.littleEndian, Array.init) })
+                    continue
+                }
                 if ggml == .i2_s {
                     var bytes = [UInt8](repeating: 0, count: try I2S.byteCount(valueCount: codes.count, rowLength: columns))
                     try codes.withUnsafeBufferPointer { codes in
