@@ -219,11 +219,6 @@ SCORE_ROWS(score_rows8_f32_avx2, TARGET_AVX2, score_rows_f32_avx2, 2)
 
 #define TARGET_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")))
 
-/// `low` in lanes 0–7, `high` in lanes 8–15.
-TARGET_AVX512 static ALWAYS_INLINE __m512 pair_of_halves(__m256 low, __m256 high) {
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(low)), _mm256_castps_pd(high), 1));
-}
-
 /// Σ of each 8-lane half of eight accumulators, each half summed as ``sum_lanes_ps_avx2`` sums an AVX2 dot's
 /// accumulator — (l0 + l4) + (l2 + l6) and (l1 + l5) + (l3 + l7), then those two — so the floats are its own.
 /// Lane 4k + j of the result is half k & 1 of accumulator 2j + (k >> 1).
@@ -240,41 +235,50 @@ TARGET_AVX512 static ALWAYS_INLINE __m512 sum_halves8_avx512(const __m512 acc[8]
                          _mm512_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-/// ``bitnet_dot_f32_avx2`` of 8·G query rows with each pair of cached keys p, p + 1: p's dot in lanes 0–7 of a
-/// row's accumulator, p + 1's in lanes 8–15, each the AVX2 dot's one accumulator (`dimension` a multiple of 8, so
-/// it has no scalar tail). An odd last position is paired with itself. `values` is only asked for ahead, as keys are.
+/// ``bitnet_dot_f32_avx2`` of 8·G query rows with cached keys, 16 accumulators at a time: one holds a pair of rows
+/// with one key, row 2m's dot in lanes 0–7 and row 2m + 1's in lanes 8–15, each the AVX2 dot's one accumulator
+/// (`dimension` a multiple of 8, so it has no scalar tail). A key's 8 dimensions are one broadcast load and a pair's
+/// one load, shared by 2 keys (G = 2: 16 rows) or 4 (G = 1): 10 or 8 loads and no shuffle for 16 multiply-adds,
+/// where pairing two keys in one register took 18 loads and a shuffle. Positions past the last repeat it and are not
+/// stored. `values` is only asked for ahead, as keys are.
 TARGET_AVX512 static ALWAYS_INLINE void score_rows_f32_avx512(const uint8_t *keys, const uint8_t *values, int64_t stride,
                                                               int64_t positions, const float *const queries[16],
                                                               int64_t dimension, float scale, float *scores,
                                                               int64_t score_stride, float *packed, const int G) {
-    const __m512i order = _mm512_set_epi32(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0);
+    // Lane 4k + j of ``sum_halves8_avx512`` holds row 4j + k of a key's rows (G = 2), or of two keys' (G = 1).
+    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
     const int64_t head_bytes = dimension * 4;
-    // Each 8 dimensions of the rows side by side, so one register addresses every row's at a fixed offset.
-    for (int64_t i = 0; i < dimension; i += 8)
-        for (int q = 0; q < 8 * G; q++) _mm256_storeu_ps(packed + (i * G + q) * 8, _mm256_loadu_ps(queries[q] + i));
-    for (int64_t p = 0; p < positions; p += 2) {
-        const uint8_t *first = keys + p * stride, *second = p + 1 < positions ? first + stride : first;
-        if (p + ATTENTION_PREFETCH_ROWS + 1 < positions) {
-            prefetch_head_rows(keys, values, (p + ATTENTION_PREFETCH_ROWS) * stride, head_bytes);
-            prefetch_head_rows(keys, values, (p + ATTENTION_PREFETCH_ROWS + 1) * stride, head_bytes);
+    const int K = 4 / G, pairs = 4 * G;  // keys and row pairs a step
+    for (int64_t i = 0; i < dimension; i += 8)  // each 8 dimensions of rows 2m and 2m + 1 side by side
+        for (int m = 0; m < pairs; m++) {
+            _mm256_storeu_ps(packed + (i * G + 2 * m) * 8, _mm256_loadu_ps(queries[2 * m] + i));
+            _mm256_storeu_ps(packed + (i * G + 2 * m + 1) * 8, _mm256_loadu_ps(queries[2 * m + 1] + i));
         }
+    for (int64_t p = 0; p < positions; p += K) {
+        const float *key[4];
+        for (int k = 0; k < K; k++) key[k] = (const float *)(keys + (p + k < positions ? p + k : positions - 1) * stride);
+        for (int k = 0; k < K; k++)
+            if (p + ATTENTION_PREFETCH_ROWS + k < positions) prefetch_head_rows(keys, values, (p + ATTENTION_PREFETCH_ROWS + k) * stride, head_bytes);
         __m512 acc[16];
-        for (int q = 0; q < 8 * G; q++) acc[q] = _mm512_setzero_ps();
+        for (int a = 0; a < 16; a++) acc[a] = _mm512_setzero_ps();
         for (int64_t i = 0; i < dimension; i += 8) {
-            __m512 key = pair_of_halves(_mm256_loadu_ps((const float *)first + i), _mm256_loadu_ps((const float *)second + i));
             const float *chunk = packed + i * G * 8;
-            for (int q = 0; q < 8 * G; q++) {
-                __m512 query = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(chunk + 8 * q))));
-                acc[q] = _mm512_fmadd_ps(key, query, acc[q]);
+            __m512 rows[8];
+            for (int m = 0; m < pairs; m++) rows[m] = _mm512_loadu_ps(chunk + 16 * m);
+            for (int k = 0; k < K; k++) {
+                __m512 dims = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(key[k] + i))));
+                for (int m = 0; m < pairs; m++) acc[pairs * k + m] = _mm512_fmadd_ps(dims, rows[m], acc[pairs * k + m]);
             }
         }
-        for (int g = 0; g < G; g++) {
-            // Lanes 0–7: rows 8g … 8g + 7 at p; lanes 8–15: at p + 1.
-            __m512 dots = _mm512_permutexvar_ps(order, sum_halves8_avx512(acc + 8 * g));
-            dots = _mm512_mul_ps(dots, _mm512_set1_ps(scale));
-            _mm256_storeu_ps(scores + p * score_stride + 8 * g, _mm512_castps512_ps256(dots));
-            if (p + 1 < positions)
-                _mm256_storeu_ps(scores + (p + 1) * score_stride + 8 * g, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dots), 1)));
+        for (int half = 0; half < 2; half++) {  // accumulators 8·half …: one key's 16 rows, or two keys' 8
+            __m512 dots = _mm512_mul_ps(_mm512_permutexvar_ps(order, sum_halves8_avx512(acc + 8 * half)), _mm512_set1_ps(scale));
+            if (G == 2) {
+                if (p + half < positions) _mm512_storeu_ps(scores + (p + half) * score_stride, dots);
+            } else {
+                if (p + 2 * half < positions) _mm256_storeu_ps(scores + (p + 2 * half) * score_stride, _mm512_castps512_ps256(dots));
+                if (p + 2 * half + 1 < positions)
+                    _mm256_storeu_ps(scores + (p + 2 * half + 1) * score_stride, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dots), 1)));
+            }
         }
     }
 }
