@@ -123,17 +123,22 @@ public struct Sampler: TokenSampler {
                 parent = lowest
             }
         }
-        for index in logits.indices {
-            if heap.count < k {
-                heap.append(index)
-                var child = heap.count - 1
-                while child > 0, below(heap[child], heap[(child - 1) / 2]) {
-                    heap.swapAt(child, (child - 1) / 2)
-                    child = (child - 1) / 2
-                }
-            } else if below(heap[0], index) {
+        for index in 0..<k {
+            heap.append(index)
+            var child = heap.count - 1
+            while child > 0, below(heap[child], heap[(child - 1) / 2]) {
+                heap.swapAt(child, (child - 1) / 2)
+                child = (child - 1) / 2
+            }
+        }
+        // A later index ranks below an equal logit already held, so only a larger logit than the worst held gets in:
+        // one comparison with a value kept at hand for almost every index.
+        var worst = logits[heap[0]]
+        logits.withUnsafeBufferPointer { values in
+            for index in k..<values.count where values[index] > worst {
                 heap[0] = index
                 siftDown(0)
+                worst = values[heap[0]]
             }
         }
         return heap.sorted { below($1, $0) }
