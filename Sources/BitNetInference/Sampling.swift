@@ -104,6 +104,7 @@ public struct Sampler: TokenSampler {
     /// of the best k seen so far: O(n log k) instead of sorting all n.
     static func largest(_ k: Int, of logits: [Float]) -> [Int] {
         let k = min(k, logits.count)
+        guard k > 0 else { return [] }
         guard k < logits.count else {
             return logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
         }

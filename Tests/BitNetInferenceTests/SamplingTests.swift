@@ -79,7 +79,7 @@ import Testing
         // Few distinct values, so ties are everywhere.
         let logits = (0..<5000).map { _ in Float(Int.random(in: 0..<200, using: &generator)) / 8 }
         let sorted = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-        for k in [1, 2, 40, 999, 4999, 5000, 6000] {
+        for k in [0, 1, 2, 40, 999, 4999, 5000, 6000] {
             #expect(Sampler.largest(k, of: logits) == Array(sorted.prefix(k)), "k = \(k)")
         }
     }
