@@ -34,18 +34,27 @@ import Testing
     }
 
     /// A decode step shaped like the one before submits that step's recording again: its logits equal those of the
-    /// same step recorded afresh (here after a greedy step, whose recording differs), and so do its greedy tokens.
-    @Test func aResubmittedRecordingGivesWhatAFreshOneGives() throws {
+    /// same step recorded afresh (here after a greedy step, whose recording differs), and so do its greedy tokens, both
+    /// from a cache whose every step is greedy (a greedy recording resubmitted) and from the alternating one. With two
+    /// slots each step is a two-token batch of two sequences.
+    @Test(arguments: [1, 2])
+    func aResubmittedRecordingGivesWhatAFreshOneGives(slots: Int) throws {
         let backend = try VulkanTesting.backend()
         let model = try BitNetModel(path: VulkanBackendTests.bundledModel, backend: backend)
         let tokens = try model.loadTokenizer().encode("The little robot watered the flowers every morning before the sun rose.")
-        let reused = try InferenceSession(model: model, contextLength: 64), fresh = try InferenceSession(model: model, contextLength: 64)
+        let vocabulary = model.configuration.vocabularySize
+        let reused = try model.makeCache(slots: slots, contextLength: 64), fresh = try model.makeCache(slots: slots, contextLength: 64)
+        let greedy = try model.makeCache(slots: slots, contextLength: 64)
         for (index, token) in tokens.enumerated() {
-            let logits = try reused.evaluate([token])[0]
+            var batch = ForwardBatch()
+            for slot in 0..<slots { batch.append((token + 17 * slot) % vocabulary, position: index, slot: slot, wantsLogits: true) }
+            let logits = try model.forward(batch, cache: reused).flatMap { $0 }
+            let expected = LogitRows.greedyTokens(logits, vocabularySize: vocabulary)
+            #expect(try model.forwardGreedy(batch, cache: greedy) == expected, "step \(index)")
             if index % 2 == 0 {
-                #expect(try fresh.evaluate([token])[0].map(\.bitPattern) == logits.map(\.bitPattern), "step \(index)")
+                #expect(try model.forward(batch, cache: fresh).flatMap { $0 }.map(\.bitPattern) == logits.map(\.bitPattern), "step \(index)")
             } else {
-                #expect(try fresh.evaluateGreedy([token]) == logits.withUnsafeBufferPointer(LogitRows.greedyToken), "step \(index)")
+                #expect(try model.forwardGreedy(batch, cache: fresh) == expected, "step \(index)")
             }
         }
         try VulkanTesting.expectNoValidationMessages(backend)
