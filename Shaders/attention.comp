@@ -5,7 +5,8 @@
 // Causal grouped-query attention of one token's head over its slot's cached positions 0…position, one workgroup
 // each, in tiles of WORKGROUP positions with a running maximum (the softmax of the whole row, never held at once,
 // so any context length fits); its query rotated as it is read when `rotaryHalf` > 0, as kv_store.comp rotates
-// the keys. Each invocation accumulates output dimensions t, t + WORKGROUP, ….
+// the keys. Each invocation accumulates output dimensions t, t + WORKGROUP, …. A long decode splits its positions
+// into blocks, a workgroup each, which attention_combine.comp combines as the CPU backend does.
 #include "attention.glsl"
 const uint MAX_DIMENSIONS = 4;  // per invocation: head dimensions up to 4 × WORKGROUP
 shared float query[4 * WORKGROUP];
@@ -61,15 +62,23 @@ void main() {
     uint head = gl_WorkGroupID.x, token = gl_WorkGroupID.y, t = gl_LocalInvocationID.x;
     uint slot = uint(batch[p.slotBase + token]), position = uint(batch[p.positionBase + token]);
     uint keyValueHead = head / (p.heads / p.keyValueHeads), dims = p.headDimension;
+    // Split (`blockPositions` > 0): workgroup z attends to block z of the positions alone, as if it were the whole
+    // cache, for attention_combine.comp; a block past the token's position writes an empty partial.
+    uint first = gl_WorkGroupID.z * p.blockPositions, last = p.blockPositions == 0 ? position : min(position, first + p.blockPositions - 1);
+    uint partialBase = ((token * p.heads + head) * gl_NumWorkGroups.z + gl_WorkGroupID.z) * (dims + 2);
+    if (first > position) {
+        for (uint d = t; d < dims + 2; d += WORKGROUP) outputs[partialBase + d] = d == dims ? -1.0 / 0.0 : 0.0;
+        return;
+    }
     for (uint d = t; d < dims; d += WORKGROUP) query[d] = queryElement(token, head, position, d);
     barrier();
     uint slotBase = slot * p.capacity * p.cacheWidth + keyValueHead * dims;
     float maximum = -1.0 / 0.0, total = 0;
     float sums[MAX_DIMENSIONS] = float[MAX_DIMENSIONS](0, 0, 0, 0);
-    for (uint start = 0; start <= position; start += WORKGROUP) {
+    for (uint start = first; start <= last; start += WORKGROUP) {
         uint j = start + t;
         float score = -1.0 / 0.0;
-        if (j <= position) {
+        if (j <= last) {
             score = 0;
             uint key = slotBase + j * p.cacheWidth;
             for (uint d = 0; d < dims; d++) score += query[d] * cached(key + d);
@@ -77,10 +86,10 @@ void main() {
         }
         float newMaximum = max(maximum, reduceMax(score));
         float correction = exp(maximum - newMaximum);
-        float weight = j <= position ? exp(score - newMaximum) : 0;
+        float weight = j <= last ? exp(score - newMaximum) : 0;
         weights[t] = weight;
         total = total * correction + reduceSum(weight);  // reduceSum's barriers publish weights[]
-        uint count = min(WORKGROUP, position + 1 - start);
+        uint count = min(WORKGROUP, last + 1 - start);
         for (uint k = 0; k < MAX_DIMENSIONS; k++) {
             uint d = t + k * WORKGROUP;
             if (d >= dims) break;
@@ -91,8 +100,13 @@ void main() {
         maximum = newMaximum;
         barrier();
     }
+    uint base = p.blockPositions == 0 ? token * p.queryWidth + head * dims : partialBase;
     for (uint k = 0; k < MAX_DIMENSIONS; k++) {
         uint d = t + k * WORKGROUP;
-        if (d < dims) outputs[token * p.queryWidth + head * dims + d] = sums[k] / total;
+        if (d < dims) outputs[base + d] = sums[k] / total;
+    }
+    if (p.blockPositions != 0 && t == 0) {
+        outputs[partialBase + dims] = maximum;
+        outputs[partialBase + dims + 1] = total;
     }
 }

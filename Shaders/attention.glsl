@@ -9,7 +9,7 @@ layout(std430, binding = 4) readonly buffer Table { float table[]; };
 layout(push_constant) uniform Push {
     uint queryWidth, cacheWidth, heads, keyValueHeads, headDimension, capacity, valueOffset, half_;
     float scale;
-    uint positionBase, slotBase, rotaryHalf, interleaved, tokens;
+    uint positionBase, slotBase, rotaryHalf, interleaved, tokens, blockPositions;
 } p;
 #include "rotary.glsl"
 

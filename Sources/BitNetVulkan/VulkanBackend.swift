@@ -19,6 +19,8 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Whether BitLinear runs batches of ``tiledMinimumTokens`` or more through the tiled prompt shader, and attention
     /// such batches of one sequence (a prompt).
     public let tilesPrompts: Bool
+    /// Whether a short pass (a decode step) splits attention over a long cache into blocks of positions.
+    public let splitsAttention: Bool
     /// The fewest tokens a pass takes the tiled shaders for (fewer: BitLinear one workgroup a row, attention one a token).
     public static let tiledMinimumTokens = 16
     let profile = VulkanProfileRecorder()
@@ -38,8 +40,11 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     ///     shared memory, and attention of such a batch of one sequence 8 queries a workgroup, reading each cached key
     ///     and value once for all 8 (default: yes; `$BITNET_VULKAN_TILED` = 0 turns it off). The floats are the same
     ///     either way.
+    ///   - splitsAttention: a pass of at most 16 tokens whose tokens see more than 256 cached positions attends to
+    ///     blocks of 256 (more past 16,384 positions) in workgroups of their own and combines them as the CPU backend
+    ///     does (default: yes; `$BITNET_VULKAN_SPLIT` = 0 turns it off; the floats differ by rounding).
     public init(device: VulkanDevice? = nil, validation: Bool? = nil, integerDotProduct: Bool? = nil, subgroups: Bool? = nil,
-                fusesOps: Bool? = nil, tilesPrompts: Bool? = nil) throws {
+                fusesOps: Bool? = nil, tilesPrompts: Bool? = nil, splitsAttention: Bool? = nil) throws {
         let environment = ProcessInfo.processInfo.environment
         let library = VulkanDevices.defaultLoader
         let devices = try VulkanDevices.list(library: library)
@@ -63,6 +68,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
         pipelines = try VulkanPipelines(context, integerDotProduct: useDot, subgroups: useSubgroups)
         self.fusesOps = fusesOps ?? (environment["BITNET_VULKAN_FUSION"] != "0")
         self.tilesPrompts = tilesPrompts ?? (environment["BITNET_VULKAN_TILED"] != "0")
+        self.splitsAttention = splitsAttention ?? (environment["BITNET_VULKAN_SPLIT"] != "0")
         profile.isEnabled = environment["BITNET_VULKAN_PROFILE"] == "1"
     }
 

@@ -113,7 +113,8 @@ final class VulkanPipeline: @unchecked Sendable {
 
 /// The backend's pipelines, created once per device.
 struct VulkanPipelines: Sendable {
-    let embed, rmsNorm, quantize, bitLinear, bitLinearTiled, project, rope, storeKeysAndValues, attention, attentionTiled, elementwise, argmax: VulkanPipeline
+    let embed, rmsNorm, quantize, bitLinear, bitLinearTiled, project, rope, storeKeysAndValues, attention, attentionTiled, attentionCombine, elementwise,
+        argmax: VulkanPipeline
     /// Whether BitLinear uses the integer dot product instructions.
     let integerDotProduct: Bool
     /// Whether quantization, attention and the output projection reduce with subgroup operations.
@@ -131,6 +132,7 @@ struct VulkanPipelines: Sendable {
         storeKeysAndValues = try VulkanPipeline(context, code: ShaderCode.kvStore, workgroupSize: 256)
         attention = try VulkanPipeline(context, code: subgroups ? ShaderCode.attentionSubgroups : ShaderCode.attention, workgroupSize: 64)
         attentionTiled = try VulkanPipeline(context, code: ShaderCode.attentionTiled, workgroupSize: 64)
+        attentionCombine = try VulkanPipeline(context, code: ShaderCode.attentionCombine, workgroupSize: 64)
         elementwise = try VulkanPipeline(context, code: ShaderCode.elementwise, workgroupSize: 256)
         argmax = try VulkanPipeline(context, code: ShaderCode.argmax, workgroupSize: 256)
         self.integerDotProduct = integerDotProduct

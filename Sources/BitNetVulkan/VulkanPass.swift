@@ -65,7 +65,9 @@ struct VulkanPass {
     /// like the one before on the same cache (every decode step after the first) submits that recording again.
     struct Shape: Hashable {
         var tokens, outputs: Int
-        var greedy, oneSequence, profiled: Bool
+        var greedy, oneSequence: Bool
+        var attentionBlocks: Int
+        var profiled: Bool
     }
 
     /// Records every step, then `readback`, submits and waits; or submits the cache's last recording again if it
@@ -73,7 +75,7 @@ struct VulkanPass {
     private func run(greedy: Bool, then readback: (inout Hazards) -> Void) throws {
         writeInputs()
         let profile = model.backend.profile
-        let shape = Shape(tokens: tokens, outputs: outputs, greedy: greedy, oneSequence: isOneSequence,
+        let shape = Shape(tokens: tokens, outputs: outputs, greedy: greedy, oneSequence: isOneSequence, attentionBlocks: attentionBlocks,
                           profiled: storage.timestamps && profile.isEnabled)
         if storage.recordedShape == shape, !shape.profiled {
             try VulkanError.check { bitnet_vk_stream_resubmit(context, storage.stream, $0, $1) }
@@ -126,10 +128,11 @@ struct VulkanPass {
 
     /// Records one dispatch after a barrier if it depends on what the stretch so far wrote or read.
     private func dispatch(_ pipeline: VulkanPipeline, _ binding: bitnet_vk_binding, _ push: [UInt32], groups: (Int, Int, Int),
-                          reads: [ActivationID], writes: [ActivationID], cache: Int? = nil, label: @autoclosure () -> String,
-                          hazards: inout Hazards) {
-        let readIDs = Set(reads.map(\.index) + (cache.map { [-1 - $0] } ?? []))
-        let writeIDs = Set(writes.map(\.index) + (cache.map { [-1 - $0] } ?? []))
+                          reads: [ActivationID], writes: [ActivationID], cache: Int? = nil, partials: (read: Bool, written: Bool) = (false, false),
+                          label: @autoclosure () -> String, hazards: inout Hazards) {
+        let partialsID = Int.min  // the split attention's partials, outside the graph's buffers
+        let readIDs = Set(reads.map(\.index) + (cache.map { [-1 - $0] } ?? []) + (partials.read ? [partialsID] : []))
+        let writeIDs = Set(writes.map(\.index) + (cache.map { [-1 - $0] } ?? []) + (partials.written ? [partialsID] : []))
         if !readIDs.isDisjoint(with: hazards.written) || !writeIDs.isDisjoint(with: hazards.written.union(hazards.read)) {
             bitnet_vk_stream_barrier(context, storage.stream)
             hazards.read = []
@@ -196,13 +199,35 @@ struct VulkanPass {
                  reads: [attention.key, attention.value], writes: [], cache: attention.layer,
                  label: rotary == nil ? "kv store" : "rope + kv store", hazards: &hazards)
         let scale = 1 / Float(attention.headDimension).squareRoot()
-        let tiled = model.backend.tilesPrompts && tokens >= VulkanBackend.tiledMinimumTokens && isOneSequence
-        dispatch(tiled ? pipelines.attentionTiled : pipelines.attention, bindings[1],
-                 [UInt32(width(attention.query)), UInt32(storage.width), UInt32(attention.heads), UInt32(attention.keyValueHeads),
-                  UInt32(attention.headDimension), UInt32(storage.capacity), valueOffset, half, scale.bitPattern, positionBase, slotBase]
-                     + rotation + [UInt32(tokens)],
-                 groups: (attention.heads, tiled ? (tokens + 7) / 8 : tokens, 1), reads: [attention.query], writes: [attention.output],
-                 cache: attention.layer, label: tiled ? "attention tiled" : "attention", hazards: &hazards)
+        let push = [UInt32(width(attention.query)), UInt32(storage.width), UInt32(attention.heads), UInt32(attention.keyValueHeads),
+                    UInt32(attention.headDimension), UInt32(storage.capacity), valueOffset, half, scale.bitPattern, positionBase, slotBase]
+            + rotation + [UInt32(tokens)]
+        if attentionBlocks > 0 {  // each block a workgroup, then their combination
+            dispatch(pipelines.attention, bindings[2], push + [UInt32(storage.attentionBlockPositions)],
+                     groups: (attention.heads, tokens, attentionBlocks), reads: [attention.query], writes: [], cache: attention.layer,
+                     partials: (false, true), label: "attention by blocks", hazards: &hazards)
+            dispatch(pipelines.attentionCombine, bindings[3],
+                     [UInt32(width(attention.query)), UInt32(attention.heads), UInt32(attention.headDimension), positionBase,
+                      UInt32(storage.attentionBlockPositions), UInt32(attentionBlocks)],
+                     groups: (attention.heads, tokens, 1), reads: [], writes: [attention.output], partials: (true, false),
+                     label: "attention blocks combined", hazards: &hazards)
+            return
+        }
+        dispatch(tiledAttention ? pipelines.attentionTiled : pipelines.attention, bindings[1], push + [0],
+                 groups: (attention.heads, tiledAttention ? (tokens + 7) / 8 : tokens, 1), reads: [attention.query], writes: [attention.output],
+                 cache: attention.layer, label: tiledAttention ? "attention tiled" : "attention", hazards: &hazards)
+    }
+
+    /// Whether attention takes 8 queries a workgroup: a prompt of ``VulkanBackend/tiledMinimumTokens`` or more.
+    private var tiledAttention: Bool { model.backend.tilesPrompts && tokens >= VulkanBackend.tiledMinimumTokens && isOneSequence }
+
+    /// Blocks of positions a short pass's attention is split into, a workgroup each (0: not split), where a token sees
+    /// more than one block: a decode step's few workgroups would otherwise each walk the whole cache alone.
+    private var attentionBlocks: Int {
+        guard model.backend.splitsAttention, tokens <= VulkanKeyValueStorage.splitMaximumTokens, !tiledAttention,
+              let last = batch.positions[range].max() else { return 0 }
+        let blocks = last / storage.attentionBlockPositions + 1
+        return blocks > 1 ? blocks : 0
     }
 
     /// Whether the pass's tokens are one slot's, at consecutive positions (a prompt): what the tiled attention takes.

@@ -27,7 +27,14 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     let greedyChoices: VulkanBuffer
     /// The argmax dispatch's descriptor set: the logits, then ``greedyChoices``.
     private(set) var argmaxBinding: bitnet_vk_binding = 0
-    /// The descriptor sets of each of the model's steps (an attention op has two: store, then attend).
+    /// A split decode's attention: positions per block, blocks at most, and each (token, head, block)'s partial.
+    let attentionBlockPositions: Int
+    let attentionBlocks: Int
+    let attentionPartials: VulkanBuffer
+    /// The most tokens a pass splits its attention for (more: there are workgroups enough without).
+    static let splitMaximumTokens = 16
+    /// The descriptor sets of each of the model's steps (an attention op has four: store, attend, attend by blocks,
+    /// combine the blocks).
     private(set) var bindings: [[bitnet_vk_binding]] = []
     /// The shape of the pass the stream's command buffer holds, once submitted (nil: none, or being recorded).
     var recordedShape: VulkanPass.Shape?
@@ -56,6 +63,11 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
             return try VulkanBuffer(context, byteCount: bytes)
         }
         inputs = try VulkanBuffer(context, byteCount: 4 * model.maxTokens * 4, memory: BITNET_VK_MEMORY_HOST)
+        // Blocks of 256 positions, as the CPU backend reads a long cache, or longer ones so that at most 64 make a context.
+        attentionBlockPositions = max(256, (capacity + 64 * 64 - 1) / (64 * 64) * 64)
+        attentionBlocks = (capacity + attentionBlockPositions - 1) / attentionBlockPositions
+        let floatsPerToken = graph.ops.reduce(1) { if case .attention(let op) = $1 { max($0, op.heads * (op.headDimension + 2)) } else { $0 } }
+        attentionPartials = try VulkanBuffer(context, byteCount: Self.splitMaximumTokens * floatsPerToken * attentionBlocks * 4)
         logitsReadback = try VulkanBuffer(context, byteCount: model.maxOutputs * graph.configuration.vocabularySize * 4, memory: BITNET_VK_MEMORY_HOST)
         greedyChoices = try VulkanBuffer(context, byteCount: model.maxOutputs * 3 * 4, memory: BITNET_VK_MEMORY_HOST)
         guard inputs.mapped != nil, logitsReadback.mapped != nil, greedyChoices.mapped != nil else {
@@ -81,10 +93,10 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         }
 
         var stream: OpaquePointer?
-        try VulkanError.check { bitnet_vk_stream_create(context.pointer, UInt32(graph.ops.count * 2 + 2), &stream, $0, $1) }
+        try VulkanError.check { bitnet_vk_stream_create(context.pointer, UInt32(graph.ops.count * 4 + 2), &stream, $0, $1) }
         self.stream = stream!
-        // Room for a timestamp after every dispatch (an attention op has two), the readback and one at the start.
-        timestampCapacity = 2 * model.steps.count + 2
+        // Room for a timestamp after every dispatch (an attention op has three), the readback and one at the start.
+        timestampCapacity = 3 * model.steps.count + 2
         timestamps = bitnet_vk_stream_enable_timestamps(context.pointer, self.stream, UInt32(timestampCapacity), nil, 0) == BITNET_VK_OK
         bindings = try model.steps.map { step in try buffers(of: step).map(makeBinding) }
         argmaxBinding = try makeBinding([activations[graph.logits.index], greedyChoices])
@@ -113,7 +125,9 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         case .op(let stepOp): op = stepOp
         case .ropedAttention(let op, let rotary):
             return [[activation(op.key), activation(op.value), inputs, layers[op.layer], rotaryTables[rotary]!],
-                    [activation(op.query), layers[op.layer], inputs, activation(op.output), rotaryTables[rotary]!]]
+                    [activation(op.query), layers[op.layer], inputs, activation(op.output), rotaryTables[rotary]!],
+                    [activation(op.query), layers[op.layer], inputs, attentionPartials, rotaryTables[rotary]!],
+                    [attentionPartials, nil, inputs, activation(op.output)]]
         case .rowQuantize(let quantize):
             let second: ActivationID? = switch quantize.prologue {
             case .none: nil
@@ -129,7 +143,9 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         case .rope(let buffer, _, let rotary): [[activation(buffer), inputs, rotaryTables[rotary]!]]
         case .attention(let op):
             [[activation(op.key), activation(op.value), inputs, layers[op.layer]],
-             [activation(op.query), layers[op.layer], inputs, activation(op.output)]]
+             [activation(op.query), layers[op.layer], inputs, activation(op.output)],
+             [activation(op.query), layers[op.layer], inputs, attentionPartials],
+             [attentionPartials, nil, inputs, activation(op.output)]]
         case .gatedActivation(_, let gate, let up, let output): [[activation(gate), activation(up), activation(output), inputs]]
         case .add(let input, let accumulator): [[activation(input), activation(accumulator), nil, inputs]]
         case .selectOutputs(let input, let output): [[activation(input), nil, activation(output), inputs]]

@@ -104,11 +104,12 @@ import Testing
 
 enum VulkanTesting {
     /// The Vulkan backend on lavapipe (every test machine has it; `scripts/bootstrap` installs it), with validation.
-    static func backend(integerDotProduct: Bool = false, subgroups: Bool = true, fusesOps: Bool = true, tilesPrompts: Bool = true) throws -> VulkanBackend {
+    static func backend(integerDotProduct: Bool = false, subgroups: Bool = true, fusesOps: Bool = true, tilesPrompts: Bool = true,
+                        splitsAttention: Bool = true) throws -> VulkanBackend {
         let devices = try VulkanDevices.list()
         let lavapipe = try #require(devices.first { $0.driverName == "llvmpipe" }, "no lavapipe among \(devices.map(\.name)): run scripts/bootstrap")
         return try VulkanBackend(device: lavapipe, validation: true, integerDotProduct: integerDotProduct, subgroups: subgroups, fusesOps: fusesOps,
-                                 tilesPrompts: tilesPrompts)
+                                 tilesPrompts: tilesPrompts, splitsAttention: splitsAttention)
     }
 
     static func expectNoValidationMessages(_ backend: VulkanBackend, sourceLocation: SourceLocation = #_sourceLocation) throws {

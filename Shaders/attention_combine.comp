@@ -1,0 +1,32 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+// A split decode's attention put together: each (head, token) from the partials attention.comp wrote for its blocks
+// of `blockPositions` positions (a block's normalized weighted sums, then its maximum score m_b and its total t_b),
+// as the CPU backend's combine_row does: factors f_b = t_b · e^(m_b − M) over their sum in block order, then
+// f_0 · s_0 + f_1 · s_1 + … in block order. A row that sees one block gets that block's sums unchanged.
+layout(std430, binding = 0) readonly buffer Partials { float partials[]; };
+layout(std430, binding = 2) readonly buffer Batch { int batch[]; };
+layout(std430, binding = 3) writeonly buffer Output { float outputs[]; };
+layout(push_constant) uniform Push { uint queryWidth, heads, headDimension, positionBase, blockPositions, blockCount; } p;
+
+void main() {
+    uint head = gl_WorkGroupID.x, token = gl_WorkGroupID.y, dims = p.headDimension, stride = dims + 2;
+    uint blocks = uint(batch[p.positionBase + token]) / p.blockPositions + 1;
+    uint base = (token * p.heads + head) * p.blockCount * stride;
+    float maximum = -1.0 / 0.0;
+    for (uint b = 0; b < blocks; b++) maximum = max(maximum, partials[base + b * stride + dims]);
+    precise float total = 0;
+    for (uint b = 0; b < blocks; b++) {
+        precise float factor = partials[base + b * stride + dims + 1] * exp(partials[base + b * stride + dims] - maximum);
+        total = b == 0 ? factor : total + factor;
+    }
+    for (uint d = gl_LocalInvocationID.x; d < dims; d += WORKGROUP) {
+        precise float sum = 0;
+        for (uint b = 0; b < blocks; b++) {
+            precise float factor = partials[base + b * stride + dims + 1] * exp(partials[base + b * stride + dims] - maximum) / total;
+            sum = b == 0 ? factor * partials[base + b * stride + d] : sum + factor * partials[base + b * stride + d];
+        }
+        outputs[token * p.queryWidth + head * dims + d] = sum;
+    }
+}
