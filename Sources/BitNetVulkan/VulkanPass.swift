@@ -12,6 +12,13 @@ struct VulkanPass {
     let range: Range<Int>
     /// Rows of logits the pass computes: its tokens that want them.
     private let outputs: Int
+    /// Whether the pass's tokens are one slot's, at consecutive positions (a prompt): what the tiled attention takes.
+    private let isOneSequence: Bool
+    /// Whether attention takes 8 queries a workgroup: a prompt of ``VulkanBackend/tiledMinimumTokens`` or more.
+    private let tiledAttention: Bool
+    /// Blocks of positions a short pass's attention is split into, a workgroup each (0: not split), where a token sees
+    /// more than one block: a decode step's few workgroups would otherwise each walk the whole cache alone.
+    private let attentionBlocks: Int
     private var model: VulkanModel { storage.model }
     private var pipelines: VulkanPipelines { model.backend.pipelines }
     private var context: OpaquePointer { model.backend.context.pointer }
@@ -21,6 +28,13 @@ struct VulkanPass {
         self.batch = batch
         self.range = range
         outputs = batch.wantsLogits[range].lazy.filter { $0 }.count
+        isOneSequence = range.allSatisfy {
+            batch.slots[$0] == batch.slots[range.lowerBound] && batch.positions[$0] == batch.positions[range.lowerBound] + $0 - range.lowerBound
+        }
+        let backend = storage.model.backend
+        tiledAttention = backend.tilesPrompts && range.count >= VulkanBackend.tiledMinimumTokens && isOneSequence
+        let blocks = batch.positions[range].max().map { $0 / storage.attentionBlockPositions + 1 } ?? 0
+        attentionBlocks = backend.splitsAttention && range.count <= VulkanKeyValueStorage.splitMaximumTokens && !tiledAttention && blocks > 1 ? blocks : 0
     }
 
     private var tokens: Int { range.count }
@@ -144,23 +158,22 @@ struct VulkanPass {
             bitnet_vk_stream_dispatch(context, storage.stream, pipeline.pointer, binding, push.baseAddress, UInt32(push.count),
                                       UInt32(groups.0), UInt32(groups.1), UInt32(groups.2))
         }
-        if hazards.labels != nil {  // profiling: this dispatch alone between two timestamps
-            bitnet_vk_stream_barrier(context, storage.stream)
-            bitnet_vk_stream_timestamp(context, storage.stream)
-            hazards.labels!.append(label())
-            hazards.read = []
-            hazards.written = []
-        }
+        if hazards.labels != nil { timestamp(label(), hazards: &hazards) }  // profiling: this dispatch alone between two timestamps
+    }
+
+    /// While profiling: a barrier and a timestamp after the command just recorded, labelled `label`.
+    private func timestamp(_ label: String, hazards: inout Hazards) {
+        bitnet_vk_stream_barrier(context, storage.stream)
+        bitnet_vk_stream_timestamp(context, storage.stream)
+        hazards.labels!.append(label)
+        hazards.read = []
+        hazards.written = []
     }
 
     /// Records a command other than a dispatch (it brings its own barrier), followed by a timestamp while profiling.
     private func record(label: String, hazards: inout Hazards, _ command: () -> Void) {
         command()
-        if hazards.labels != nil {
-            bitnet_vk_stream_barrier(context, storage.stream)
-            bitnet_vk_stream_timestamp(context, storage.stream)
-            hazards.labels!.append(label)
-        }
+        if hazards.labels != nil { timestamp(label, hazards: &hazards) }
     }
 
     /// Workgroups for `count` rows (or elements over `perGroup`), wrapped into y past 65,535.
@@ -216,23 +229,6 @@ struct VulkanPass {
         dispatch(tiledAttention ? pipelines.attentionTiled : pipelines.attention, bindings[1], push + [0],
                  groups: (attention.heads, tiledAttention ? (tokens + 7) / 8 : tokens, 1), reads: [attention.query], writes: [attention.output],
                  cache: attention.layer, label: tiledAttention ? "attention tiled" : "attention", hazards: &hazards)
-    }
-
-    /// Whether attention takes 8 queries a workgroup: a prompt of ``VulkanBackend/tiledMinimumTokens`` or more.
-    private var tiledAttention: Bool { model.backend.tilesPrompts && tokens >= VulkanBackend.tiledMinimumTokens && isOneSequence }
-
-    /// Blocks of positions a short pass's attention is split into, a workgroup each (0: not split), where a token sees
-    /// more than one block: a decode step's few workgroups would otherwise each walk the whole cache alone.
-    private var attentionBlocks: Int {
-        guard model.backend.splitsAttention, tokens <= VulkanKeyValueStorage.splitMaximumTokens, !tiledAttention,
-              let last = batch.positions[range].max() else { return 0 }
-        let blocks = last / storage.attentionBlockPositions + 1
-        return blocks > 1 ? blocks : 0
-    }
-
-    /// Whether the pass's tokens are one slot's, at consecutive positions (a prompt): what the tiled attention takes.
-    private var isOneSequence: Bool {
-        range.allSatisfy { batch.slots[$0] == batch.slots[range.lowerBound] && batch.positions[$0] == batch.positions[range.lowerBound] + $0 - range.lowerBound }
     }
 
     private func record(_ op: ForwardOp, bindings: [bitnet_vk_binding], hazards: inout Hazards) {
