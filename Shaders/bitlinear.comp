@@ -1,5 +1,7 @@
 #version 450
 // variant: bitlinearIntegerDot -DINTEGER_DOT
+// variant: bitlinearChained -DCHAINED
+// variant: bitlinearChainedIntegerDot -DCHAINED -DINTEGER_DOT
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 #include "ternary.glsl"
@@ -9,20 +11,49 @@
 // a row. Activations are four int8 codes per word, `4 · wordsPerRow` words per token, then one float scale per token
 // at word `activationScaleOffset`. A workgroup computes one row for TILE tokens, reading each weight word once for
 // all of them (decode and short batches; bitlinear_tiled.comp takes longer ones).
+//
+// CHAINED: the row-quantize step that reads this output (quantize.glsl) runs in the last workgroup to finish, so no
+// barrier and no dispatch of its own stand between them. The output is that step's row or its second input
+// (`outputSecond`); every workgroup of the step's BitLinear dispatches (gate and up are two) counts itself at
+// `counters[counterBase + z]` after its writes, and the one that brings the count to `counterTotal` quantizes the
+// TILE tokens of its z and sets the count back to 0 for the next pass.
 layout(std430, binding = 0) readonly buffer Weights { uint weights[]; };
 layout(std430, binding = 1) readonly buffer Activations { uint activations[]; };
+#ifdef CHAINED
+layout(std430, binding = 2) coherent buffer Row { float quantizeRows[]; };
+layout(std430, binding = 3) readonly buffer NormWeight { float normWeights[]; };
+layout(std430, binding = 4) writeonly buffer Codes { uint quantizeCodes[]; };
+layout(std430, binding = 5) coherent buffer Second { float quantizeSecond[]; };
+layout(std430, binding = 6) coherent buffer Counters { uint counters[]; };
+#include "quantize.glsl"
+layout(push_constant) uniform Push {
+    uint rows, wordsPerRow, blockWords, scaleOffset, activationScaleOffset, tokens;
+    QuantizeShape quantize;
+    uint counterBase, counterTotal, outputSecond;
+} p;
+shared bool isLast;
+#else
 layout(std430, binding = 2) writeonly buffer Output { float outputs[]; };
 layout(push_constant) uniform Push { uint rows, wordsPerRow, blockWords, scaleOffset, activationScaleOffset, tokens; } p;
+#endif
 const uint TILE = 4;
 const uint MAX_BLOCKS = 128;  // scales per row (TQ rows of up to 32,768 values); the backend checks at load
 shared int blockSums[TILE][MAX_BLOCKS];
 
+void writeOutput(uint index, float value) {
+#ifdef CHAINED
+    if (p.outputSecond != 0) quantizeSecond[index] = value;
+    else quantizeRows[index] = value;
+#else
+    outputs[index] = value;
+#endif
+}
+
 // Integer sums per scale block, then the CPU backend's float rescale, in its order: a row whose blocks share
 // one scale is d · Σ / a, any other Σ_b d_b · Σ_b added in block order, then / a. So given the same int8
 // activations, both backends give the same floats.
-void main() {
-    uint row = flatGroup(), t = gl_LocalInvocationID.x, first = gl_WorkGroupID.z * TILE;
-    if (row >= p.rows) return;
+void multiplyRow(uint row, uint first) {
+    uint t = gl_LocalInvocationID.x;
     uint blocks = p.wordsPerRow / p.blockWords, activationWords = 4 * p.wordsPerRow;
     for (uint i = t; i < TILE * blocks; i += WORKGROUP) blockSums[i / blocks][i % blocks] = 0;
     barrier();
@@ -58,6 +89,24 @@ void main() {
         } else {
             for (uint b = 0; b < blocks; b++) sum += uintBitsToFloat(weights[scales + b]) * float(blockSums[t][b]);
         }
-        outputs[token * p.rows + row] = sum / uintBitsToFloat(activations[p.activationScaleOffset + token]);
+        writeOutput(token * p.rows + row, sum / uintBitsToFloat(activations[p.activationScaleOffset + token]));
     }
+}
+
+void main() {
+    uint row = flatGroup(), first = gl_WorkGroupID.z * TILE;
+    if (row < p.rows) multiplyRow(row, first);
+#ifdef CHAINED
+    // As CUDA's threadfence reduction: each invocation's writes are made visible device-wide before the count.
+    memoryBarrierBuffer();
+    barrier();
+    if (gl_LocalInvocationID.x == 0) isLast = atomicAdd(counters[p.counterBase + gl_WorkGroupID.z], 1) == p.counterTotal - 1;
+    barrier();
+    if (isLast) {
+        memoryBarrierBuffer();
+        shape = p.quantize;
+        for (uint k = 0; k < TILE && first + k < p.tokens; k++) quantizeRow(first + k);
+        if (gl_LocalInvocationID.x == 0) counters[p.counterBase + gl_WorkGroupID.z] = 0;
+    }
+#endif
 }

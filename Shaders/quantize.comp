@@ -2,91 +2,15 @@
 // variant: quantizeSubgroups -DSUBGROUPS
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
-// A row to int8 codes (BitNet's ActQuant), one workgroup a row, after up to two ops the graph puts before it,
-// fused into this dispatch with the floats they give alone (VulkanSteps.swift decides):
-//   1. the prologue: the row as it is (0); the residual add `row += addend`, written back (1); or a gated
-//      activation f(row) · up, not written (2–4: relu², silu, gelu-tanh);
-//   2. if `normalize`, RMSNorm as rms_norm.comp computes it: Σx² in PyTorch's order (sum_of_squares.glsl), then
-//      w · (x · 1/sqrt(Σx²/n + ε));
-//   3. absmax quantization: scale = 127 / max(|x|, 1e-5), codes round(x · scale) to even, clamped to
-//      [-128, 127], four to a word, the row padded with zeros to `words` words; the scales follow the codes,
-//      at word `scaleOffset`.
-layout(std430, binding = 0) coherent buffer Row { float rows[]; };
-layout(std430, binding = 1) readonly buffer Weight { float weight[]; };
-layout(std430, binding = 2) writeonly buffer Output { uint outputs[]; };
-layout(std430, binding = 3) readonly buffer Second { float second[]; };
-layout(push_constant) uniform Push { uint columns, words, scaleOffset, prologue, normalize; float epsilon; } p;
-shared float partial[WORKGROUP];
-#ifdef SUBGROUPS
-shared uint partialBits[WORKGROUP];
-#endif
-shared float total;
-
-int code(float scaled) {
-    if (isnan(scaled)) return 0;
-    return int(clamp(roundEven(scaled), -128.0, 127.0));
-}
-
-/// Column `i` of the row after the prologue (a residual sum is in memory by then).
-float rowValue(uint base, uint i) {
-    return p.prologue >= 2 ? gatedActivation(p.prologue - 1, rows[base + i], second[base + i]) : rows[base + i];
-}
-#include "sum_of_squares.glsl"
+// The row-quantize step (quantize.glsl), one workgroup a row.
+layout(std430, binding = 0) coherent buffer Row { float quantizeRows[]; };
+layout(std430, binding = 1) readonly buffer Weight { float normWeights[]; };
+layout(std430, binding = 2) writeonly buffer Output { uint quantizeCodes[]; };
+layout(std430, binding = 3) readonly buffer Second { float quantizeSecond[]; };
+#include "quantize.glsl"
+layout(push_constant) uniform Push { QuantizeShape shape; } p;
 
 void main() {
-    uint row = flatGroup(), t = gl_LocalInvocationID.x, base = row * p.columns;
-    if (p.prologue == 1) {
-        for (uint i = t; i < p.columns; i += WORKGROUP) {
-            precise float sum = rows[base + i] + second[base + i];
-            rows[base + i] = sum;
-        }
-        memoryBarrierBuffer();
-        barrier();
-    }
-    float normScale = 1.0;
-    if (p.normalize != 0) {
-        float sum = sumOfSquares(base, p.columns);
-        if (t == 0) total = sum;
-        barrier();
-        normScale = rmsScale(total, p.columns, p.epsilon);
-    }
-
-    float maximum = 0;
-    for (uint i = t; i < p.columns; i += WORKGROUP) {
-        precise float x = p.normalize != 0 ? weight[i] * (rowValue(base, i) * normScale) : rowValue(base, i);
-        maximum = maxPropagatingNaN(maximum, abs(x));
-    }
-#ifdef SUBGROUPS
-    // The bits of a magnitude order as its value does, and a NaN's above +∞: an integer maximum, exact in any order.
-    uint bits = subgroupMax(floatBitsToUint(abs(maximum)));
-    if (subgroupElect()) partialBits[gl_SubgroupID] = bits;
-    barrier();
-    if (gl_SubgroupID == 0) {
-        bits = 0;
-        for (uint i = gl_SubgroupInvocationID; i < gl_NumSubgroups; i += gl_SubgroupSize) bits = max(bits, partialBits[i]);
-        bits = subgroupMax(bits);
-        if (subgroupElect()) partial[0] = uintBitsToFloat(bits);
-    }
-    barrier();
-#else
-    partial[t] = maximum;
-    barrier();
-    for (uint stride = WORKGROUP / 2; stride > 0; stride /= 2) {
-        if (t < stride) partial[t] = maxPropagatingNaN(partial[t], partial[t + stride]);
-        barrier();
-    }
-#endif
-    float clamped = isnan(partial[0]) ? partial[0] : max(partial[0], 1e-5);
-    float scale = (1.0 / clamped) * 127.0;
-    for (uint w = t; w < p.words; w += WORKGROUP) {
-        uint packed = 0;
-        for (uint k = 0; k < 4; k++) {
-            uint column = 4 * w + k;
-            if (column >= p.columns) break;
-            precise float x = p.normalize != 0 ? weight[column] * (rowValue(base, column) * normScale) : rowValue(base, column);
-            packed |= uint(code(x * scale) & 0xFF) << (8 * k);
-        }
-        outputs[row * p.words + w] = packed;
-    }
-    if (t == 0) outputs[p.scaleOffset + row] = floatBitsToUint(scale);
+    shape = p.shape;
+    quantizeRow(flatGroup());
 }

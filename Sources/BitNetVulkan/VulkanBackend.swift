@@ -19,6 +19,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// Whether BitLinear runs batches of ``tiledMinimumTokens`` or more through the tiled prompt shader, and attention
     /// such batches of one sequence (a prompt).
     public let tilesPrompts: Bool
+    /// Whether the quantization after a BitLinear runs in the BitLinear dispatches' last workgroup where a pass takes the
+    /// row shader (a decode step), instead of a dispatch of its own after a barrier.
+    public let chainsQuantization: Bool
     /// Whether a short pass (a decode step) splits attention over a long cache into blocks of positions.
     public let splitsAttention: Bool
     /// The fewest tokens a pass takes the tiled shaders for (fewer: BitLinear one workgroup a row, attention one a token).
@@ -36,6 +39,10 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     ///   - fusesOps: record a residual add or gated activation, the RMSNorm after it and the quantization of the
     ///     result as one dispatch (default: yes; `$BITNET_VULKAN_FUSION` = 0 turns it off). The floats are the same
     ///     either way; off, each op is its own dispatch, to compare or to time.
+    ///   - chainsQuantization: where a pass takes BitLinear's row shader (a decode step), run the quantization that reads
+    ///     its output (with the residual add or gated activation and the norm before it) in the last workgroup of the
+    ///     BitLinear dispatches to finish, so no barrier and no dispatch stand between them (default: yes, with
+    ///     `fusesOps`; `$BITNET_VULKAN_CHAIN` = 0 turns it off). The floats are the same either way.
     ///   - tilesPrompts: BitLinear over ``tiledMinimumTokens`` or more tokens in tiles of 64 rows × 32 tokens staged in
     ///     shared memory, and attention of such a batch of one sequence 8 queries a workgroup, reading each cached key
     ///     and value once for all 8 (default: yes; `$BITNET_VULKAN_TILED` = 0 turns it off). The floats are the same
@@ -44,7 +51,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     ///     blocks of 256 (more past 16,384 positions) in workgroups of their own and combines them as the CPU backend
     ///     does (default: yes; `$BITNET_VULKAN_SPLIT` = 0 turns it off; the floats differ by rounding).
     public init(device: VulkanDevice? = nil, validation: Bool? = nil, integerDotProduct: Bool? = nil, subgroups: Bool? = nil,
-                fusesOps: Bool? = nil, tilesPrompts: Bool? = nil, splitsAttention: Bool? = nil) throws {
+                fusesOps: Bool? = nil, chainsQuantization: Bool? = nil, tilesPrompts: Bool? = nil, splitsAttention: Bool? = nil) throws {
         let environment = ProcessInfo.processInfo.environment
         let library = VulkanDevices.defaultLoader
         let devices = try VulkanDevices.list(library: library)
@@ -67,6 +74,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
                                     integerDotProduct: useDot)
         pipelines = try VulkanPipelines(context, integerDotProduct: useDot, subgroups: useSubgroups)
         self.fusesOps = fusesOps ?? (environment["BITNET_VULKAN_FUSION"] != "0")
+        self.chainsQuantization = chainsQuantization ?? (environment["BITNET_VULKAN_CHAIN"] != "0")
         self.tilesPrompts = tilesPrompts ?? (environment["BITNET_VULKAN_TILED"] != "0")
         self.splitsAttention = splitsAttention ?? (environment["BITNET_VULKAN_SPLIT"] != "0")
         profile.isEnabled = environment["BITNET_VULKAN_PROFILE"] == "1"

@@ -113,7 +113,7 @@ final class VulkanPipeline: @unchecked Sendable {
 
 /// The backend's pipelines, created once per device.
 struct VulkanPipelines: Sendable {
-    let embed, rmsNorm, quantize, bitLinear, bitLinearTiled, project, rope, storeKeysAndValues, attention, attentionTiled, attentionCombine, elementwise,
+    let embed, rmsNorm, quantize, bitLinear, bitLinearChained, bitLinearTiled, project, rope, storeKeysAndValues, attention, attentionTiled, attentionCombine, elementwise,
         argmax: VulkanPipeline
     /// Whether BitLinear uses the integer dot product instructions.
     let integerDotProduct: Bool
@@ -125,6 +125,8 @@ struct VulkanPipelines: Sendable {
         rmsNorm = try VulkanPipeline(context, code: ShaderCode.rmsNorm, workgroupSize: 256)
         quantize = try VulkanPipeline(context, code: subgroups ? ShaderCode.quantizeSubgroups : ShaderCode.quantize, workgroupSize: 256)
         bitLinear = try VulkanPipeline(context, code: integerDotProduct ? ShaderCode.bitlinearIntegerDot : ShaderCode.bitlinear, workgroupSize: 64)
+        bitLinearChained = try VulkanPipeline(context, code: integerDotProduct ? ShaderCode.bitlinearChainedIntegerDot : ShaderCode.bitlinearChained,
+                                              workgroupSize: 64)
         // bitlinear_tiled.comp maps its 256 invocations onto 16 × 16 (rows, tokens).
         bitLinearTiled = try VulkanPipeline(context, code: integerDotProduct ? ShaderCode.bitlinearTiledIntegerDot : ShaderCode.bitlinearTiled, workgroupSize: 256)
         project = try VulkanPipeline(context, code: subgroups ? ShaderCode.projectSubgroups : ShaderCode.project, workgroupSize: 64)

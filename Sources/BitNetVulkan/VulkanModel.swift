@@ -8,7 +8,7 @@ final class VulkanModel: BackendModel, @unchecked Sendable {
     let graph: ForwardGraph
     let backend: VulkanBackend
     let weights: [VulkanWeight]
-    /// What a pass records: the graph's ops, some fused (``VulkanStep/plan(_:fusing:)``).
+    /// What a pass records: the graph's ops, some fused (``VulkanStep/plan(_:fusing:chaining:)``).
     let steps: [VulkanStep]
     /// Tokens per recorded pass, and logit rows per pass; longer batches run as several passes.
     let maxTokens: Int
@@ -29,7 +29,7 @@ final class VulkanModel: BackendModel, @unchecked Sendable {
             default: break
             }
         }
-        steps = VulkanStep.plan(graph, fusing: backend.fusesOps)
+        steps = VulkanStep.plan(graph, fusing: backend.fusesOps, chaining: backend.chainsQuantization)
         maxTokens = 256
         maxOutputs = max(1, min(maxTokens, (64 << 20) / max(1, graph.configuration.vocabularySize * 4)))
         weights = try backend.context.uploading { try Self.upload(graph, backend.context) }

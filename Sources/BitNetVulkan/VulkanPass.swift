@@ -104,6 +104,7 @@ struct VulkanPass {
             case .op(let op): record(op, bindings: storage.bindings[index], hazards: &hazards)
             case .rowQuantize(let quantize): record(quantize, binding: storage.bindings[index][0], hazards: &hazards)
             case .ropedAttention(let attention, let rotary): record(attention, rotary: rotary, bindings: storage.bindings[index], hazards: &hazards)
+            case .chainedQuantize(let chain): record(chain, bindings: storage.bindings[index], hazards: &hazards)
             }
         }
         readback(&hazards)
@@ -185,18 +186,63 @@ struct VulkanPass {
 
     /// A row-quantize step: its prologue, norm and quantization in one dispatch, a workgroup a row.
     private func record(_ step: RowQuantizeStep, binding: bitnet_vk_binding, hazards: inout Hazards) {
-        let columns = width(step.input)
-        var reads = [step.input], writes = [step.output]
-        switch step.prologue {
-        case .none: break
-        case .residual(let addend): reads.append(addend); writes.append(step.input)
-        case .gated(_, let up): reads.append(up)
+        let (reads, writes) = buffers(of: step)
+        dispatch(pipelines.quantize, binding, quantizeShape(step), groups: grid(rows(step.input)), reads: reads, writes: writes,
+                 label: step.label, hazards: &hazards)
+    }
+
+    /// What a row-quantize step reads and writes.
+    private func buffers(of step: RowQuantizeStep) -> (reads: [ActivationID], writes: [ActivationID]) {
+        if case .residual = step.prologue { return ([step.input] + [step.second!], [step.output, step.input]) }
+        return ([step.input] + (step.second.map { [$0] } ?? []), [step.output])
+    }
+
+    /// quantize.glsl's `QuantizeShape`: columns, words a row, where the scales start, prologue, normalize, ε.
+    private func quantizeShape(_ step: RowQuantizeStep) -> [UInt32] {
+        let columns = width(step.input), words = TernaryPacking.paddedColumns(columns) / 4
+        return [UInt32(columns), UInt32(words), UInt32(model.maxTokens * words), step.prologueCode, step.norm == nil ? 0 : 1,
+                (step.norm?.epsilon ?? 0).bitPattern]
+    }
+
+    /// Whether a BitLinear of `rows` rows over `tokens` rows of input takes the tiled prompt shader.
+    private func tilesBitLinear(rows: Int, tokens: Int) -> Bool {
+        model.backend.tilesPrompts && tokens >= VulkanBackend.tiledMinimumTokens && rows <= 65_535 * 64
+    }
+
+    /// bitlinear.comp's push constants before a chained variant's.
+    private func bitLinearPush(_ packing: TernaryPacking, tokens: Int) -> [UInt32] {
+        [UInt32(packing.rows), UInt32(packing.wordsPerRow), UInt32(packing.blockWords), UInt32(packing.scaleOffset),
+         UInt32(model.maxTokens * packing.wordsPerRow * 4), UInt32(tokens)]
+    }
+
+    /// A chained step: its BitLinear dispatches with no barrier between them, the last workgroup of each tile of 4
+    /// tokens quantizing them (bitlinear.comp's CHAINED variant); where the pass tiles a BitLinear, each op alone.
+    private func record(_ chain: ChainedQuantizeStep, bindings: [bitnet_vk_binding], hazards: inout Hazards) {
+        let packings = chain.bitLinears.map { bitLinear -> TernaryPacking? in
+            if case .ternary(_, let packing) = model.weights[bitLinear.weight.index] { packing } else { nil }
         }
-        let words = TernaryPacking.paddedColumns(columns) / 4
-        dispatch(pipelines.quantize, binding,
-                 [UInt32(columns), UInt32(words), UInt32(model.maxTokens * words), step.prologueCode, step.norm == nil ? 0 : 1,
-                  (step.norm?.epsilon ?? 0).bitPattern],
-                 groups: grid(rows(step.input)), reads: reads, writes: writes, label: step.label, hazards: &hazards)
+        let count = chain.bitLinears.count
+        guard packings.allSatisfy({ $0.map { !tilesBitLinear(rows: $0.rows, tokens: tokens) } ?? false }) else {
+            for (index, bitLinear) in chain.bitLinears.enumerated() {
+                record(.bitLinear(input: bitLinear.input, weight: bitLinear.weight, output: bitLinear.output), bindings: [bindings[index]], hazards: &hazards)
+            }
+            record(chain.quantize, binding: bindings[count], hazards: &hazards)
+            return
+        }
+        let quantize = chain.quantize, tiles = (tokens + 3) / 4
+        let groups = packings.map { grid($0!.rows, z: tiles) }
+        let counterTotal = groups.reduce(0) { $0 + $1.0 * $1.1 }
+        let (reads, writes) = buffers(of: quantize)
+        for (index, bitLinear) in chain.bitLinears.enumerated() {
+            let packing = packings[index]!
+            let push = bitLinearPush(packing, tokens: tokens) + quantizeShape(quantize)
+                + [UInt32(chain.counter * storage.chainTiles), UInt32(counterTotal), bitLinear.output == quantize.second ? 1 : 0]
+            // The first dispatch stands for the chain in the hazards: no barrier between its dispatches.
+            dispatch(pipelines.bitLinearChained, bindings[count + 1 + index], push, groups: groups[index],
+                     reads: index == 0 ? chain.bitLinears.map(\.input) + reads : [],
+                     writes: index == 0 ? chain.bitLinears.map(\.output) + writes : [],
+                     label: "bitlinear \(packing.rows)×\(width(bitLinear.input)) + \(quantize.label)", hazards: &hazards)
+        }
     }
 
     /// Stores the keys and values, then attends; with `rotary`, the keys are rotated as they are stored and the
@@ -245,11 +291,8 @@ struct VulkanPass {
 
         case .bitLinear(let input, let weight, let output):
             guard case .ternary(_, let packing) = model.weights[weight.index] else { return }
-            let tokens = rows(input)
-            let tiled = model.backend.tilesPrompts && tokens >= VulkanBackend.tiledMinimumTokens && packing.rows <= 65_535 * 64
-            dispatch(tiled ? pipelines.bitLinearTiled : pipelines.bitLinear, bindings[0],
-                     [UInt32(packing.rows), UInt32(packing.wordsPerRow), UInt32(packing.blockWords), UInt32(packing.scaleOffset),
-                      UInt32(model.maxTokens * packing.wordsPerRow * 4), UInt32(tokens)],
+            let tokens = rows(input), tiled = tilesBitLinear(rows: packing.rows, tokens: tokens)
+            dispatch(tiled ? pipelines.bitLinearTiled : pipelines.bitLinear, bindings[0], bitLinearPush(packing, tokens: tokens),
                      groups: tiled ? ((packing.rows + 63) / 64, 1, (tokens + 31) / 32) : grid(packing.rows, z: (tokens + 3) / 4),
                      reads: [input], writes: [output], label: "bitlinear \(packing.rows)×\(width(input))\(tiled ? " tiled" : "")",
                      hazards: &hazards)

@@ -11,10 +11,13 @@ enum VulkanStep {
     /// RoPE of the queries and keys and then the attention op that reads them: the keys rotated as they are stored,
     /// the queries as attention reads them, so no RoPE dispatch runs.
     case ropedAttention(AttentionOp, RotaryEmbedding)
+    /// BitLinear ops and the row-quantize step after them, the quantization run by their dispatches' last workgroup
+    /// where a pass takes the row shader.
+    case chainedQuantize(ChainedQuantizeStep)
 
     /// The steps for `graph`; every quantization becomes a ``RowQuantizeStep``, fused with the ops before it
-    /// where `fusing` allows.
-    static func plan(_ graph: ForwardGraph, fusing: Bool = true) -> [VulkanStep] {
+    /// where `fusing` allows, and chained to the BitLinear ops before that where `chaining` does too.
+    static func plan(_ graph: ForwardGraph, fusing: Bool = true, chaining: Bool = true) -> [VulkanStep] {
         var steps: [VulkanStep] = []
         var index = 0
         while index < graph.ops.count {
@@ -35,7 +38,35 @@ enum VulkanStep {
             }
             index += 1
         }
-        return steps
+        return fusing && chaining ? chained(steps, graph) : steps
+    }
+
+    /// `steps` with each row-quantize step and the run of BitLinear ops right before it made one chained step, where
+    /// the step reads every one of their outputs (as its row or its second input, two different buffers) and all
+    /// are rows of tokens.
+    private static func chained(_ steps: [VulkanStep], _ graph: ForwardGraph) -> [VulkanStep] {
+        var result: [VulkanStep] = []
+        var chains = 0
+        for step in steps {
+            guard case .rowQuantize(let quantize) = step else {
+                result.append(step)
+                continue
+            }
+            var bitLinears: [ChainedQuantizeStep.BitLinear] = []
+            while let last = result.last, case .op(.bitLinear(let input, let weight, let output)) = last {
+                bitLinears.insert(.init(input: input, weight: weight, output: output), at: 0)
+                result.removeLast()
+            }
+            let read = [quantize.input] + (quantize.second.map { [$0] } ?? []), outputs = bitLinears.map(\.output)
+            let tokenRows = (read + outputs).allSatisfy { graph[$0].rows == .tokens }
+            if !bitLinears.isEmpty, tokenRows, Set(read).count == read.count, Set(outputs).count == outputs.count, Set(outputs).isSubset(of: read) {
+                result.append(.chainedQuantize(ChainedQuantizeStep(bitLinears: bitLinears, quantize: quantize, counter: chains)))
+                chains += 1
+            } else {
+                result += bitLinears.map { .op(.bitLinear(input: $0.input, weight: $0.weight, output: $0.output)) } + [step]
+            }
+        }
+        return result
     }
 
     /// RoPE of an attention op's queries and keys (in either order, one rotary embedding over whole heads) right
@@ -73,6 +104,15 @@ struct RowQuantizeStep: Hashable {
     var prologue: Prologue
     var norm: Norm?
     var output: ActivationID
+
+    /// The buffer the prologue reads beside ``input``: the residual's addend or the gated activation's `up`.
+    var second: ActivationID? {
+        switch prologue {
+        case .none: nil
+        case .residual(let addend): addend
+        case .gated(_, let up): up
+        }
+    }
 
     /// What a profile calls it: "add + norm + quantize", "activation + norm + quantize", "quantize", ….
     var label: String {
@@ -126,4 +166,22 @@ struct RowQuantizeStep: Hashable {
         if !written, !graph.isDead(x, after: next) { return nil }
         return (RowQuantizeStep(input: input, prologue: prologue, norm: norm, output: output), next - index + 1)
     }
+}
+
+/// BitLinear ops and the row-quantize step after them, which reads each of their outputs as its row or its second
+/// input (the O and down projections before the residual add, gate and up before the gated activation). Where a pass
+/// takes the row shader (fewer than ``VulkanBackend/tiledMinimumTokens`` tokens, or tiles off), bitlinear.comp's
+/// CHAINED variant runs the quantization in the last workgroup of their dispatches to finish, so a decode step has
+/// neither a barrier nor a dispatch between them; the floats are those of the steps recorded apart.
+struct ChainedQuantizeStep: Hashable {
+    struct BitLinear: Hashable {
+        var input: ActivationID
+        var weight: WeightID
+        var output: ActivationID
+    }
+
+    var bitLinears: [BitLinear]
+    var quantize: RowQuantizeStep
+    /// Which of the cache's runs of counters its dispatches count their workgroups in (``VulkanKeyValueStorage/chainCounters``).
+    var counter: Int
 }

@@ -33,6 +33,10 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     let attentionPartials: VulkanBuffer
     /// The most tokens a pass splits its attention for (more: there are workgroups enough without).
     static let splitMaximumTokens = 16
+    /// Zeroed at creation: the workgroups each chained step's BitLinear dispatches have finished, per tile of 4 tokens
+    /// (``chainTiles`` a step); the last workgroup sets its count back to 0.
+    let chainCounters: VulkanBuffer
+    var chainTiles: Int { model.maxTokens / 4 }
     /// The descriptor sets of each of the model's steps (an attention op has four: store, attend, attend by blocks,
     /// combine the blocks).
     private(set) var bindings: [[bitnet_vk_binding]] = []
@@ -73,6 +77,11 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         guard inputs.mapped != nil, logitsReadback.mapped != nil, greedyChoices.mapped != nil else {
             throw VulkanError(code: .unavailable, message: "\(model.backend.device.name) offers no host-visible memory for results")
         }
+        let chains = model.steps.reduce(0) { if case .chainedQuantize = $1 { $0 + 1 } else { $0 } }
+        let counterBytes = max(1, chains) * model.maxTokens / 4 * 4
+        let counters = try VulkanBuffer(context, byteCount: counterBytes)
+        try context.uploading { try [UInt8](repeating: 0, count: counterBytes).withUnsafeBytes { try counters.upload($0) } }
+        chainCounters = counters
         rotaryTables = try context.uploading {
             var tables: [RotaryEmbedding: VulkanBuffer] = [:]
             for case .rope(_, _, let rotary) in graph.ops where tables[rotary] == nil {
@@ -129,12 +138,15 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
                     [activation(op.query), layers[op.layer], inputs, attentionPartials, rotaryTables[rotary]!],
                     [attentionPartials, nil, inputs, activation(op.output)]]
         case .rowQuantize(let quantize):
-            let second: ActivationID? = switch quantize.prologue {
-            case .none: nil
-            case .residual(let addend): addend
-            case .gated(_, let up): up
-            }
-            return [[activation(quantize.input), quantize.norm.map { weight($0.weight) }, activation(quantize.output), second.map(activation)]]
+            return [[activation(quantize.input), quantize.norm.map { weight($0.weight) }, activation(quantize.output), quantize.second.map(activation)]]
+        case .chainedQuantize(let chain):  // each BitLinear alone, the quantization alone, then each chained
+            let quantize = chain.quantize, norm = quantize.norm.map { weight($0.weight) }
+            return chain.bitLinears.map { [weight($0.weight), activation($0.input), activation($0.output)] }
+                + [[activation(quantize.input), norm, activation(quantize.output), quantize.second.map(activation)]]
+                + chain.bitLinears.map {
+                    [weight($0.weight), activation($0.input), activation(quantize.input), norm, activation(quantize.output),
+                     quantize.second.map(activation), chainCounters]
+                }
         }
         return switch op {
         case .embed(let table, let output): [[weight(table), inputs, activation(output)]]

@@ -164,6 +164,12 @@ static bitnet_vk_status create_device(bitnet_vk_context *c, const bitnet_vk_opti
     VkPhysicalDeviceProperties device_properties;
     properties(c->physical, &device_properties);
     c->storage_alignment = device_properties.limits.minStorageBufferOffsetAlignment;
+    if (device_properties.limits.maxPerStageDescriptorStorageBuffers < BITNET_VK_BINDINGS) {
+        char message[160];
+        snprintf(message, sizeof message, "the device binds at most %u storage buffers a shader; the backend's shaders need %d",
+                 device_properties.limits.maxPerStageDescriptorStorageBuffers, BITNET_VK_BINDINGS);
+        return fail(error, error_size, BITNET_VK_UNAVAILABLE, message, VK_SUCCESS);
+    }
     memory(c->physical, &c->memory_properties);
 
     VkQueueFamilyProperties family[32];

@@ -52,7 +52,7 @@ import Testing
     /// Profiling puts a barrier and a timestamp after every dispatch: the logits stay the same to the bit, and the
     /// profile counts each kind of dispatch a pass records (a BitNet block: 7 BitLinear, a KV store that rotates the
     /// keys, an attention and 4 fused quantizations; then the logits' copy to host memory, or a greedy pass's argmax),
-    /// with its time.
+    /// with its time; in a decode step three of the quantizations run in the BitLinear dispatches before them.
     @Test func profilingTimesEveryDispatchWithoutChangingTheLogits() throws {
         let backend = try VulkanTesting.backend()
         let model = try BitNetModel(path: Self.bundledModel, backend: backend)
@@ -66,9 +66,9 @@ import Testing
         #expect(profile.passes == 1)
         let layers = model.configuration.layerCount
         let counts = Dictionary(profile.entries.map { ($0.label, $0.dispatches) }, uniquingKeysWith: +)
+        #expect(tokens.count >= VulkanBackend.tiledMinimumTokens)  // tiled: nothing chained
         let expected = ["embed": 1, "add + norm + quantize": 2 * layers - 1, "norm + quantize": layers + 1,
-                        "activation + norm + quantize": layers, "rope + kv store": layers,
-                        tokens.count >= VulkanBackend.tiledMinimumTokens ? "attention tiled" : "attention": layers,
+                        "activation + norm + quantize": layers, "rope + kv store": layers, "attention tiled": layers,
                         "add": 1, "rms norm": 1, "select outputs": 1, "output projection": 1, "logits copy": 1]
         for (label, count) in expected { #expect(counts[label] == count, "\(label)") }
         #expect(counts.count == expected.count + counts.keys.filter { $0.hasPrefix("bitlinear ") }.count, "\(counts.keys.sorted())")
@@ -80,6 +80,17 @@ import Testing
         backend.profiling = false
         let greedy = Dictionary(backend.takeProfile().entries.map { ($0.label, $0.dispatches) }, uniquingKeysWith: +)
         #expect(greedy["argmax"] == 1 && greedy["logits copy"] == nil, "\(greedy)")  // a greedy pass reads back tokens only
+        // A decode step: the quantizations after O, gate and up, and down run in the BitLinear dispatches' last workgroup.
+        let session = try InferenceSession(model: model, contextLength: 32)
+        _ = try session.evaluate(tokens)
+        backend.profiling = true
+        _ = try session.evaluate([tokens[0]])
+        backend.profiling = false
+        let step = Dictionary(backend.takeProfile().entries.map { ($0.label, $0.dispatches) }, uniquingKeysWith: +)
+        func chained(_ quantize: String) -> Int { step.filter { $0.key.hasPrefix("bitlinear ") && $0.key.hasSuffix(" + " + quantize) }.values.reduce(0, +) }
+        #expect(chained("add + norm + quantize") == 2 * layers - 1 && chained("activation + norm + quantize") == 2 * layers, "\(step)")
+        #expect(step["add + norm + quantize"] == nil && step["activation + norm + quantize"] == nil && step["norm + quantize"] == layers + 1)
+        #expect(step.filter { $0.key.hasPrefix("bitlinear ") }.values.reduce(0, +) == 7 * layers)
         try VulkanTesting.expectNoValidationMessages(backend)
     }
 
@@ -104,12 +115,12 @@ import Testing
 
 enum VulkanTesting {
     /// The Vulkan backend on lavapipe (every test machine has it; `scripts/bootstrap` installs it), with validation.
-    static func backend(integerDotProduct: Bool = false, subgroups: Bool = true, fusesOps: Bool = true, tilesPrompts: Bool = true,
-                        splitsAttention: Bool = true) throws -> VulkanBackend {
+    static func backend(integerDotProduct: Bool = false, subgroups: Bool = true, fusesOps: Bool = true, chainsQuantization: Bool = true,
+                        tilesPrompts: Bool = true, splitsAttention: Bool = true) throws -> VulkanBackend {
         let devices = try VulkanDevices.list()
         let lavapipe = try #require(devices.first { $0.driverName == "llvmpipe" }, "no lavapipe among \(devices.map(\.name)): run scripts/bootstrap")
         return try VulkanBackend(device: lavapipe, validation: true, integerDotProduct: integerDotProduct, subgroups: subgroups, fusesOps: fusesOps,
-                                 tilesPrompts: tilesPrompts, splitsAttention: splitsAttention)
+                                 chainsQuantization: chainsQuantization, tilesPrompts: tilesPrompts, splitsAttention: splitsAttention)
     }
 
     static func expectNoValidationMessages(_ backend: VulkanBackend, sourceLocation: SourceLocation = #_sourceLocation) throws {

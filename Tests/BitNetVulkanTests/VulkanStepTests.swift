@@ -16,18 +16,31 @@ import Testing
 
     static let silu = Fixtures.repositoryRoot.appendingPathComponent("Tests/Fixtures/models/llama-ternary-packed").path
 
-    /// Dispatches a pass records (an attention op has two: store, then attend).
+    /// Dispatches a pass of a few tokens records (an attention op has two: store, then attend; a chained step one a
+    /// BitLinear).
     static func dispatches(_ steps: [VulkanStep]) -> Int {
         steps.reduce(0) { count, step in
             switch step {
             case .op(.attention), .ropedAttention: count + 2
+            case .chainedQuantize(let chain): count + chain.bitLinears.count
             default: count + 1
             }
         }
     }
 
+    /// The row-quantize steps, chained or not.
     static func quantizeSteps(_ steps: [VulkanStep]) -> [RowQuantizeStep] {
-        steps.compactMap { if case .rowQuantize(let step) = $0 { step } else { nil } }
+        steps.compactMap {
+            switch $0 {
+            case .rowQuantize(let step): step
+            case .chainedQuantize(let chain): chain.quantize
+            default: nil
+            }
+        }
+    }
+
+    static func chains(_ steps: [VulkanStep]) -> [ChainedQuantizeStep] {
+        steps.compactMap { if case .chainedQuantize(let chain) = $0 { chain } else { nil } }
     }
 
     /// BitNet b1.58 (sub-norms, relu²): per block the input norm (after the last block's residual add), the attention
@@ -37,7 +50,7 @@ import Testing
     @Test func bitNetBlocksFuseFourRunsEach() throws {
         let graph = try Self.graph(VulkanBackendTests.bundledModel)
         let layers = graph.configuration.layerCount
-        let fused = VulkanStep.plan(graph), unfused = VulkanStep.plan(graph, fusing: false)
+        let fused = VulkanStep.plan(graph, chaining: false), unfused = VulkanStep.plan(graph, fusing: false)
         let steps = Self.quantizeSteps(fused)
         #expect(steps.count == 4 * layers)
         #expect(steps.allSatisfy { $0.norm != nil })
@@ -48,6 +61,60 @@ import Testing
         #expect(fused.filter { if case .ropedAttention = $0 { true } else { false } }.count == layers)
         #expect(!fused.contains { if case .op(.rope) = $0 { true } else { false } })
         #expect(Self.dispatches(unfused) == Self.dispatches(graph.ops.map(VulkanStep.op)))
+    }
+
+    /// Chained, a BitNet block's O projection runs the residual add, norm and quantization after it in its last
+    /// workgroup, gate and up the gated activation's, and down the next block's input norm's (not the last block's,
+    /// whose final norm has no quantization): 13 dispatches a block become 10, and the stages between barriers 10 → 7.
+    /// Taking the chains apart gives the unchained plan back.
+    @Test func bitLinearsChainTheQuantizationsAfterThem() throws {
+        let graph = try Self.graph(VulkanBackendTests.bundledModel)
+        let layers = graph.configuration.layerCount
+        let chained = VulkanStep.plan(graph), unchained = VulkanStep.plan(graph, chaining: false)
+        let chains = Self.chains(chained)
+        #expect(chains.count == 3 * layers - 1)
+        #expect(chains.map(\.counter) == Array(chains.indices))
+        #expect(chains.filter { $0.bitLinears.count == 2 }.count == layers)
+        #expect(chains.allSatisfy { chain in
+            let read = [chain.quantize.input, chain.quantize.second]
+            return chain.bitLinears.allSatisfy { read.contains($0.output) } && chain.quantize.norm != nil
+        })
+        #expect(Self.dispatches(unchained) - Self.dispatches(chained) == 3 * layers - 1)
+        let apart = chained.flatMap { step -> [VulkanStep] in
+            guard case .chainedQuantize(let chain) = step else { return [step] }
+            return chain.bitLinears.map { .op(.bitLinear(input: $0.input, weight: $0.weight, output: $0.output)) } + [.rowQuantize(chain.quantize)]
+        }
+        #expect(apart.map { String(describing: $0) } == unchained.map { String(describing: $0) })
+        #expect(Self.chains(VulkanStep.plan(graph, fusing: false)).isEmpty)
+    }
+
+    /// Chained and unchained passes give the same logits, bit for bit: a 21-token prompt through the row shader (tiles
+    /// off: six tiles of 4 tokens, each quantized by its own last workgroup, the last tile short), then decode steps,
+    /// then steps of two sequences; the counters go back to 0 after every pass, or a later pass would never quantize.
+    /// BitNet (relu²) with and without the integer dot product, and LLaMA-style (silu, no sub-norms) with an f16 cache.
+    @Test(arguments: [(VulkanBackendTests.bundledModel, false, KeyValueCacheType.f32), (VulkanBackendTests.bundledModel, true, .f32), (silu, false, .f16)])
+    func chainedQuantizationGivesTheUnchainedFloats(path: String, integerDotProduct: Bool, cacheType: KeyValueCacheType) throws {
+        var results: [[[Float]]] = []
+        for chaining in [true, false] {
+            let backend = try VulkanTesting.backend(integerDotProduct: integerDotProduct, chainsQuantization: chaining, tilesPrompts: false)
+            let model = try BitNetModel(path: path, backend: backend)
+            let vocabulary = model.configuration.vocabularySize
+            let prompt = (0..<21).map { ($0 * 7 + 3) % vocabulary }
+            let session = try InferenceSession(model: model, contextLength: 48, cacheType: cacheType)
+            var logits = try session.evaluate(prompt, allPositions: true)
+            logits += try (0..<6).map { try session.evaluate([($0 * 11 + 5) % vocabulary])[0] }
+            let cache = try model.makeCache(slots: 2, contextLength: 16, type: cacheType)
+            for position in 0..<5 {
+                var batch = ForwardBatch()
+                for slot in 0..<2 { batch.append((position * 13 + slot * 29 + 1) % vocabulary, position: position, slot: slot, wantsLogits: true) }
+                logits += try model.forward(batch, cache: cache)
+            }
+            results.append(logits)
+            try VulkanTesting.expectNoValidationMessages(backend)
+        }
+        #expect(results[0].count == 37 && results[1].count == 37)
+        let differing = zip(results[0], results[1]).enumerated().filter { $1.0.map(\.bitPattern) != $1.1.map(\.bitPattern) }.map(\.offset)
+        #expect(differing.isEmpty, "rows whose floats differ (21 of a prompt, 6 decode steps, 5 steps of two sequences): \(differing)")
     }
 
     /// LLaMA-style blocks without sub-norms (silu): the gated activation fuses with the quantization directly.
