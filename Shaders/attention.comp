@@ -7,9 +7,18 @@
 // so any context length fits); its query rotated as it is read when `rotaryHalf` > 0, as kv_store.comp rotates
 // the keys. Each invocation accumulates output dimensions t, t + WORKGROUP, …. A long decode splits its positions
 // into blocks, a workgroup each, which attention_combine.comp combines as the CPU backend does.
+//
+// `stores` (a pass whose tokens are of different slots: a decode step): no kv_store.comp dispatch ran; each token's
+// own key and value come from the pass's key and value rows (the key rotated as kv_store.comp rotates it, both
+// rounded as the cache holds them, so the floats are the same), and the workgroup of the first query head of each
+// key/value head whose block holds the token's position writes them into the cache for later passes. No other
+// workgroup reads that position of that slot's cache in this pass.
 #include "attention.glsl"
+layout(std430, binding = 5) readonly buffer Keys { float keys[]; };
+layout(std430, binding = 6) readonly buffer Values { float values[]; };
 const uint MAX_DIMENSIONS = 4;  // per invocation: head dimensions up to 4 × WORKGROUP
 shared float query[4 * WORKGROUP];
+shared float ownKey[4 * WORKGROUP], ownValue[4 * WORKGROUP];
 shared float weights[WORKGROUP];
 shared float partial[WORKGROUP];
 shared float reduced;
@@ -58,6 +67,16 @@ float reduceSum(float value) {
     return result;
 }
 
+/// A float as the cache holds it: itself, or rounded to f16 as kv_store.comp's packHalf2x16 rounds it.
+float asCached(float value) { return p.half_ != 0 ? unpackHalf2x16(packHalf2x16(vec2(value, 0.0))).x : value; }
+
+/// Element `d` of `token`'s key for key/value head `keyValueHead` at `position`, rotated as kv_store.comp rotates it.
+float ownKeyElement(uint token, uint keyValueHead, uint position, uint d) {
+    uint source = token * p.cacheWidth + keyValueHead * p.headDimension + d;
+    if (p.rotaryHalf == 0) return keys[source];
+    return rotated(keys[source - d + rotaryPartner(d, p.rotaryHalf, p.interleaved)], keys[source], d, position, p.rotaryHalf, p.interleaved);
+}
+
 void main() {
     uint head = gl_WorkGroupID.x, token = gl_WorkGroupID.y, t = gl_LocalInvocationID.x;
     uint slot = uint(batch[p.slotBase + token]), position = uint(batch[p.positionBase + token]);
@@ -71,8 +90,30 @@ void main() {
         return;
     }
     for (uint d = t; d < dims; d += WORKGROUP) query[d] = queryElement(token, head, position, d);
+    // Whether this workgroup reads the token's own key and value from the pass's rows rather than the cache.
+    bool own = p.stores != 0 && position <= last;
+    if (own) {
+        for (uint d = t; d < dims; d += WORKGROUP) {
+            ownKey[d] = asCached(ownKeyElement(token, keyValueHead, position, d));
+            ownValue[d] = asCached(values[token * p.cacheWidth + keyValueHead * dims + d]);
+        }
+    }
     barrier();
     uint slotBase = slot * p.capacity * p.cacheWidth + keyValueHead * dims;
+    if (own && head % (p.heads / p.keyValueHeads) == 0) {
+        uint element = slotBase + position * p.cacheWidth;
+        if (p.half_ != 0) {
+            for (uint d = 2 * t; d < dims; d += 2 * WORKGROUP) {
+                cache[(element + d) / 2] = packHalf2x16(vec2(ownKey[d], ownKey[d + 1]));
+                cache[(p.valueOffset + element + d) / 2] = packHalf2x16(vec2(ownValue[d], ownValue[d + 1]));
+            }
+        } else {
+            for (uint d = t; d < dims; d += WORKGROUP) {
+                cache[element + d] = floatBitsToUint(ownKey[d]);
+                cache[p.valueOffset + element + d] = floatBitsToUint(ownValue[d]);
+            }
+        }
+    }
     float maximum = -1.0 / 0.0, total = 0;
     float sums[MAX_DIMENSIONS] = float[MAX_DIMENSIONS](0, 0, 0, 0);
     for (uint start = first; start <= last; start += WORKGROUP) {
@@ -81,7 +122,8 @@ void main() {
         if (j <= last) {
             score = 0;
             uint key = slotBase + j * p.cacheWidth;
-            for (uint d = 0; d < dims; d++) score += query[d] * cached(key + d);
+            bool ownKeyRow = own && j == position;
+            for (uint d = 0; d < dims; d++) score += query[d] * (ownKeyRow ? ownKey[d] : cached(key + d));
             score *= p.scale;
         }
         float newMaximum = max(maximum, reduceMax(score));
@@ -94,7 +136,10 @@ void main() {
             uint d = t + k * WORKGROUP;
             if (d >= dims) break;
             float sum = sums[k] * correction;
-            for (uint i = 0; i < count; i++) sum += weights[i] * cached(p.valueOffset + slotBase + (start + i) * p.cacheWidth + d);
+            for (uint i = 0; i < count; i++) {
+                float value = own && start + i == position ? ownValue[d] : cached(p.valueOffset + slotBase + (start + i) * p.cacheWidth + d);
+                sum += weights[i] * value;
+            }
             sums[k] = sum;
         }
         maximum = newMaximum;

@@ -1,15 +1,16 @@
 // What both attention shaders read: the queries (rotated as they are read when `rotaryHalf` > 0, as kv_store.comp
-// rotates the keys), one layer's cache (keys, then values from element `valueOffset`; f32, or f16 two to a word),
-// the per-pass token, position and slot arrays, and the rotary table.
+// rotates the keys), one layer's cache (keys, then values from element `valueOffset`; f32, or f16 two to a word;
+// attention.comp writes it when it `stores` the pass's keys and values itself), the per-pass token, position and slot
+// arrays, and the rotary table.
 layout(std430, binding = 0) readonly buffer Queries { float queries[]; };
-layout(std430, binding = 1) readonly buffer Cache { uint cache[]; };
+layout(std430, binding = 1) buffer Cache { uint cache[]; };
 layout(std430, binding = 2) readonly buffer Batch { int batch[]; };
 layout(std430, binding = 3) writeonly buffer Output { float outputs[]; };
 layout(std430, binding = 4) readonly buffer Table { float table[]; };
 layout(push_constant) uniform Push {
     uint queryWidth, cacheWidth, heads, keyValueHeads, headDimension, capacity, valueOffset, half_;
     float scale;
-    uint positionBase, slotBase, rotaryHalf, interleaved, tokens, blockPositions;
+    uint positionBase, slotBase, rotaryHalf, interleaved, tokens, blockPositions, stores;
 } p;
 #include "rotary.glsl"
 

@@ -16,6 +16,9 @@ struct VulkanPass {
     private let isOneSequence: Bool
     /// Whether attention takes 8 queries a workgroup: a prompt of ``VulkanBackend/tiledMinimumTokens`` or more.
     private let tiledAttention: Bool
+    /// Whether attention stores the pass's keys and values itself, with no dispatch of their own before it: the
+    /// pass's tokens are of different slots (a decode step), so each reads only its own from the pass's rows.
+    private let storesInAttention: Bool
     /// Blocks of positions a short pass's attention is split into, a workgroup each (0: not split), where a token sees
     /// more than one block: a decode step's few workgroups would otherwise each walk the whole cache alone.
     private let attentionBlocks: Int
@@ -34,6 +37,7 @@ struct VulkanPass {
         let backend = storage.model.backend
         tiledAttention = backend.tilesPrompts && range.count >= VulkanBackend.tiledMinimumTokens && isOneSequence
         let blocks = batch.positions[range].max().map { $0 / storage.attentionBlockPositions + 1 } ?? 0
+        storesInAttention = backend.fusesOps && !tiledAttention && Set(batch.slots[range]).count == range.count
         attentionBlocks = backend.splitsAttention && range.count <= VulkanKeyValueStorage.splitMaximumTokens && !tiledAttention && blocks > 1 ? blocks : 0
     }
 
@@ -79,7 +83,7 @@ struct VulkanPass {
     /// like the one before on the same cache (every decode step after the first) submits that recording again.
     struct Shape: Hashable {
         var tokens, outputs: Int
-        var greedy, oneSequence: Bool
+        var greedy, oneSequence, storesInAttention: Bool
         var attentionBlocks: Int
         var profiled: Bool
     }
@@ -89,7 +93,8 @@ struct VulkanPass {
     private func run(greedy: Bool, then readback: (inout Hazards) -> Void) throws {
         writeInputs()
         let profile = model.backend.profile
-        let shape = Shape(tokens: tokens, outputs: outputs, greedy: greedy, oneSequence: isOneSequence, attentionBlocks: attentionBlocks,
+        let shape = Shape(tokens: tokens, outputs: outputs, greedy: greedy, oneSequence: isOneSequence, storesInAttention: storesInAttention,
+                          attentionBlocks: attentionBlocks,
                           profiled: storage.timestamps && profile.isEnabled)
         if storage.recordedShape == shape, !shape.profiled {
             try VulkanError.check { bitnet_vk_stream_resubmit(context, storage.stream, $0, $1) }
@@ -245,26 +250,31 @@ struct VulkanPass {
         }
     }
 
-    /// Stores the keys and values, then attends; with `rotary`, the keys are rotated as they are stored and the
-    /// queries as attention reads them (the RoPE ops before it were folded in).
+    /// Stores the keys and values, then attends (or attends and stores them as it goes: ``storesInAttention``); with
+    /// `rotary`, the keys are rotated as they are stored and the queries as attention reads them (the RoPE ops before
+    /// it were folded in).
     private func record(_ attention: AttentionOp, rotary: RotaryEmbedding?, bindings: [bitnet_vk_binding], hazards: inout Hazards) {
         let half: UInt32 = storage.type == .f16 ? 1 : 0
         let valueOffset = UInt32(storage.slots * storage.capacity * storage.width)
         let words = storage.type == .f16 ? storage.width / 2 : storage.width
         let rotation: [UInt32] = rotary.map { [UInt32($0.dimension / 2), $0.layout == .interleaved ? 1 : 0] } ?? [0, 0]
-        dispatch(pipelines.storeKeysAndValues, bindings[0],
-                 [UInt32(storage.width), UInt32(storage.capacity), valueOffset, half, UInt32(tokens), positionBase, slotBase] + rotation,
-                 groups: grid(tokens * words, perGroup: pipelines.storeKeysAndValues.workgroupSize),
-                 reads: [attention.key, attention.value], writes: [], cache: attention.layer,
-                 label: rotary == nil ? "kv store" : "rope + kv store", hazards: &hazards)
+        if !storesInAttention {
+            dispatch(pipelines.storeKeysAndValues, bindings[0],
+                     [UInt32(storage.width), UInt32(storage.capacity), valueOffset, half, UInt32(tokens), positionBase, slotBase] + rotation,
+                     groups: grid(tokens * words, perGroup: pipelines.storeKeysAndValues.workgroupSize),
+                     reads: [attention.key, attention.value], writes: [], cache: attention.layer,
+                     label: rotary == nil ? "kv store" : "rope + kv store", hazards: &hazards)
+        }
+        let reads = storesInAttention ? [attention.query, attention.key, attention.value] : [attention.query]
+        let stores: UInt32 = storesInAttention ? 1 : 0
         let scale = 1 / Float(attention.headDimension).squareRoot()
         let push = [UInt32(width(attention.query)), UInt32(storage.width), UInt32(attention.heads), UInt32(attention.keyValueHeads),
                     UInt32(attention.headDimension), UInt32(storage.capacity), valueOffset, half, scale.bitPattern, positionBase, slotBase]
             + rotation + [UInt32(tokens)]
         if attentionBlocks > 0 {  // each block a workgroup, then their combination
-            dispatch(pipelines.attention, bindings[2], push + [UInt32(storage.attentionBlockPositions)],
-                     groups: (attention.heads, tokens, attentionBlocks), reads: [attention.query], writes: [], cache: attention.layer,
-                     partials: (false, true), label: "attention by blocks", hazards: &hazards)
+            dispatch(pipelines.attention, bindings[2], push + [UInt32(storage.attentionBlockPositions), stores],
+                     groups: (attention.heads, tokens, attentionBlocks), reads: reads, writes: [], cache: attention.layer,
+                     partials: (false, true), label: storesInAttention ? "attention by blocks + kv store" : "attention by blocks", hazards: &hazards)
             dispatch(pipelines.attentionCombine, bindings[3],
                      [UInt32(width(attention.query)), UInt32(attention.heads), UInt32(attention.headDimension), positionBase,
                       UInt32(storage.attentionBlockPositions), UInt32(attentionBlocks)],
@@ -272,9 +282,10 @@ struct VulkanPass {
                      label: "attention blocks combined", hazards: &hazards)
             return
         }
-        dispatch(tiledAttention ? pipelines.attentionTiled : pipelines.attention, bindings[1], push + [0],
-                 groups: (attention.heads, tiledAttention ? (tokens + 7) / 8 : tokens, 1), reads: [attention.query], writes: [attention.output],
-                 cache: attention.layer, label: tiledAttention ? "attention tiled" : "attention", hazards: &hazards)
+        dispatch(tiledAttention ? pipelines.attentionTiled : pipelines.attention, bindings[1], push + [0, stores],
+                 groups: (attention.heads, tiledAttention ? (tokens + 7) / 8 : tokens, 1), reads: reads, writes: [attention.output],
+                 cache: attention.layer, label: tiledAttention ? "attention tiled" : storesInAttention ? "attention + kv store" : "attention",
+                 hazards: &hazards)
     }
 
     private func record(_ op: ForwardOp, bindings: [bitnet_vk_binding], hazards: inout Hazards) {

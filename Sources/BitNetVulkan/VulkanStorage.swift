@@ -127,16 +127,22 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     private func weight(_ id: WeightID) -> VulkanBuffer { model.weights[id.index].buffer }
     private func activation(_ id: ActivationID) -> VulkanBuffer { activations[id.index] }
 
+    /// An attention op's four dispatches: store, attend (the keys and values beside, for a pass that stores as it
+    /// attends), attend by blocks, combine the blocks.
+    private func attentionBuffers(_ op: AttentionOp, table: VulkanBuffer?) -> [[VulkanBuffer?]] {
+        [[activation(op.key), activation(op.value), inputs, layers[op.layer], table],
+         [activation(op.query), layers[op.layer], inputs, activation(op.output), table, activation(op.key), activation(op.value)],
+         [activation(op.query), layers[op.layer], inputs, attentionPartials, table, activation(op.key), activation(op.value)],
+         [attentionPartials, nil, inputs, activation(op.output)]]
+    }
+
     /// The buffers each of a step's dispatches binds, in the order its shader declares them.
     private func buffers(of step: VulkanStep) -> [[VulkanBuffer?]] {
         let op: ForwardOp
         switch step {
         case .op(let stepOp): op = stepOp
         case .ropedAttention(let op, let rotary):
-            return [[activation(op.key), activation(op.value), inputs, layers[op.layer], rotaryTables[rotary]!],
-                    [activation(op.query), layers[op.layer], inputs, activation(op.output), rotaryTables[rotary]!],
-                    [activation(op.query), layers[op.layer], inputs, attentionPartials, rotaryTables[rotary]!],
-                    [attentionPartials, nil, inputs, activation(op.output)]]
+            return attentionBuffers(op, table: rotaryTables[rotary]!)
         case .rowQuantize(let quantize):
             return [[activation(quantize.input), quantize.norm.map { weight($0.weight) }, activation(quantize.output), quantize.second.map(activation)]]
         case .chainedQuantize(let chain):  // each BitLinear alone, the quantization alone, then each chained
@@ -153,11 +159,7 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         case .rmsNorm(let input, let weight, _, let output): [[activation(input), self.weight(weight), activation(output)]]
         case .bitLinear(let input, let weight, let output): [[self.weight(weight), activation(input), activation(output)]]
         case .rope(let buffer, _, let rotary): [[activation(buffer), inputs, rotaryTables[rotary]!]]
-        case .attention(let op):
-            [[activation(op.key), activation(op.value), inputs, layers[op.layer]],
-             [activation(op.query), layers[op.layer], inputs, activation(op.output)],
-             [activation(op.query), layers[op.layer], inputs, attentionPartials],
-             [attentionPartials, nil, inputs, activation(op.output)]]
+        case .attention(let op): attentionBuffers(op, table: nil)
         case .gatedActivation(_, let gate, let up, let output): [[activation(gate), activation(up), activation(output), inputs]]
         case .add(let input, let accumulator): [[activation(input), activation(accumulator), nil, inputs]]
         case .selectOutputs(let input, let output): [[activation(input), nil, activation(output), inputs]]

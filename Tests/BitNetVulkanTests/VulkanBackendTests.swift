@@ -52,7 +52,8 @@ import Testing
     /// Profiling puts a barrier and a timestamp after every dispatch: the logits stay the same to the bit, and the
     /// profile counts each kind of dispatch a pass records (a BitNet block: 7 BitLinear, a KV store that rotates the
     /// keys, an attention and 4 fused quantizations; then the logits' copy to host memory, or a greedy pass's argmax),
-    /// with its time; in a decode step three of the quantizations run in the BitLinear dispatches before them.
+    /// with its time; in a decode step three of the quantizations run in the BitLinear dispatches before them, and
+    /// attention stores the keys and values.
     @Test func profilingTimesEveryDispatchWithoutChangingTheLogits() throws {
         let backend = try VulkanTesting.backend()
         let model = try BitNetModel(path: Self.bundledModel, backend: backend)
@@ -91,6 +92,7 @@ import Testing
         #expect(chained("add + norm + quantize") == 2 * layers - 1 && chained("activation + norm + quantize") == 2 * layers, "\(step)")
         #expect(step["add + norm + quantize"] == nil && step["activation + norm + quantize"] == nil && step["norm + quantize"] == layers + 1)
         #expect(step.filter { $0.key.hasPrefix("bitlinear ") }.values.reduce(0, +) == 7 * layers)
+        #expect(step["attention + kv store"] == layers && step["rope + kv store"] == nil, "\(step)")  // it stores the keys as it attends
         try VulkanTesting.expectNoValidationMessages(backend)
     }
 

@@ -29,7 +29,7 @@ import Testing
             backend.profiling = false
         }
         let labels = Set(backend.takeProfile().entries.map(\.label))
-        #expect(labels.contains("attention by blocks") && labels.contains("attention blocks combined") && !labels.contains("attention"), "\(labels)")
+        #expect(labels.contains("attention by blocks + kv store") && labels.contains("attention blocks combined") && !labels.contains("attention + kv store"), "\(labels)")
         let errors = zip(logits[1], logits[0]).map { $0.relativeError(to: $1) }
         #expect(errors.allSatisfy { $0 <= 1e-2 }, "\(errors)")
         try VulkanTesting.expectNoValidationMessages(backend)
@@ -73,7 +73,7 @@ import Testing
         backend.profiling = true
         let split = try model.forward(batch, cache: both)
         backend.profiling = false
-        #expect(backend.takeProfile().entries.contains { $0.label == "attention by blocks" })
+        #expect(backend.takeProfile().entries.contains { $0.label == "attention by blocks + kv store" })
         let expected = try model.forward(ForwardBatch(tokens: [23], slot: 0, start: 5), cache: alone)
         #expect(split[1].map(\.bitPattern) == expected[0].map(\.bitPattern))
         try VulkanTesting.expectNoValidationMessages(backend)

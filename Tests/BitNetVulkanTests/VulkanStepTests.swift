@@ -117,6 +117,39 @@ import Testing
         #expect(differing.isEmpty, "rows whose floats differ (21 of a prompt, 6 decode steps, 5 steps of two sequences): \(differing)")
     }
 
+    /// A decode step's attention stores the keys and values itself (its tokens are of different slots), rounded and
+    /// rotated as kv_store.comp stores them: steps of two sequences, one past 256 positions (split attention, the block
+    /// holding the position stores), then a prompt whose tiled attention reads what those steps stored, all give the
+    /// floats of a pass recording every op alone, to the bit; f32 and f16 caches.
+    @Test(arguments: [KeyValueCacheType.f32, .f16])
+    func attentionStoresWhatTheKeyValueStoreWould(cache: KeyValueCacheType) throws {
+        var results: [[[Float]]] = []
+        for fusing in [true, false] {
+            let backend = try VulkanTesting.backend(fusesOps: fusing)
+            let model = try BitNetModel(path: VulkanBackendTests.bundledModel, backend: backend)
+            let vocabulary = model.configuration.vocabularySize
+            let kv = try model.makeCache(slots: 2, contextLength: 340, type: cache)
+            _ = try model.forward(ForwardBatch(tokens: (0..<290).map { ($0 * 131 + 7) % vocabulary }, slot: 0, start: 0), cache: kv)
+            _ = try model.forward(ForwardBatch(tokens: [5, 17, 42], slot: 1, start: 0), cache: kv)
+            var logits: [[Float]] = []
+            for step in 0..<8 {
+                var batch = ForwardBatch()
+                batch.append((step * 13 + 1) % vocabulary, position: 290 + step, slot: 0, wantsLogits: true)
+                batch.append((step * 29 + 2) % vocabulary, position: 3 + step, slot: 1, wantsLogits: true)
+                logits += try model.forward(batch, cache: kv)
+            }
+            for slot in 0..<2 {
+                let start = slot == 0 ? 298 : 11
+                logits += try model.forward(ForwardBatch(tokens: (0..<20).map { ($0 * 37 + slot) % vocabulary }, slot: slot, start: start, allLogits: true), cache: kv)
+            }
+            results.append(logits)
+            try VulkanTesting.expectNoValidationMessages(backend)
+        }
+        #expect(results[0].count == 56 && results[1].count == 56)
+        let differing = zip(results[0], results[1]).enumerated().filter { $1.0.map(\.bitPattern) != $1.1.map(\.bitPattern) }.map(\.offset)
+        #expect(differing.isEmpty, "rows whose floats differ (16 of decode steps, then two prompts of 20): \(differing)")
+    }
+
     /// LLaMA-style blocks without sub-norms (silu): the gated activation fuses with the quantization directly.
     @Test func gatedActivationsFuseWithoutASubNorm() throws {
         let graph = try Self.graph(Self.silu)
