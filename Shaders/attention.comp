@@ -1,5 +1,7 @@
 #version 450
 // variant: attentionSubgroups -DSUBGROUPS
+// variant: attentionChained -DCHAINED
+// variant: attentionChainedSubgroups -DCHAINED -DSUBGROUPS
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 // Causal grouped-query attention of one token's head over its slot's cached positions 0…position, one workgroup
@@ -13,9 +15,17 @@
 // rounded as the cache holds them, so the floats are the same), and the workgroup of the first query head of each
 // key/value head whose block holds the token's position writes them into the cache for later passes. No other
 // workgroup reads that position of that slot's cache in this pass.
+//
+// CHAINED (unsplit): the quantization of each token's output row (chain.glsl) runs in the last of its heads'
+// workgroups to finish, counted at `counters[counterBase + token]`.
 #include "attention.glsl"
 layout(std430, binding = 5) readonly buffer Keys { float keys[]; };
 layout(std430, binding = 6) readonly buffer Values { float values[]; };
+#ifdef CHAINED
+#define quantizeRows outputs
+#define quantizeSecond outputs  // a quantization chained to attention has no prologue: never read
+#include "chain.glsl"
+#endif
 const uint MAX_DIMENSIONS = 4;  // per invocation: head dimensions up to 4 × WORKGROUP
 shared float query[4 * WORKGROUP];
 shared float ownKey[4 * WORKGROUP], ownValue[4 * WORKGROUP];
@@ -77,7 +87,7 @@ float ownKeyElement(uint token, uint keyValueHead, uint position, uint d) {
     return rotated(keys[source - d + rotaryPartner(d, p.rotaryHalf, p.interleaved)], keys[source], d, position, p.rotaryHalf, p.interleaved);
 }
 
-void main() {
+void attend() {
     uint head = gl_WorkGroupID.x, token = gl_WorkGroupID.y, t = gl_LocalInvocationID.x;
     uint slot = uint(batch[p.slotBase + token]), position = uint(batch[p.positionBase + token]);
     uint keyValueHead = head / (p.heads / p.keyValueHeads), dims = p.headDimension;
@@ -154,4 +164,11 @@ void main() {
         outputs[partialBase + dims] = maximum;
         outputs[partialBase + dims + 1] = total;
     }
+}
+
+void main() {
+    attend();
+#ifdef CHAINED
+    quantizeWhenLast(p.counterBase + gl_WorkGroupID.y, p.counterTotal, p.quantize, gl_WorkGroupID.y, 1);
+#endif
 }

@@ -5,12 +5,20 @@
 layout(std430, binding = 0) readonly buffer Queries { float queries[]; };
 layout(std430, binding = 1) buffer Cache { uint cache[]; };
 layout(std430, binding = 2) readonly buffer Batch { int batch[]; };
+#ifdef CHAINED
+layout(std430, binding = 3) coherent buffer Output { float outputs[]; };
+#else
 layout(std430, binding = 3) writeonly buffer Output { float outputs[]; };
+#endif
 layout(std430, binding = 4) readonly buffer Table { float table[]; };
 layout(push_constant) uniform Push {
     uint queryWidth, cacheWidth, heads, keyValueHeads, headDimension, capacity, valueOffset, half_;
     float scale;
     uint positionBase, slotBase, rotaryHalf, interleaved, tokens, blockPositions, stores;
+#ifdef CHAINED
+    QuantizeShape quantize;  // of the output row, once every head of the token is written (chain.glsl)
+    uint counterBase, counterTotal;
+#endif
 } p;
 #include "rotary.glsl"
 

@@ -12,26 +12,21 @@
 // at word `activationScaleOffset`. A workgroup computes one row for TILE tokens, reading each weight word once for
 // all of them (decode and short batches; bitlinear_tiled.comp takes longer ones).
 //
-// CHAINED: the row-quantize step that reads this output (quantize.glsl) runs in the last workgroup to finish, so no
-// barrier and no dispatch of its own stand between them. The output is that step's row or its second input
-// (`outputSecond`); every workgroup of the step's BitLinear dispatches (gate and up are two) counts itself at
-// `counters[counterBase + z]` after its writes, and the one that brings the count to `counterTotal` quantizes the
-// TILE tokens of its z and sets the count back to 0 for the next pass.
+// CHAINED: the row-quantize step that reads this output runs in the last workgroup to finish (chain.glsl), so no
+// barrier and no dispatch of its own stand between them. The output is written as that step's row or its second
+// input (`outputSecond`), so no two bindings alias; every workgroup of the step's BitLinear dispatches (gate and up
+// are two) counts itself at `counters[counterBase + z]`, and the last quantizes the TILE tokens of its z.
 layout(std430, binding = 0) readonly buffer Weights { uint weights[]; };
 layout(std430, binding = 1) readonly buffer Activations { uint activations[]; };
 #ifdef CHAINED
 layout(std430, binding = 2) coherent buffer Row { float quantizeRows[]; };
-layout(std430, binding = 3) readonly buffer NormWeight { float normWeights[]; };
-layout(std430, binding = 4) writeonly buffer Codes { uint quantizeCodes[]; };
 layout(std430, binding = 5) coherent buffer Second { float quantizeSecond[]; };
-layout(std430, binding = 6) coherent buffer Counters { uint counters[]; };
-#include "quantize.glsl"
+#include "chain.glsl"
 layout(push_constant) uniform Push {
     uint rows, wordsPerRow, blockWords, scaleOffset, activationScaleOffset, tokens;
     QuantizeShape quantize;
     uint counterBase, counterTotal, outputSecond;
 } p;
-shared bool isLast;
 #else
 layout(std430, binding = 2) writeonly buffer Output { float outputs[]; };
 layout(push_constant) uniform Push { uint rows, wordsPerRow, blockWords, scaleOffset, activationScaleOffset, tokens; } p;
@@ -97,16 +92,6 @@ void main() {
     uint row = flatGroup(), first = gl_WorkGroupID.z * TILE;
     if (row < p.rows) multiplyRow(row, first);
 #ifdef CHAINED
-    // As CUDA's threadfence reduction: each invocation's writes are made visible device-wide before the count.
-    memoryBarrierBuffer();
-    barrier();
-    if (gl_LocalInvocationID.x == 0) isLast = atomicAdd(counters[p.counterBase + gl_WorkGroupID.z], 1) == p.counterTotal - 1;
-    barrier();
-    if (isLast) {
-        memoryBarrierBuffer();
-        shape = p.quantize;
-        for (uint k = 0; k < TILE && first + k < p.tokens; k++) quantizeRow(first + k);
-        if (gl_LocalInvocationID.x == 0) counters[p.counterBase + gl_WorkGroupID.z] = 0;
-    }
+    quantizeWhenLast(p.counterBase + gl_WorkGroupID.z, p.counterTotal, p.quantize, first, min(TILE, p.tokens - min(first, p.tokens)));
 #endif
 }

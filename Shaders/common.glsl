@@ -8,6 +8,10 @@
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WORKGROUP = 64;
 
+/// A row-quantize step's push constants (quantize.glsl): columns, words a row, the word where the scales start, the
+/// prologue (0 none, 1 residual, 2–4 gated), whether it normalizes first, and the norm's ε.
+struct QuantizeShape { uint columns, words, scaleOffset, prologue, normalize; float epsilon; };
+
 /// The element an invocation of a flattened 2-D grid handles (grids wider than 65,535 workgroups wrap into y).
 uint flatIndex() { return gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * WORKGROUP; }
 

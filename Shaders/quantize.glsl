@@ -1,6 +1,6 @@
 // A row to int8 codes (BitNet's ActQuant), by one workgroup, after up to two ops the graph puts before it, fused
-// with the floats they give alone (VulkanSteps.swift decides); quantize.comp runs it a workgroup a row, and
-// bitlinear.comp's CHAINED variant in the last workgroup of the BitLinear dispatches it reads:
+// with the floats they give alone (VulkanSteps.swift decides); quantize.comp runs it a workgroup a row, and the
+// CHAINED variants of the shaders whose output it reads in their last workgroup to finish (chain.glsl):
 //   1. the prologue: the row as it is (0); the residual add `row += addend`, written back (1); or a gated
 //      activation f(row) · up, not written (2–4: relu², silu, gelu-tanh);
 //   2. if `normalize`, RMSNorm as rms_norm.comp computes it: Σx² in PyTorch's order (sum_of_squares.glsl), then
@@ -10,14 +10,13 @@
 //      at word `scaleOffset`.
 // The including shader declares the float buffers `quantizeRows` (coherent: the residual sum is read back) and
 // `quantizeSecond` (the addend or `up`), `normWeights`, and the uint buffer `quantizeCodes`, then sets `shape`.
-struct QuantizeShape { uint columns, words, scaleOffset, prologue, normalize; float epsilon; };
 QuantizeShape shape;
 
-shared float partial[WORKGROUP];
+shared float quantizePartial[WORKGROUP];
 #ifdef SUBGROUPS
-shared uint partialBits[WORKGROUP];
+shared uint quantizePartialBits[WORKGROUP];
 #endif
-shared float total;
+shared float quantizeTotal;
 
 int code(float scaled) {
     if (isnan(scaled)) return 0;
@@ -45,9 +44,9 @@ void quantizeRow(uint row) {
     float normScale = 1.0;
     if (shape.normalize != 0) {
         float sum = sumOfSquares(base, shape.columns);
-        if (t == 0) total = sum;
+        if (t == 0) quantizeTotal = sum;
         barrier();
-        normScale = rmsScale(total, shape.columns, shape.epsilon);
+        normScale = rmsScale(quantizeTotal, shape.columns, shape.epsilon);
     }
 
     float maximum = 0;
@@ -58,24 +57,24 @@ void quantizeRow(uint row) {
 #ifdef SUBGROUPS
     // The bits of a magnitude order as its value does, and a NaN's above +∞: an integer maximum, exact in any order.
     uint bits = subgroupMax(floatBitsToUint(abs(maximum)));
-    if (subgroupElect()) partialBits[gl_SubgroupID] = bits;
+    if (subgroupElect()) quantizePartialBits[gl_SubgroupID] = bits;
     barrier();
     if (gl_SubgroupID == 0) {
         bits = 0;
-        for (uint i = gl_SubgroupInvocationID; i < gl_NumSubgroups; i += gl_SubgroupSize) bits = max(bits, partialBits[i]);
+        for (uint i = gl_SubgroupInvocationID; i < gl_NumSubgroups; i += gl_SubgroupSize) bits = max(bits, quantizePartialBits[i]);
         bits = subgroupMax(bits);
-        if (subgroupElect()) partial[0] = uintBitsToFloat(bits);
+        if (subgroupElect()) quantizePartial[0] = uintBitsToFloat(bits);
     }
     barrier();
 #else
-    partial[t] = maximum;
+    quantizePartial[t] = maximum;
     barrier();
     for (uint stride = WORKGROUP / 2; stride > 0; stride /= 2) {
-        if (t < stride) partial[t] = maxPropagatingNaN(partial[t], partial[t + stride]);
+        if (t < stride) quantizePartial[t] = maxPropagatingNaN(quantizePartial[t], quantizePartial[t + stride]);
         barrier();
     }
 #endif
-    float clamped = isnan(partial[0]) ? partial[0] : max(partial[0], 1e-5);
+    float clamped = isnan(quantizePartial[0]) ? quantizePartial[0] : max(quantizePartial[0], 1e-5);
     float scale = (1.0 / clamped) * 127.0;
     for (uint w = t; w < shape.words; w += WORKGROUP) {
         uint packed = 0;
@@ -88,5 +87,5 @@ void quantizeRow(uint row) {
         quantizeCodes[row * shape.words + w] = packed;
     }
     if (t == 0) quantizeCodes[shape.scaleOffset + row] = floatBitsToUint(scale);
-    barrier();  // partial[0] and total are read by every invocation above
+    barrier();  // quantizePartial[0] and quantizeTotal are read by every invocation above
 }

@@ -113,7 +113,8 @@ final class VulkanPipeline: @unchecked Sendable {
 
 /// The backend's pipelines, created once per device.
 struct VulkanPipelines: Sendable {
-    let embed, rmsNorm, quantize, bitLinear, bitLinearChained, bitLinearTiled, project, rope, storeKeysAndValues, attention, attentionTiled, attentionCombine, elementwise,
+    let embed, rmsNorm, quantize, bitLinear, bitLinearChained, bitLinearTiled, project, rope, storeKeysAndValues, attention, attentionChained, attentionTiled, attentionCombine,
+        attentionCombineChained, elementwise,
         argmax: VulkanPipeline
     /// Whether BitLinear uses the integer dot product instructions.
     let integerDotProduct: Bool
@@ -133,8 +134,10 @@ struct VulkanPipelines: Sendable {
         rope = try VulkanPipeline(context, code: ShaderCode.rope, workgroupSize: 256)
         storeKeysAndValues = try VulkanPipeline(context, code: ShaderCode.kvStore, workgroupSize: 256)
         attention = try VulkanPipeline(context, code: subgroups ? ShaderCode.attentionSubgroups : ShaderCode.attention, workgroupSize: 64)
+        attentionChained = try VulkanPipeline(context, code: subgroups ? ShaderCode.attentionChainedSubgroups : ShaderCode.attentionChained, workgroupSize: 64)
         attentionTiled = try VulkanPipeline(context, code: ShaderCode.attentionTiled, workgroupSize: 64)
         attentionCombine = try VulkanPipeline(context, code: ShaderCode.attentionCombine, workgroupSize: 64)
+        attentionCombineChained = try VulkanPipeline(context, code: ShaderCode.attentionCombineChained, workgroupSize: 64)
         elementwise = try VulkanPipeline(context, code: ShaderCode.elementwise, workgroupSize: 256)
         argmax = try VulkanPipeline(context, code: ShaderCode.argmax, workgroupSize: 256)
         self.integerDotProduct = integerDotProduct

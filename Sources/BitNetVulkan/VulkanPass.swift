@@ -221,8 +221,13 @@ struct VulkanPass {
     }
 
     /// A chained step: its BitLinear dispatches with no barrier between them, the last workgroup of each tile of 4
-    /// tokens quantizing them (bitlinear.comp's CHAINED variant); where the pass tiles a BitLinear, each op alone.
+    /// tokens quantizing them (bitlinear.comp's CHAINED variant), or attention chained; where the pass tiles a
+    /// BitLinear, each op alone.
     private func record(_ chain: ChainedQuantizeStep, bindings: [bitnet_vk_binding], hazards: inout Hazards) {
+        if case .attention(let attention, let rotary) = chain.producer {
+            record(attention, rotary: rotary, bindings: bindings, then: chain, hazards: &hazards)
+            return
+        }
         let packings = chain.bitLinears.map { bitLinear -> TernaryPacking? in
             if case .ternary(_, let packing) = model.weights[bitLinear.weight.index] { packing } else { nil }
         }
@@ -241,7 +246,7 @@ struct VulkanPass {
         for (index, bitLinear) in chain.bitLinears.enumerated() {
             let packing = packings[index]!
             let push = bitLinearPush(packing, tokens: tokens) + quantizeShape(quantize)
-                + [UInt32(chain.counter * storage.chainTiles), UInt32(counterTotal), bitLinear.output == quantize.second ? 1 : 0]
+                + [UInt32(chain.counter * storage.chainCounterStride), UInt32(counterTotal), bitLinear.output == quantize.second ? 1 : 0]
             // The first dispatch stands for the chain in the hazards: no barrier between its dispatches.
             dispatch(pipelines.bitLinearChained, bindings[count + 1 + index], push, groups: groups[index],
                      reads: index == 0 ? chain.bitLinears.map(\.input) + reads : [],
@@ -252,8 +257,10 @@ struct VulkanPass {
 
     /// Stores the keys and values, then attends (or attends and stores them as it goes: ``storesInAttention``); with
     /// `rotary`, the keys are rotated as they are stored and the queries as attention reads them (the RoPE ops before
-    /// it were folded in).
-    private func record(_ attention: AttentionOp, rotary: RotaryEmbedding?, bindings: [bitnet_vk_binding], hazards: inout Hazards) {
+    /// it were folded in). With `chain`, the quantization after it runs in the last workgroup of each token's heads
+    /// (attention.comp's or attention_combine.comp's CHAINED variant), or after it where attention is tiled.
+    private func record(_ attention: AttentionOp, rotary: RotaryEmbedding?, bindings: [bitnet_vk_binding], then chain: ChainedQuantizeStep? = nil,
+                        hazards: inout Hazards) {
         let half: UInt32 = storage.type == .f16 ? 1 : 0
         let valueOffset = UInt32(storage.slots * storage.capacity * storage.width)
         let words = storage.type == .f16 ? storage.width / 2 : storage.width
@@ -267,6 +274,14 @@ struct VulkanPass {
         }
         let reads = storesInAttention ? [attention.query, attention.key, attention.value] : [attention.query]
         let stores: UInt32 = storesInAttention ? 1 : 0
+        // Chained (not tiled): the quantization's push constants after the attention's, counting each token's heads.
+        let chained = chain != nil && !tiledAttention
+        var tail: [UInt32] = [], writes = [attention.output], suffix = ""
+        if let chain, chained {
+            tail = quantizeShape(chain.quantize) + [UInt32(chain.counter * storage.chainCounterStride), UInt32(attention.heads)]
+            writes += buffers(of: chain.quantize).writes
+            suffix = " + " + chain.quantize.label
+        }
         let scale = 1 / Float(attention.headDimension).squareRoot()
         let push = [UInt32(width(attention.query)), UInt32(storage.width), UInt32(attention.heads), UInt32(attention.keyValueHeads),
                     UInt32(attention.headDimension), UInt32(storage.capacity), valueOffset, half, scale.bitPattern, positionBase, slotBase]
@@ -275,17 +290,19 @@ struct VulkanPass {
             dispatch(pipelines.attention, bindings[2], push + [UInt32(storage.attentionBlockPositions), stores],
                      groups: (attention.heads, tokens, attentionBlocks), reads: reads, writes: [], cache: attention.layer,
                      partials: (false, true), label: storesInAttention ? "attention by blocks + kv store" : "attention by blocks", hazards: &hazards)
-            dispatch(pipelines.attentionCombine, bindings[3],
+            dispatch(chained ? pipelines.attentionCombineChained : pipelines.attentionCombine, bindings[chained ? 6 : 3],
                      [UInt32(width(attention.query)), UInt32(attention.heads), UInt32(attention.headDimension), positionBase,
-                      UInt32(storage.attentionBlockPositions), UInt32(attentionBlocks)],
-                     groups: (attention.heads, tokens, 1), reads: [], writes: [attention.output], partials: (true, false),
-                     label: "attention blocks combined", hazards: &hazards)
-            return
+                      UInt32(storage.attentionBlockPositions), UInt32(attentionBlocks)] + tail,
+                     groups: (attention.heads, tokens, 1), reads: [], writes: writes, partials: (true, false),
+                     label: "attention blocks combined" + suffix, hazards: &hazards)
+        } else {
+            let pipeline = tiledAttention ? pipelines.attentionTiled : chained ? pipelines.attentionChained : pipelines.attention
+            dispatch(pipeline, bindings[chained ? 5 : 1], push + [0, stores] + tail,
+                     groups: (attention.heads, tiledAttention ? (tokens + 7) / 8 : tokens, 1), reads: reads, writes: writes,
+                     cache: attention.layer, label: (tiledAttention ? "attention tiled" : storesInAttention ? "attention + kv store" : "attention") + suffix,
+                     hazards: &hazards)
         }
-        dispatch(tiledAttention ? pipelines.attentionTiled : pipelines.attention, bindings[1], push + [0, stores],
-                 groups: (attention.heads, tiledAttention ? (tokens + 7) / 8 : tokens, 1), reads: reads, writes: [attention.output],
-                 cache: attention.layer, label: tiledAttention ? "attention tiled" : storesInAttention ? "attention + kv store" : "attention",
-                 hazards: &hazards)
+        if let chain, !chained { record(chain.quantize, binding: bindings[4], hazards: &hazards) }
     }
 
     private func record(_ op: ForwardOp, bindings: [bitnet_vk_binding], hazards: inout Hazards) {

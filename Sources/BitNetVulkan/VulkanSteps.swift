@@ -11,8 +11,8 @@ enum VulkanStep {
     /// RoPE of the queries and keys and then the attention op that reads them: the keys rotated as they are stored,
     /// the queries as attention reads them, so no RoPE dispatch runs.
     case ropedAttention(AttentionOp, RotaryEmbedding)
-    /// BitLinear ops and the row-quantize step after them, the quantization run by their dispatches' last workgroup
-    /// where a pass takes the row shader.
+    /// BitLinear ops or an attention op and the row-quantize step after them, the quantization run by their
+    /// dispatches' last workgroup where a pass takes the row shaders.
     case chainedQuantize(ChainedQuantizeStep)
 
     /// The steps for `graph`; every quantization becomes a ``RowQuantizeStep``, fused with the ops before it
@@ -43,13 +43,23 @@ enum VulkanStep {
 
     /// `steps` with each row-quantize step and the run of BitLinear ops right before it made one chained step, where
     /// the step reads every one of their outputs (as its row or its second input, two different buffers) and all
-    /// are rows of tokens.
+    /// are rows of tokens; or the attention step right before it, where the step reads its output alone.
     private static func chained(_ steps: [VulkanStep], _ graph: ForwardGraph) -> [VulkanStep] {
         var result: [VulkanStep] = []
         var chains = 0
         for step in steps {
             guard case .rowQuantize(let quantize) = step else {
                 result.append(step)
+                continue
+            }
+            let attention: (AttentionOp, RotaryEmbedding?)? = switch result.last {
+            case .op(.attention(let op)): (op, nil)
+            case .ropedAttention(let op, let rotary): (op, rotary)
+            default: nil
+            }
+            if let (op, rotary) = attention, quantize.prologue == .none, quantize.input == op.output, graph[op.output].rows == .tokens {
+                result[result.count - 1] = .chainedQuantize(ChainedQuantizeStep(producer: .attention(op, rotary), quantize: quantize, counter: chains))
+                chains += 1
                 continue
             }
             var bitLinears: [ChainedQuantizeStep.BitLinear] = []
@@ -60,7 +70,7 @@ enum VulkanStep {
             let read = [quantize.input] + (quantize.second.map { [$0] } ?? []), outputs = bitLinears.map(\.output)
             let tokenRows = (read + outputs).allSatisfy { graph[$0].rows == .tokens }
             if !bitLinears.isEmpty, tokenRows, Set(read).count == read.count, Set(outputs).count == outputs.count, Set(outputs).isSubset(of: read) {
-                result.append(.chainedQuantize(ChainedQuantizeStep(bitLinears: bitLinears, quantize: quantize, counter: chains)))
+                result.append(.chainedQuantize(ChainedQuantizeStep(producer: .bitLinears(bitLinears), quantize: quantize, counter: chains)))
                 chains += 1
             } else {
                 result += bitLinears.map { .op(.bitLinear(input: $0.input, weight: $0.weight, output: $0.output)) } + [step]
@@ -168,10 +178,11 @@ struct RowQuantizeStep: Hashable {
     }
 }
 
-/// BitLinear ops and the row-quantize step after them, which reads each of their outputs as its row or its second
-/// input (the O and down projections before the residual add, gate and up before the gated activation). Where a pass
-/// takes the row shader (fewer than ``VulkanBackend/tiledMinimumTokens`` tokens, or tiles off), bitlinear.comp's
-/// CHAINED variant runs the quantization in the last workgroup of their dispatches to finish, so a decode step has
+/// The ops that write a row and the row-quantize step after them that reads it: BitLinear ops whose outputs it reads
+/// as its row or its second input (the O and down projections before the residual add, gate and up before the gated
+/// activation), or attention, whose output it normalizes and quantizes. Where a pass takes the row shaders
+/// (BitLinear under ``VulkanBackend/tiledMinimumTokens`` tokens or with tiles off, attention not tiled), their CHAINED
+/// variants run the quantization in the last workgroup of their dispatches to finish (chain.glsl), so a decode step has
 /// neither a barrier nor a dispatch between them; the floats are those of the steps recorded apart.
 struct ChainedQuantizeStep: Hashable {
     struct BitLinear: Hashable {
@@ -180,8 +191,19 @@ struct ChainedQuantizeStep: Hashable {
         var output: ActivationID
     }
 
-    var bitLinears: [BitLinear]
+    enum Producer: Hashable {
+        case bitLinears([BitLinear])
+        /// The attention op, and its rotary embedding where the RoPE before it was folded in.
+        case attention(AttentionOp, RotaryEmbedding?)
+    }
+
+    var producer: Producer
     var quantize: RowQuantizeStep
     /// Which of the cache's runs of counters its dispatches count their workgroups in (``VulkanKeyValueStorage/chainCounters``).
     var counter: Int
+
+    /// The BitLinear ops it chains, if that is what it chains.
+    var bitLinears: [BitLinear] {
+        if case .bitLinears(let bitLinears) = producer { bitLinears } else { [] }
+    }
 }

@@ -33,10 +33,10 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     let attentionPartials: VulkanBuffer
     /// The most tokens a pass splits its attention for (more: there are workgroups enough without).
     static let splitMaximumTokens = 16
-    /// Zeroed at creation: the workgroups each chained step's BitLinear dispatches have finished, per tile of 4 tokens
-    /// (``chainTiles`` a step); the last workgroup sets its count back to 0.
+    /// Zeroed at creation: the workgroups each chained step's dispatches have finished, per tile of 4 tokens
+    /// (BitLinear) or per token (attention), ``chainCounterStride`` a step; the last workgroup sets its count back to 0.
     let chainCounters: VulkanBuffer
-    var chainTiles: Int { model.maxTokens / 4 }
+    var chainCounterStride: Int { model.maxTokens }
     /// The descriptor sets of each of the model's steps (an attention op has four: store, attend, attend by blocks,
     /// combine the blocks).
     private(set) var bindings: [[bitnet_vk_binding]] = []
@@ -78,7 +78,7 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
             throw VulkanError(code: .unavailable, message: "\(model.backend.device.name) offers no host-visible memory for results")
         }
         let chains = model.steps.reduce(0) { if case .chainedQuantize = $1 { $0 + 1 } else { $0 } }
-        let counterBytes = max(1, chains) * model.maxTokens / 4 * 4
+        let counterBytes = max(1, chains) * model.maxTokens * 4
         let counters = try VulkanBuffer(context, byteCount: counterBytes)
         try context.uploading { try [UInt8](repeating: 0, count: counterBytes).withUnsafeBytes { try counters.upload($0) } }
         chainCounters = counters
@@ -145,14 +145,20 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
             return attentionBuffers(op, table: rotaryTables[rotary]!)
         case .rowQuantize(let quantize):
             return [[activation(quantize.input), quantize.norm.map { weight($0.weight) }, activation(quantize.output), quantize.second.map(activation)]]
-        case .chainedQuantize(let chain):  // each BitLinear alone, the quantization alone, then each chained
+        case .chainedQuantize(let chain):
             let quantize = chain.quantize, norm = quantize.norm.map { weight($0.weight) }
-            return chain.bitLinears.map { [weight($0.weight), activation($0.input), activation($0.output)] }
-                + [[activation(quantize.input), norm, activation(quantize.output), quantize.second.map(activation)]]
-                + chain.bitLinears.map {
-                    [weight($0.weight), activation($0.input), activation(quantize.input), norm, activation(quantize.output),
-                     quantize.second.map(activation), chainCounters]
-                }
+            let alone = [activation(quantize.input), norm, activation(quantize.output), quantize.second.map(activation)]
+            let chained = [norm, activation(quantize.output), chainCounters]  // chain.glsl's bindings 7–9
+            switch chain.producer {
+            case .bitLinears(let bitLinears):  // each BitLinear alone, the quantization alone, then each chained
+                return bitLinears.map { [weight($0.weight), activation($0.input), activation($0.output)] } + [alone]
+                    + bitLinears.map {
+                        [weight($0.weight), activation($0.input), activation(quantize.input), nil, nil, quantize.second.map(activation), nil] + chained
+                    }
+            case .attention(let op, let rotary):  // the attention op's four, the quantization alone, attend and combine chained
+                let attention = attentionBuffers(op, table: rotary.map { rotaryTables[$0]! })
+                return attention + [alone, attention[1] + chained, attention[3] + [nil, nil, nil] + chained]
+            }
         }
         return switch op {
         case .embed(let table, let output): [[weight(table), inputs, activation(output)]]

@@ -58,7 +58,7 @@ import Testing
             backend.profiling = true  // which shaders ran
             _ = try InferenceSession(model: model, contextLength: 320, cacheType: cache).evaluate(Array(tokens.prefix(20)))
             var labels = Set(backend.takeProfile().entries.map(\.label))
-            #expect(labels.contains("attention tiled") == tiled && labels.contains("attention") == !tiled, "\(labels)")
+            #expect(labels.contains("attention tiled") == tiled && labels.contains("attention + norm + quantize") == !tiled, "\(labels)")
 
             var batch = ForwardBatch()
             for (index, token) in tokens.prefix(40).enumerated() { batch.append(token, position: index / 2, slot: index % 2, wantsLogits: true) }

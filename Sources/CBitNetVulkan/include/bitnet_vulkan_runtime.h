@@ -22,7 +22,7 @@ typedef enum {
 } bitnet_vk_status;
 
 /// The storage-buffer bindings every pipeline's one descriptor layout has, and its push-constant bytes.
-#define BITNET_VK_BINDINGS 7
+#define BITNET_VK_BINDINGS 10
 #define BITNET_VK_PUSH_BYTES 128
 
 typedef struct bitnet_vk_context bitnet_vk_context;
