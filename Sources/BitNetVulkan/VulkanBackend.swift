@@ -39,10 +39,12 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     ///   - fusesOps: record a residual add or gated activation, the RMSNorm after it and the quantization of the
     ///     result as one dispatch (default: yes; `$BITNET_VULKAN_FUSION` = 0 turns it off). The floats are the same
     ///     either way; off, each op is its own dispatch, to compare or to time.
-    ///   - chainsQuantization: where a pass takes BitLinear's row shader (a decode step), run the quantization that reads
-    ///     its output (with the residual add or gated activation and the norm before it) in the last workgroup of the
-    ///     BitLinear dispatches to finish, so no barrier and no dispatch stand between them (default: yes, with
-    ///     `fusesOps`; `$BITNET_VULKAN_CHAIN` = 0 turns it off). The floats are the same either way.
+    ///   - chainsQuantization: where a pass takes BitLinear's row shader or untiled attention (a decode step), run the
+    ///     quantization that reads their output (with the residual add or gated activation and the norm before it) in
+    ///     the last workgroup of their dispatches to finish, so no barrier and no dispatch stand between them (default:
+    ///     with `fusesOps`, on a GPU; not on a CPU device such as lavapipe, which runs a workgroup's invocations as
+    ///     coroutines and took twice as long a decode step chained; `$BITNET_VULKAN_CHAIN` = 0 or 1 overrides). The
+    ///     floats are the same either way.
     ///   - tilesPrompts: BitLinear over ``tiledMinimumTokens`` or more tokens in tiles of 64 rows × 32 tokens staged in
     ///     shared memory, and attention of such a batch of one sequence 8 queries a workgroup, reading each cached key
     ///     and value once for all 8 (default: yes; `$BITNET_VULKAN_TILED` = 0 turns it off). The floats are the same
@@ -74,7 +76,7 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
                                     integerDotProduct: useDot)
         pipelines = try VulkanPipelines(context, integerDotProduct: useDot, subgroups: useSubgroups)
         self.fusesOps = fusesOps ?? (environment["BITNET_VULKAN_FUSION"] != "0")
-        self.chainsQuantization = chainsQuantization ?? (environment["BITNET_VULKAN_CHAIN"] != "0")
+        self.chainsQuantization = chainsQuantization ?? environment["BITNET_VULKAN_CHAIN"].map { $0 != "0" } ?? (chosen.kind != .cpu)
         self.tilesPrompts = tilesPrompts ?? (environment["BITNET_VULKAN_TILED"] != "0")
         self.splitsAttention = splitsAttention ?? (environment["BITNET_VULKAN_SPLIT"] != "0")
         profile.isEnabled = environment["BITNET_VULKAN_PROFILE"] == "1"

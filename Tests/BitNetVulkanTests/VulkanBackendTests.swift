@@ -55,7 +55,7 @@ import Testing
     /// with its time; in a decode step attention stores the keys and values, and three of the quantizations run in
     /// the BitLinear dispatches before them and one in attention's.
     @Test func profilingTimesEveryDispatchWithoutChangingTheLogits() throws {
-        let backend = try VulkanTesting.backend()
+        let backend = try VulkanTesting.backend(chainsQuantization: true)
         let model = try BitNetModel(path: Self.bundledModel, backend: backend)
         let tokens = try model.loadTokenizer().encode("Once upon a time, there was a little robot.")
         let plain = try InferenceSession(model: model, contextLength: 32).evaluate(tokens, allPositions: true)
@@ -118,7 +118,7 @@ import Testing
 
 enum VulkanTesting {
     /// The Vulkan backend on lavapipe (every test machine has it; `scripts/bootstrap` installs it), with validation.
-    static func backend(integerDotProduct: Bool = false, subgroups: Bool = true, fusesOps: Bool = true, chainsQuantization: Bool = true,
+    static func backend(integerDotProduct: Bool = false, subgroups: Bool = true, fusesOps: Bool = true, chainsQuantization: Bool? = nil,
                         tilesPrompts: Bool = true, splitsAttention: Bool = true) throws -> VulkanBackend {
         let devices = try VulkanDevices.list()
         let lavapipe = try #require(devices.first { $0.driverName == "llvmpipe" }, "no lavapipe among \(devices.map(\.name)): run scripts/bootstrap")

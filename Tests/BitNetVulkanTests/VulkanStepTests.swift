@@ -132,7 +132,7 @@ import Testing
     func attentionStoresWhatTheKeyValueStoreWould(cache: KeyValueCacheType) throws {
         var results: [[[Float]]] = []
         for fusing in [true, false] {
-            let backend = try VulkanTesting.backend(fusesOps: fusing)
+            let backend = try VulkanTesting.backend(fusesOps: fusing, chainsQuantization: fusing)
             let model = try BitNetModel(path: VulkanBackendTests.bundledModel, backend: backend)
             let vocabulary = model.configuration.vocabularySize
             let kv = try model.makeCache(slots: 2, contextLength: 340, type: cache)
@@ -202,13 +202,13 @@ import Testing
 
     static let interleaved = Fixtures.repositoryRoot.appendingPathComponent("Tests/Fixtures/models/llama-ternary-packed-tq2_0.gguf").path
 
-    /// A fused pass and an unfused one give the same logits, bit for bit, in a batch and one token at a time: BitNet
+    /// A fused (and chained) pass and an unfused one give the same logits, bit for bit, in a batch and one token at a time: BitNet
     /// (relu², sub-norms), LLaMA-style (silu, RoPE in halves) and a LLaMA-arch GGUF (interleaved RoPE) with an f16 cache.
     @Test(arguments: [(VulkanBackendTests.bundledModel, KeyValueCacheType.f32), (silu, .f32), (interleaved, .f16)])
     func fusedPassesGiveTheUnfusedFloats(path: String, cacheType: KeyValueCacheType) throws {
         var results: [[[Float]]] = []
         for fusing in [true, false] {
-            let backend = try VulkanTesting.backend(fusesOps: fusing)
+            let backend = try VulkanTesting.backend(fusesOps: fusing, chainsQuantization: fusing)
             let model = try BitNetModel(path: path, backend: backend)
             let tokens = Array(1...12)
             var logits = try InferenceSession(model: model, contextLength: 32, cacheType: cacheType).evaluate(tokens, allPositions: true)
