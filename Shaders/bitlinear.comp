@@ -14,7 +14,7 @@
 //
 // CHAINED: the row-quantize step that reads this output runs in the last workgroup to finish (chain.glsl), so no
 // barrier and no dispatch of its own stand between them. The output is written as that step's row or its second
-// input (`outputSecond`), so no two bindings alias; every workgroup of the step's BitLinear dispatches (gate and up
+// input (`outputSecond`), so no two float bindings alias (the codes may: chain.glsl); every workgroup of the step's BitLinear dispatches (gate and up
 // are two) counts itself at `counters[counterBase + z]`, and the last quantizes the TILE tokens of its z.
 layout(std430, binding = 0) readonly buffer Weights { uint weights[]; };
 layout(std430, binding = 1) readonly buffer Activations { uint activations[]; };

@@ -164,10 +164,14 @@ static bitnet_vk_status create_device(bitnet_vk_context *c, const bitnet_vk_opti
     VkPhysicalDeviceProperties device_properties;
     properties(c->physical, &device_properties);
     c->storage_alignment = device_properties.limits.minStorageBufferOffsetAlignment;
-    if (device_properties.limits.maxPerStageDescriptorStorageBuffers < BITNET_VK_BINDINGS) {
+    const VkPhysicalDeviceLimits *limits = &device_properties.limits;
+    uint32_t bindable = limits->maxPerStageDescriptorStorageBuffers;
+    if (limits->maxDescriptorSetStorageBuffers < bindable) bindable = limits->maxDescriptorSetStorageBuffers;
+    if (limits->maxPerStageResources < bindable) bindable = limits->maxPerStageResources;
+    if (bindable < BITNET_VK_BINDINGS) {  // one descriptor layout for every pipeline (a chained shader binds all ten)
         char message[160];
         snprintf(message, sizeof message, "the device binds at most %u storage buffers a shader; the backend's shaders need %d",
-                 device_properties.limits.maxPerStageDescriptorStorageBuffers, BITNET_VK_BINDINGS);
+                 bindable, BITNET_VK_BINDINGS);
         return fail(error, error_size, BITNET_VK_UNAVAILABLE, message, VK_SUCCESS);
     }
     memory(c->physical, &c->memory_properties);
