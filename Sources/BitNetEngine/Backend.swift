@@ -23,6 +23,11 @@ public protocol BackendModel: Sendable {
     /// without reading the logits back. Throws ``InferenceError`` `nonFiniteResult` where a row holds a non-finite
     /// logit. The default computes the logits and chooses on the host.
     func forwardGreedy(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Int]
+    /// Runs the graph on `batch` as ``forward(_:storage:)`` does and returns, for each token that wants logits, its
+    /// `count` largest logits and their tokens (``LogitRows/largest(_:of:)``'s order), without reading the rest back.
+    /// Throws ``InferenceError`` `nonFiniteResult` where a row holds a non-finite logit. The default computes the
+    /// logits and chooses on the host.
+    func forwardTopLogits(_ batch: ForwardBatch, storage: any KeyValueStorage, count: Int) throws -> [TopLogits]
 }
 
 extension BackendModel {
@@ -30,6 +35,17 @@ extension BackendModel {
         let logits = try forward(batch, storage: storage)
         try LogitRows.checkFinite(logits, vocabularySize: graph.configuration.vocabularySize)
         return LogitRows.greedyTokens(logits, vocabularySize: graph.configuration.vocabularySize)
+    }
+
+    public func forwardTopLogits(_ batch: ForwardBatch, storage: any KeyValueStorage, count: Int) throws -> [TopLogits] {
+        try hostTopLogits(batch, storage: storage, count: count)
+    }
+
+    /// ``forwardTopLogits(_:storage:count:)`` from the logits, chosen on the host.
+    public func hostTopLogits(_ batch: ForwardBatch, storage: any KeyValueStorage, count: Int) throws -> [TopLogits] {
+        let logits = try forward(batch, storage: storage)
+        try LogitRows.checkFinite(logits, vocabularySize: graph.configuration.vocabularySize)
+        return LogitRows.topLogits(logits, vocabularySize: graph.configuration.vocabularySize, count: count)
     }
 }
 

@@ -98,6 +98,12 @@ public final class KeyValueCache: @unchecked Sendable {
         try recording(batch, on: model) { try model.forwardGreedy(batch, storage: storage) }
     }
 
+    /// Like ``forward(_:on:)``, returning the `count` largest logits of each row with their tokens instead
+    /// (``BackendModel/forwardTopLogits(_:storage:count:)``).
+    public func forwardTopLogits(_ batch: ForwardBatch, on model: any BackendModel, count: Int) throws -> [TopLogits] {
+        try recording(batch, on: model) { try model.forwardTopLogits(batch, storage: storage, count: count) }
+    }
+
     /// Checks `batch`, runs `pass`, and records the new lengths if it returns (a pass that throws is not recorded).
     private func recording<R>(_ batch: ForwardBatch, on model: any BackendModel, _ pass: () throws -> R) throws -> R {
         try exclusively {

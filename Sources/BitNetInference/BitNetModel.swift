@@ -101,6 +101,19 @@ public final class BitNetModel: Sendable {
         return try await ComputeThreads.run { try cache.forwardGreedy(batch, on: loaded) }
     }
 
+    /// Runs `batch` and returns the `count` largest logits of each token that wants logits, with their tokens,
+    /// largest first (the lower token first among equal logits), without reading the rest of the logits back from
+    /// the backend. Blocks the calling thread.
+    public func forwardTopLogits(_ batch: ForwardBatch, cache: KeyValueCache, count: Int) throws -> [TopLogits] {
+        try cache.forwardTopLogits(batch, on: loaded, count: count)
+    }
+
+    /// Like ``forwardTopLogits(_:cache:count:)``, computed on threads outside Swift's cooperative pool.
+    public func forwardTopLogits(_ batch: ForwardBatch, cache: KeyValueCache, count: Int) async throws -> [TopLogits] {
+        let loaded = self.loaded
+        return try await ComputeThreads.run { try cache.forwardTopLogits(batch, on: loaded, count: count) }
+    }
+
     private func rows(_ flat: [Float]) -> [[Float]] {
         let width = configuration.vocabularySize
         return stride(from: 0, to: flat.count, by: width).map { Array(flat[$0..<$0 + width]) }

@@ -111,6 +111,7 @@ public struct TextGeneration: AsyncSequence {
             let start = DispatchTime.now().uptimeNanoseconds
             let token = switch next! {
             case .logits(let logits): sampler.sample(logits, history: session.tokens)
+            case .top(let top): sampler.sample(top)
             case .token(let token): token
             }
             if generation.tokenizer.endOfGeneration.contains(token) { return finish(.endOfSequence) }
@@ -129,10 +130,14 @@ public struct TextGeneration: AsyncSequence {
             return .token(id: token, text: piece)
         }
 
-        /// Greedy decoding without penalties lets the backend choose the token where the logits are.
+        /// Without penalties, the backend chooses the greedy token, or the top-k candidates, where the logits are.
         private func evaluate(_ tokens: [Int]) async throws -> NextToken {
-            if generation.parameters.sampling.isGreedyWithoutPenalties {
+            let sampling = generation.parameters.sampling
+            if sampling.isGreedyWithoutPenalties {
                 return .token(try await generation.session.evaluateGreedy(tokens))
+            }
+            if sampling.samplesFromTopLogits {
+                return .top(try await generation.session.evaluateTopLogits(tokens, count: sampling.topK))
             }
             return .logits(try await generation.session.evaluate(tokens).last!)
         }
@@ -149,6 +154,8 @@ public struct TextGeneration: AsyncSequence {
 /// What an evaluation gives the sampling step.
 enum NextToken {
     case logits([Float])
+    /// The largest logits, found by the backend (top-k sampling without penalties).
+    case top(TopLogits)
     /// Chosen by the backend (greedy decoding).
     case token(Int)
 }

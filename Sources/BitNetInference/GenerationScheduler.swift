@@ -175,11 +175,19 @@ public final class GenerationScheduler: @unchecked Sendable {
                 continue
             }
             do {
-                // Greedy requests without penalties or log-probabilities need no logits: the backend chooses.
-                let greedy = step.outputs.allSatisfy { $0.request.parameters.sampling.isGreedyWithoutPenalties && $0.request.logprobs == nil }
-                let rows: [NextToken] = greedy
-                    ? try await model.forwardGreedy(step.batch, cache: cache).map(NextToken.token)
-                    : try await model.forward(step.batch, cache: cache).map(NextToken.logits)
+                // Requests without penalties or log-probabilities need no logits: greedy ones the backend's choice,
+                // top-k ones the largest logits, found where the logits are (the most any of them asks for).
+                let sampling = step.outputs.map(\.request.parameters.sampling)
+                let plain = step.outputs.allSatisfy { $0.request.logprobs == nil }
+                let rows: [NextToken]
+                if plain, sampling.allSatisfy(\.isGreedyWithoutPenalties) {
+                    rows = try await model.forwardGreedy(step.batch, cache: cache).map(NextToken.token)
+                } else if plain, sampling.allSatisfy({ $0.isGreedyWithoutPenalties || $0.samplesFromTopLogits }) {
+                    let count = sampling.map { $0.samplesFromTopLogits ? $0.topK : 1 }.max()!
+                    rows = try await model.forwardTopLogits(step.batch, cache: cache, count: count).map(NextToken.top)
+                } else {
+                    rows = try await model.forward(step.batch, cache: cache).map(NextToken.logits)
+                }
                 for (sequence, count) in step.promptChunks {
                     sequence.context += sequence.request.prompt[sequence.context.count..<sequence.context.count + count]
                 }
@@ -258,6 +266,7 @@ public final class GenerationScheduler: @unchecked Sendable {
         guard sequence.summary.generatedTokens < parameters.maximumTokens else { return finish(sequence, .maximumTokens) }
         let token = switch row {
         case .logits(let logits): sequence.sampler.sample(logits, history: sequence.context)
+        case .top(let top): sequence.sampler.sample(top)
         case .token(let token): token
         }
         if tokenizer.endOfGeneration.contains(token) { return finish(sequence, .endOfSequence) }
@@ -303,7 +312,7 @@ public final class GenerationScheduler: @unchecked Sendable {
         var total: Double = 0
         for logit in logits { total += Double(expf(logit - maximum)) }
         let normalizer = maximum + Float(log(total))
-        let top = alternatives > 0 ? Sampler.largest(alternatives, of: logits).map { TokenLogprob(id: $0, logprob: logits[$0] - normalizer) } : []
+        let top = alternatives > 0 ? LogitRows.largest(alternatives, of: logits).map { TokenLogprob(id: $0, logprob: logits[$0] - normalizer) } : []
         return (logits[token] - normalizer, top)
     }
 

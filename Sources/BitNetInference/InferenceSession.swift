@@ -62,6 +62,22 @@ public final class InferenceSession {
         return next[0]
     }
 
+    /// Processes `newTokens` as one batch, appending them to the context, and returns the `count` largest logits of
+    /// the last with their tokens (what top-k sampling needs), without reading the other logits back from the
+    /// backend. Blocks the calling thread.
+    public func evaluateTopLogits(_ newTokens: [Int], count: Int) throws -> TopLogits {
+        let top = try model.forwardTopLogits(batch(newTokens, allPositions: false), cache: cache, count: count)
+        tokens += newTokens
+        return top[0]
+    }
+
+    /// Like ``evaluateTopLogits(_:count:)``, computed outside Swift's cooperative pool.
+    public func evaluateTopLogits(_ newTokens: [Int], count: Int) async throws -> TopLogits {
+        let top = try await model.forwardTopLogits(batch(newTokens, allPositions: false), cache: cache, count: count)
+        tokens += newTokens
+        return top[0]
+    }
+
     /// Forgets everything after the first `count` tokens (the cache keeps their keys and values).
     public func truncate(to count: Int) {
         let kept = max(0, min(count, tokens.count))

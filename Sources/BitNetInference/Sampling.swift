@@ -39,8 +39,15 @@ public struct SamplingParameters: Sendable, Hashable {
 
     /// Greedy with no penalty in effect: the choice depends on the logits alone, so the backend may make it where
     /// they are (``InferenceSession/evaluateGreedy(_:)``).
-    public var isGreedyWithoutPenalties: Bool {
-        temperature == 0 && (penaltyWindow == 0 || (repetitionPenalty == 1 && presencePenalty == 0 && frequencyPenalty == 0))
+    public var isGreedyWithoutPenalties: Bool { temperature == 0 && penalizesNothing }
+
+    /// Top-k sampling (k > 0) with no penalty in effect: the draw needs the k largest logits alone, so the backend may
+    /// find them where the logits are (``InferenceSession/evaluateTopLogits(_:count:)``) and ``Sampler/sample(_:)``
+    /// draws from them.
+    public var samplesFromTopLogits: Bool { temperature > 0 && topK > 0 && penalizesNothing }
+
+    private var penalizesNothing: Bool {
+        penaltyWindow == 0 || (repetitionPenalty == 1 && presencePenalty == 0 && frequencyPenalty == 0)
     }
 
     /// Checks ranges; throws ``InferenceError`` with code `invalidInput` naming the bad setting.
@@ -74,8 +81,22 @@ public struct Sampler: TokenSampler {
             return logits.withUnsafeBufferPointer(LogitRows.greedyToken)
         }
         // Candidates sorted by logit, most likely first: the top k picked without sorting the vocabulary.
-        var candidates = parameters.topK > 0 ? Self.largest(parameters.topK, of: logits) : Self.largest(logits.count, of: logits)
-        var probabilities = softmax(candidates.map { logits[$0] })
+        let candidates = LogitRows.largest(parameters.topK > 0 ? parameters.topK : logits.count, of: logits)
+        return draw(among: candidates, logits: candidates.map { logits[$0] })
+    }
+
+    /// The token ``sample(_:history:)`` gives for a row whose largest logits the backend chose: `top` holds at least
+    /// the `topK` largest (``SamplingParameters/samplesFromTopLogits``), or one for greedy decoding without penalties.
+    public mutating func sample(_ top: TopLogits) -> Int {
+        if parameters.temperature == 0 { return top.tokens[0] }
+        let count = min(parameters.topK, top.tokens.count)
+        return draw(among: Array(top.tokens.prefix(count)), logits: Array(top.logits.prefix(count)))
+    }
+
+    /// Top-p, min-p, temperature and the draw, over candidates sorted by logit, most likely first.
+    private mutating func draw(among candidates: [Int], logits: [Float]) -> Int {
+        var candidates = candidates
+        var probabilities = softmax(logits)
         if parameters.topP < 1 {
             var total: Float = 0
             var keep = candidates.count
@@ -90,7 +111,7 @@ public struct Sampler: TokenSampler {
             let keep = max(1, probabilities.prefix { $0 >= parameters.minP * top }.count)
             candidates = Array(candidates.prefix(keep))
         }
-        let tempered = softmax(candidates.map { logits[$0] / parameters.temperature })
+        let tempered = softmax(logits.prefix(candidates.count).map { $0 / parameters.temperature })
         let draw = Float(generator.next() >> 40) / Float(1 << 24)
         var cumulative: Float = 0
         for (index, probability) in tempered.enumerated() {
@@ -98,51 +119,6 @@ public struct Sampler: TokenSampler {
             if draw < cumulative { return candidates[index] }
         }
         return candidates.last!
-    }
-
-    /// The indices of the `k` largest logits, largest first (equal logits: lower index first). A heap
-    /// of the best k seen so far: O(n log k) instead of sorting all n.
-    static func largest(_ k: Int, of logits: [Float]) -> [Int] {
-        let k = min(k, logits.count)
-        guard k > 0 else { return [] }
-        guard k < logits.count else {
-            return logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-        }
-        // `a` ranks below `b`: a smaller logit, or an equal logit at a higher index.
-        func below(_ a: Int, _ b: Int) -> Bool { logits[a] < logits[b] || (logits[a] == logits[b] && a > b) }
-        var heap = [Int]()  // a min-heap under `below`: heap[0] is the worst of the best k
-        heap.reserveCapacity(k)
-        func siftDown(_ start: Int) {
-            var parent = start
-            while true {
-                let left = 2 * parent + 1, right = left + 1
-                var lowest = parent
-                if left < heap.count, below(heap[left], heap[lowest]) { lowest = left }
-                if right < heap.count, below(heap[right], heap[lowest]) { lowest = right }
-                if lowest == parent { return }
-                heap.swapAt(parent, lowest)
-                parent = lowest
-            }
-        }
-        for index in 0..<k {
-            heap.append(index)
-            var child = heap.count - 1
-            while child > 0, below(heap[child], heap[(child - 1) / 2]) {
-                heap.swapAt(child, (child - 1) / 2)
-                child = (child - 1) / 2
-            }
-        }
-        // A later index ranks below an equal logit already held, so only a larger logit than the worst held gets in:
-        // one comparison with a value kept at hand for almost every index.
-        var worst = logits[heap[0]]
-        logits.withUnsafeBufferPointer { values in
-            for index in k..<values.count where values[index] > worst {
-                heap[0] = index
-                siftDown(0)
-                worst = values[heap[0]]
-            }
-        }
-        return heap.sorted { below($1, $0) }
     }
 
     private func applyPenalties(_ logits: inout [Float], history: [Int]) {

@@ -80,7 +80,35 @@ import Testing
         let logits = (0..<5000).map { _ in Float(Int.random(in: 0..<200, using: &generator)) / 8 }
         let sorted = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
         for k in [0, 1, 2, 40, 999, 4999, 5000, 6000] {
-            #expect(Sampler.largest(k, of: logits) == Array(sorted.prefix(k)), "k = \(k)")
+            #expect(LogitRows.largest(k, of: logits) == Array(sorted.prefix(k)), "k = \(k)")
         }
+    }
+
+    /// Drawing from the k largest logits a backend found gives the token drawing from the whole row gives, draw for
+    /// draw from the same seed: top-k of 1, 5, 40 and more than the vocabulary, rows full of equal logits, and more
+    /// candidates than asked for (a scheduler step finds as many as its most demanding request); greedy from one.
+    @Test func drawingFromTheTopLogitsIsDrawingFromTheRow() {
+        var rows = Xoshiro256(seed: 7)
+        for topK in [1, 5, 40, 300] {
+            var parameters = SamplingParameters()
+            parameters.topK = topK
+            parameters.seed = UInt64(topK)
+            #expect(parameters.samplesFromTopLogits)
+            var fromRow = Sampler(parameters), fromTop = Sampler(parameters), fromMore = Sampler(parameters)
+            for _ in 0..<200 {
+                let logits = (0..<257).map { _ in Float(Int(rows.next() % 64)) / 8 - 4 }  // 64 values: many ties
+                let expected = fromRow.sample(logits, history: [])
+                #expect(fromTop.sample(LogitRows.topLogits(logits, vocabularySize: 257, count: topK)[0]) == expected)
+                #expect(fromMore.sample(LogitRows.topLogits(logits, vocabularySize: 257, count: topK + 7)[0]) == expected)
+            }
+        }
+        var greedy = Sampler(.greedy)
+        let logits: [Float] = [1, 3, 2, 3]
+        #expect(greedy.sample(LogitRows.topLogits(logits, vocabularySize: 4, count: 1)[0]) == greedy.sample(logits, history: []))
+        var penalized = SamplingParameters()
+        penalized.repetitionPenalty = 1.1
+        var all = SamplingParameters()
+        all.topK = 0
+        #expect(!penalized.samplesFromTopLogits && !all.samplesFromTopLogits && !SamplingParameters.greedy.samplesFromTopLogits)
     }
 }
