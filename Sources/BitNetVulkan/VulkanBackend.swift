@@ -27,6 +27,9 @@ public final class VulkanBackend: Backend, @unchecked Sendable {
     /// The fewest tokens a pass takes the tiled shaders for (fewer: BitLinear one workgroup a row, attention one a token).
     public static let tiledMinimumTokens = 16
     let profile = VulkanProfileRecorder()
+    /// Columns of a row of logits each `top_logits.comp` workgroup sorts (at most its 2,048); tests make it small to
+    /// have many slices and several merge rounds with a small vocabulary.
+    var topSliceColumns = 2048
 
     /// Opens `device` (default: ``preferredDevice(among:)``).
     /// - Parameters:

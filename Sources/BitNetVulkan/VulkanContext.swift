@@ -114,7 +114,7 @@ final class VulkanPipeline: @unchecked Sendable {
 /// The backend's pipelines, created once per device.
 struct VulkanPipelines: Sendable {
     let embed, rmsNorm, quantize, bitLinear, bitLinearChained, bitLinearTiled, project, rope, storeKeysAndValues, attention, attentionChained, attentionTiled, attentionCombine,
-        attentionCombineChained, elementwise,
+        attentionCombineChained, elementwise, topLogits, topLogitsMerge,
         argmax: VulkanPipeline
     /// Whether BitLinear uses the integer dot product instructions.
     let integerDotProduct: Bool
@@ -140,6 +140,8 @@ struct VulkanPipelines: Sendable {
         attentionCombineChained = try VulkanPipeline(context, code: ShaderCode.attentionCombineChained, workgroupSize: 64)
         elementwise = try VulkanPipeline(context, code: ShaderCode.elementwise, workgroupSize: 256)
         argmax = try VulkanPipeline(context, code: ShaderCode.argmax, workgroupSize: 256)
+        topLogits = try VulkanPipeline(context, code: ShaderCode.topLogits, workgroupSize: 256)
+        topLogitsMerge = try VulkanPipeline(context, code: ShaderCode.topLogitsMerge, workgroupSize: 256)
         self.integerDotProduct = integerDotProduct
         self.subgroups = subgroups
     }

@@ -79,6 +79,16 @@ final class VulkanModel: BackendModel, @unchecked Sendable {
         return tokens
     }
 
+    /// The largest logits of each row found on the device (at most ``VulkanKeyValueStorage/maxTopCount``; more are
+    /// picked on the host from the logits).
+    func forwardTopLogits(_ batch: ForwardBatch, storage: any KeyValueStorage, count: Int) throws -> [TopLogits] {
+        let count = min(count, graph.configuration.vocabularySize)
+        guard count >= 1, count <= VulkanKeyValueStorage.maxTopCount else { return try hostTopLogits(batch, storage: storage, count: count) }
+        var rows: [TopLogits] = []
+        try passes(batch, storage) { try $0.run(appendingTopLogitsTo: &rows, count: count) }
+        return rows
+    }
+
     /// Runs `batch` as passes of at most ``maxTokens`` tokens and ``maxOutputs`` logit rows.
     private func passes(_ batch: ForwardBatch, _ storage: any KeyValueStorage, _ run: (VulkanPass) throws -> Void) throws {
         guard let storage = storage as? VulkanKeyValueStorage, storage.model === self else {

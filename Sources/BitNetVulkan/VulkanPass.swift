@@ -51,7 +51,7 @@ struct VulkanPass {
     /// Runs the pass and appends the logits of its tokens that want them, copied to host-visible memory.
     func run(appendingLogitsTo logits: inout [Float]) throws {
         let vocabulary = model.graph.configuration.vocabularySize
-        try run(greedy: false) { hazards in
+        try run(.logits) { hazards in
             guard outputs > 0 else { return }
             record(label: "logits copy", hazards: &hazards) {
                 bitnet_vk_stream_copy(context, storage.stream, storage.activations[model.graph.logits.index].pointer,
@@ -65,7 +65,7 @@ struct VulkanPass {
     /// Runs the pass and appends the greedy token of each logit row (`argmax.comp`), reading back three words a row.
     func run(appendingGreedyTokensTo tokens: inout [Int]) throws {
         let vocabulary = model.graph.configuration.vocabularySize
-        try run(greedy: true) { hazards in
+        try run(.greedy) { hazards in
             guard outputs > 0 else { return }
             dispatch(pipelines.argmax, storage.argmaxBinding, [UInt32(vocabulary), UInt32(outputs)], groups: grid(outputs),
                      reads: [model.graph.logits], writes: [], label: "argmax", hazards: &hazards)
@@ -79,21 +79,50 @@ struct VulkanPass {
         }
     }
 
+    /// Runs the pass and appends the `count` largest logits of each row with their tokens (`top_logits.comp`, then
+    /// `top_logits_merge.comp`), reading back 2 + 2 · `count` words a row; `count` is at most
+    /// ``VulkanKeyValueStorage/maxTopCount``.
+    func run(appendingTopLogitsTo rows: inout [TopLogits], count: Int) throws {
+        let vocabulary = model.graph.configuration.vocabularySize, slices = storage.topSlices
+        try run(.top(count)) { hazards in
+            guard outputs > 0 else { return }
+            let push = [UInt32(vocabulary), UInt32(outputs), UInt32(count), UInt32(slices), UInt32(model.backend.topSliceColumns)]
+            dispatch(pipelines.topLogits, storage.topLogitsBinding, push, groups: (slices, outputs, 1), reads: [model.graph.logits], writes: [],
+                     partials: (false, true), label: "top logits", hazards: &hazards)
+            dispatch(pipelines.topLogitsMerge, storage.topLogitsMergeBinding, push + [UInt32(storage.topResultWords)], groups: grid(outputs),
+                     reads: [], writes: [], partials: (true, false), label: "top logits merged", hazards: &hazards)
+        }
+        let results = storage.topResults.mapped!.assumingMemoryBound(to: UInt32.self)
+        for row in 0..<outputs {
+            let words = results + row * storage.topResultWords
+            if words[0] != UInt32.max { throw LogitRows.nonFinite(Float(bitPattern: words[1]), token: Int(words[0])) }
+            rows.append(TopLogits(tokens: (0..<count).map { Int(words[2 + 2 * $0]) }, logits: (0..<count).map { Float(bitPattern: words[3 + 2 * $0]) }))
+        }
+    }
+
+    /// What a pass reads back.
+    enum Readback: Hashable {
+        case logits, greedy
+        /// The largest logits of each row, this many.
+        case top(Int)
+    }
+
     /// What decides the commands a pass records; everything else it reads from the per-pass inputs. A pass shaped
     /// like the one before on the same cache (every decode step after the first) submits that recording again.
     struct Shape: Hashable {
         var tokens, outputs: Int
-        var greedy, oneSequence, storesInAttention: Bool
+        var readback: Readback
+        var oneSequence, storesInAttention: Bool
         var attentionBlocks: Int
         var profiled: Bool
     }
 
     /// Records every step, then `readback`, submits and waits; or submits the cache's last recording again if it
     /// was of a pass of the same shape.
-    private func run(greedy: Bool, then readback: (inout Hazards) -> Void) throws {
+    private func run(_ readback: Readback, then recordReadback: (inout Hazards) -> Void) throws {
         writeInputs()
         let profile = model.backend.profile
-        let shape = Shape(tokens: tokens, outputs: outputs, greedy: greedy, oneSequence: isOneSequence, storesInAttention: storesInAttention,
+        let shape = Shape(tokens: tokens, outputs: outputs, readback: readback, oneSequence: isOneSequence, storesInAttention: storesInAttention,
                           attentionBlocks: attentionBlocks,
                           profiled: storage.timestamps && profile.isEnabled)
         if storage.recordedShape == shape, !shape.profiled {
@@ -112,7 +141,7 @@ struct VulkanPass {
             case .chainedQuantize(let chain): record(chain, bindings: storage.bindings[index], hazards: &hazards)
             }
         }
-        readback(&hazards)
+        recordReadback(&hazards)
         try VulkanError.check { bitnet_vk_stream_submit(context, storage.stream, $0, $1) }
         storage.recordedShape = shape
         if let labels = hazards.labels {

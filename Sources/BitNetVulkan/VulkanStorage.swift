@@ -27,6 +27,16 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     let greedyChoices: VulkanBuffer
     /// The argmax dispatch's descriptor set: the logits, then ``greedyChoices``.
     private(set) var argmaxBinding: bitnet_vk_binding = 0
+    /// The most largest logits a row the device finds (more: the host picks them from the logits).
+    static let maxTopCount = 64
+    /// Slices of ``VulkanBackend/topSliceColumns`` a row of logits is sorted in by `top_logits.comp`.
+    let topSlices: Int
+    /// Each (row, slice)'s best ``maxTopCount`` (value bits, column) pairs.
+    let topPartials: VulkanBuffer
+    /// Host-visible: per row, the first non-finite column and its bits, then (column, value bits) pairs.
+    let topResults: VulkanBuffer
+    var topResultWords: Int { 2 + 2 * Self.maxTopCount }
+    private(set) var topLogitsBinding: bitnet_vk_binding = 0, topLogitsMergeBinding: bitnet_vk_binding = 0
     /// A split decode's attention: positions per block, blocks at most, and each (token, head, block)'s partial.
     let attentionBlockPositions: Int
     let attentionBlocks: Int
@@ -74,7 +84,11 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         attentionPartials = try VulkanBuffer(context, byteCount: Self.splitMaximumTokens * floatsPerToken * attentionBlocks * 4)
         logitsReadback = try VulkanBuffer(context, byteCount: model.maxOutputs * graph.configuration.vocabularySize * 4, memory: BITNET_VK_MEMORY_HOST)
         greedyChoices = try VulkanBuffer(context, byteCount: model.maxOutputs * 3 * 4, memory: BITNET_VK_MEMORY_HOST)
-        guard inputs.mapped != nil, logitsReadback.mapped != nil, greedyChoices.mapped != nil else {
+        let sliceColumns = model.backend.topSliceColumns
+        topSlices = (graph.configuration.vocabularySize + sliceColumns - 1) / sliceColumns
+        topPartials = try VulkanBuffer(context, byteCount: model.maxOutputs * topSlices * Self.maxTopCount * 2 * 4)
+        topResults = try VulkanBuffer(context, byteCount: model.maxOutputs * (2 + 2 * Self.maxTopCount) * 4, memory: BITNET_VK_MEMORY_HOST)
+        guard inputs.mapped != nil, logitsReadback.mapped != nil, greedyChoices.mapped != nil, topResults.mapped != nil else {
             throw VulkanError(code: .unavailable, message: "\(model.backend.device.name) offers no host-visible memory for results")
         }
         let chains = model.steps.reduce(0) { if case .chainedQuantize = $1 { $0 + 1 } else { $0 } }
@@ -104,11 +118,13 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         var stream: OpaquePointer?
         try VulkanError.check { bitnet_vk_stream_create(context.pointer, UInt32(graph.ops.count * 4 + 2), &stream, $0, $1) }
         self.stream = stream!
-        // Room for a timestamp after every dispatch (an attention op has three), the readback and one at the start.
-        timestampCapacity = 3 * model.steps.count + 2
+        // Room for a timestamp after every dispatch (a step has at most three), the readback's two and one at the start.
+        timestampCapacity = 3 * model.steps.count + 3
         timestamps = bitnet_vk_stream_enable_timestamps(context.pointer, self.stream, UInt32(timestampCapacity), nil, 0) == BITNET_VK_OK
         bindings = try model.steps.map { step in try buffers(of: step).map(makeBinding) }
         argmaxBinding = try makeBinding([activations[graph.logits.index], greedyChoices])
+        topLogitsBinding = try makeBinding([activations[graph.logits.index], topPartials])
+        topLogitsMergeBinding = try makeBinding([activations[graph.logits.index], topPartials, topResults])
     }
 
     deinit { bitnet_vk_stream_destroy(model.backend.context.pointer, stream) }

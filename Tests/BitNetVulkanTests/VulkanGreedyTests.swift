@@ -2,13 +2,14 @@ import BitNetEngine
 import BitNetFormats
 import BitNetInference
 import BitNetModels
-import BitNetVulkan
+@testable import BitNetVulkan
 import Foundation
 import TestSupport
 import Testing
 
 /// Greedy decoding on the device (`argmax.comp`): the token of each logit row chosen where the logits are, three
-/// words a row read back, the same token the host's `LogitRows.greedyToken` picks.
+/// words a row read back, the same token the host's `LogitRows.greedyToken` picks; and top-k sampling's candidates
+/// (`top_logits.comp`, `top_logits_merge.comp`), the host's `LogitRows.topLogits`.
 @Suite struct VulkanGreedyTests {
     /// Several sequences in one batch, every row wanted, and a batch longer than one pass holds.
     @Test func deviceTokensAreTheArgmaxOfTheDeviceLogits() throws {
@@ -30,6 +31,63 @@ import Testing
         let all = ForwardBatch(tokens: long, start: 0, allLogits: true)
         let longLogits = try model.forward(all, cache: try model.makeCache(contextLength: 512)).flatMap { $0 }
         #expect(try model.forwardGreedy(all, cache: try model.makeCache(contextLength: 512)) == LogitRows.greedyTokens(longLogits, vocabularySize: vocabulary))
+        try VulkanTesting.expectNoValidationMessages(backend)
+    }
+
+    /// The largest logits found on the device are the host's `LogitRows.topLogits` of the device's own logits, tokens
+    /// and floats to the bit: three sequences in a batch, 1, 40 and 64 of them (100: picked on the host), with slices of
+    /// 2,048 columns (the bundled model's 4,096: two) and of 64 (64 slices, whose 64 × 64 candidates merge in three
+    /// rounds of 2,048).
+    @Test func deviceTopLogitsAreTheHostsOfTheDeviceLogits() throws {
+        for sliceColumns in [2048, 64] {
+            let backend = try VulkanTesting.backend()
+            backend.topSliceColumns = sliceColumns
+            let model = try BitNetModel(path: VulkanBackendTests.bundledModel, backend: backend)
+            let vocabulary = model.configuration.vocabularySize
+            let tokenizer = try model.loadTokenizer()
+            var batch = ForwardBatch()
+            for (slot, prompt) in ["Once upon a time, there was a little robot.", "The garden", "One day"].map(tokenizer.encode).enumerated() {
+                for (position, token) in prompt.enumerated() { batch.append(token, position: position, slot: slot, wantsLogits: true) }
+            }
+            let logits = try model.forward(batch, cache: try model.makeCache(slots: 3, contextLength: 32)).flatMap { $0 }
+            for count in [1, 40, 64, 100] {
+                let top = try model.forwardTopLogits(batch, cache: try model.makeCache(slots: 3, contextLength: 32), count: count)
+                let expected = LogitRows.topLogits(logits, vocabularySize: vocabulary, count: count)
+                #expect(top.count == batch.count && top.allSatisfy { $0.tokens.count == count })
+                #expect(top.map(\.tokens) == expected.map(\.tokens), "\(count) from slices of \(sliceColumns)")
+                #expect(top.map { $0.logits.map(\.bitPattern) } == expected.map { $0.logits.map(\.bitPattern) }, "\(count) from slices of \(sliceColumns)")
+            }
+            try VulkanTesting.expectNoValidationMessages(backend)
+        }
+    }
+
+    /// Sampled generation (top-k 40, temperature 0.8: the defaults) draws from the device's largest logits, and gives
+    /// the tokens that drawing from whole rows of logits gives, with the same seed.
+    @Test func samplingFromTheDeviceTopLogitsIsSamplingFromTheLogits() async throws {
+        let backend = try VulkanTesting.backend()
+        let model = try BitNetModel(path: VulkanBackendTests.bundledModel, backend: backend)
+        let tokenizer = try model.loadTokenizer()
+        let prompt = tokenizer.encode("Once upon a time")
+        let parameters = GenerationParameters(maximumTokens: 24, sampling: SamplingParameters())
+        #expect(parameters.sampling.samplesFromTopLogits)
+        var generated: [Int] = []
+        backend.profiling = true
+        for try await event in TextGeneration(session: try InferenceSession(model: model, contextLength: 64), tokenizer: tokenizer, prompt: prompt,
+                                               parameters: parameters) {
+            if case .token(let id, _) = event { generated.append(id) }
+        }
+        backend.profiling = false
+        let labels = Set(backend.takeProfile().entries.map(\.label))
+        #expect(labels.contains("top logits merged") && !labels.contains("logits copy"), "\(labels)")
+        let session = try InferenceSession(model: model, contextLength: 64)
+        var sampler = Sampler(parameters.sampling)
+        var logits = try await session.evaluate(prompt).last!
+        var expected: [Int] = []
+        while expected.count < generated.count {
+            expected.append(sampler.sample(logits, history: session.tokens))
+            logits = try await session.evaluate([expected.last!]).last!
+        }
+        #expect(generated.count > 10 && generated == expected)
         try VulkanTesting.expectNoValidationMessages(backend)
     }
 
@@ -88,6 +146,14 @@ import Testing
         for model in [cpu, gpu] {
             #expect(try model.forwardGreedy(batch, cache: try model.makeCache(contextLength: 16)) == expected, "\(model.backend.name)")
         }
+        // The largest logits too: the four equal ones lowest token first, then the zeros from token 0 on, across slices
+        // of 16 columns (5 and 7, 261 and 263 are in different ones).
+        backend.topSliceColumns = 16
+        let sliced = try BitNetModel(path: path, backend: backend)
+        let deviceLogits = try sliced.forward(batch, cache: try sliced.makeCache(contextLength: 16)).flatMap { $0 }
+        let top = try sliced.forwardTopLogits(batch, cache: try sliced.makeCache(contextLength: 16), count: 9)
+        #expect(top == LogitRows.topLogits(deviceLogits, vocabularySize: sliced.configuration.vocabularySize, count: 9))
+        #expect(top.allSatisfy { [[5, 130, 261, 286], [7, 100, 263, 287]].contains(Array($0.tokens.prefix(4))) && $0.tokens.suffix(5) == [0, 1, 2, 3, 4] })
         try VulkanTesting.expectNoValidationMessages(backend)
     }
 
@@ -102,11 +168,14 @@ import Testing
         let backend = try VulkanTesting.backend()
         for model in [try BitNetModel(path: path, backend: .cpu, threads: 2), try BitNetModel(path: path, backend: backend)] {
             let cache = try model.makeCache(contextLength: 16)
-            #expect {
-                _ = try model.forwardGreedy(ForwardBatch(tokens: [1, 17, 42], start: 0), cache: cache)
-            } throws: { error in
-                let error = error as? InferenceError
-                return error?.code == .nonFiniteResult && error?.message.contains("for token 30)") == true
+            for top in [false, true] {
+                #expect {
+                    let batch = ForwardBatch(tokens: [1, 17, 42], start: 0)
+                    _ = top ? try model.forwardTopLogits(batch, cache: cache, count: 40).count : try model.forwardGreedy(batch, cache: cache).count
+                } throws: { error in
+                    let error = error as? InferenceError
+                    return error?.code == .nonFiniteResult && error?.message.contains("for token 30)") == true
+                }
             }
             #expect(cache.lengths == [0], "\(model.backend.name)")
         }
