@@ -179,7 +179,7 @@ struct VulkanPass {
     private func dispatch(_ pipeline: VulkanPipeline, _ binding: bitnet_vk_binding, _ push: [UInt32], groups: (Int, Int, Int),
                           reads: [ActivationID], writes: [ActivationID], cache: Int? = nil, partials: (read: Bool, written: Bool) = (false, false),
                           label: @autoclosure () -> String, hazards: inout Hazards) {
-        let partialsID = Int.min  // the split attention's partials, outside the graph's buffers
+        let partialsID = Int.min  // scratch outside the graph's buffers: the split attention's partials, the top logits' partials
         let readIDs = Set(reads.map(\.index) + (cache.map { [-1 - $0] } ?? []) + (partials.read ? [partialsID] : []))
         let writeIDs = Set(writes.map(\.index) + (cache.map { [-1 - $0] } ?? []) + (partials.written ? [partialsID] : []))
         if !readIDs.isDisjoint(with: hazards.written) || !writeIDs.isDisjoint(with: hazards.written.union(hazards.read)) {

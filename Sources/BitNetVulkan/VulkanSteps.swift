@@ -5,6 +5,8 @@ import BitNetModels
 /// its multiply), and RoPE folded into the attention op after it. Per BitNet block that turns 22 dispatches into
 /// 13: the residual add, the next norm and the quantization of its output are one, as are the gated activation,
 /// the sub-norm and the quantization; the keys are rotated as they are stored and the queries as they are read.
+/// Chained, each quantization runs in the last workgroup of the BitLinear or attention dispatches before it where a
+/// pass takes their row shaders, and a decode step's attention stores the keys itself: 8 dispatches a block.
 enum VulkanStep {
     case op(ForwardOp)
     case rowQuantize(RowQuantizeStep)
