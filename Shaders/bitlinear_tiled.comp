@@ -12,7 +12,8 @@
 layout(std430, binding = 0) readonly buffer Weights { uint weights[]; };
 layout(std430, binding = 1) readonly buffer Activations { uint activations[]; };
 layout(std430, binding = 2) writeonly buffer Output { float outputs[]; };
-layout(push_constant) uniform Push { uint rows, wordsPerRow, blockWords, scaleOffset, activationScaleOffset, tokens; } p;
+// bitlinear.comp's push constants; the tiled shader takes one matrix, the first.
+layout(push_constant) uniform Push { uint wordsPerRow, blockWords, activationScaleOffset, tokens, rows[3], scaleOffsets[3]; } p;
 const uint ROWS = 64, TOKENS = 32, GROUPS = 16, ROWS_EACH = ROWS / GROUPS, TOKENS_EACH = TOKENS / GROUPS;
 const uint CHUNK = 8;          // weight words per step; a scale block (16 words, or a whole row) is a multiple of it
 const uint CODES = 4 * CHUNK;  // signed code words (and activation words) per step
@@ -26,7 +27,7 @@ void main() {
 
     bool sameScale[ROWS_EACH];
     for (uint i = 0; i < ROWS_EACH; i++) {
-        uint row = min(firstRow + rowGroup + GROUPS * i, p.rows - 1), scales = p.scaleOffset + row * blocks;
+        uint row = min(firstRow + rowGroup + GROUPS * i, p.rows[0] - 1), scales = p.scaleOffsets[0] + row * blocks;
         sameScale[i] = true;
         for (uint b = 1; b < blocks; b++) sameScale[i] = sameScale[i] && weights[scales + b] == weights[scales];
     }
@@ -38,7 +39,7 @@ void main() {
     for (uint word = 0; word < p.wordsPerRow; word += CHUNK) {
         for (uint index = t; index < ROWS * CHUNK; index += WORKGROUP) {
             uint r = index / CHUNK, w = index % CHUNK, row = firstRow + r;
-            uint packed = row < p.rows ? weights[row * p.wordsPerRow + word + w] : 0x55555555u;  // past the last row: zeros
+            uint packed = row < p.rows[0] ? weights[row * p.wordsPerRow + word + w] : 0x55555555u;  // past the last row: zeros
             for (uint s = 0; s < 4; s++) tileWeights[r][4 * w + s] = signedCodes(packed, s);
         }
         for (uint index = t; index < TOKENS * CODES; index += WORKGROUP) {
@@ -58,8 +59,8 @@ void main() {
         if ((word + CHUNK) % p.blockWords == 0) {  // the end of a scale block
             uint block = (word + CHUNK) / p.blockWords - 1;
             for (uint i = 0; i < ROWS_EACH; i++) {
-                uint row = min(firstRow + rowGroup + GROUPS * i, p.rows - 1);
-                float scale = uintBitsToFloat(weights[p.scaleOffset + row * blocks + block]);
+                uint row = min(firstRow + rowGroup + GROUPS * i, p.rows[0] - 1);
+                float scale = uintBitsToFloat(weights[p.scaleOffsets[0] + row * blocks + block]);
                 for (uint j = 0; j < TOKENS_EACH; j++) {
                     if (sameScale[i]) totals[i][j] += blockSums[i][j];
                     else sums[i][j] += scale * float(blockSums[i][j]);
@@ -70,13 +71,13 @@ void main() {
     }
     for (uint i = 0; i < ROWS_EACH; i++) {
         uint row = firstRow + rowGroup + GROUPS * i;
-        if (row >= p.rows) continue;
-        float scale = uintBitsToFloat(weights[p.scaleOffset + row * blocks]);
+        if (row >= p.rows[0]) continue;
+        float scale = uintBitsToFloat(weights[p.scaleOffsets[0] + row * blocks]);
         for (uint j = 0; j < TOKENS_EACH; j++) {
             uint token = firstToken + tokenGroup + GROUPS * j;
             if (token >= p.tokens) continue;
             precise float sum = sameScale[i] ? scale * float(totals[i][j]) : sums[i][j];
-            outputs[token * p.rows + row] = sum / uintBitsToFloat(activations[p.activationScaleOffset + token]);
+            outputs[token * p.rows[0] + row] = sum / uintBitsToFloat(activations[p.activationScaleOffset + token]);
         }
     }
 }

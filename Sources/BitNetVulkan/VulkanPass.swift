@@ -139,6 +139,7 @@ struct VulkanPass {
             case .rowQuantize(let quantize): record(quantize, binding: storage.bindings[index][0], hazards: &hazards)
             case .ropedAttention(let attention, let rotary): record(attention, rotary: rotary, bindings: storage.bindings[index], hazards: &hazards)
             case .chainedQuantize(let chain): record(chain, bindings: storage.bindings[index], hazards: &hazards)
+            case .bitLinears(let group): record(group, bindings: storage.bindings[index], hazards: &hazards)
             }
         }
         recordReadback(&hazards)
@@ -243,45 +244,59 @@ struct VulkanPass {
         model.backend.tilesPrompts && tokens >= VulkanBackend.tiledMinimumTokens && rows <= 65_535 * 64
     }
 
-    /// bitlinear.comp's push constants before a chained variant's.
-    private func bitLinearPush(_ packing: TernaryPacking, tokens: Int) -> [UInt32] {
-        [UInt32(packing.rows), UInt32(packing.wordsPerRow), UInt32(packing.blockWords), UInt32(packing.scaleOffset),
-         UInt32(model.maxTokens * packing.wordsPerRow * 4), UInt32(tokens)]
+    /// bitlinear.comp's push constants (before a chained variant's) for up to three matrices of one input.
+    private func bitLinearPush(_ packings: [TernaryPacking], tokens: Int) -> [UInt32] {
+        let first = packings[0], missing = 3 - packings.count
+        return [UInt32(first.wordsPerRow), UInt32(first.blockWords), UInt32(model.maxTokens * first.wordsPerRow * 4), UInt32(tokens)]
+            + packings.map { UInt32($0.rows) } + Array(repeating: 0, count: missing)
+            + packings.map { UInt32($0.scaleOffset) } + Array(repeating: 0, count: missing)
     }
 
-    /// A chained step: its BitLinear dispatches with no barrier between them, the last workgroup of each tile of 4
-    /// tokens quantizing them (bitlinear.comp's CHAINED variant), or attention chained; where the pass tiles a
-    /// BitLinear, each op alone.
+    /// The packings of BitLinear ops that one row-shader dispatch can run in this pass: ternary, rows of one length
+    /// and scale blocks, none tiled. Nil: each takes its own dispatch.
+    private func rowShaderPackings(_ bitLinears: [BitLinearOp]) -> [TernaryPacking]? {
+        let packings = bitLinears.compactMap { bitLinear -> TernaryPacking? in
+            if case .ternary(_, let packing) = model.weights[bitLinear.weight.index] { packing } else { nil }
+        }
+        guard packings.count == bitLinears.count, (1...3).contains(packings.count),
+              packings.allSatisfy({ $0.wordsPerRow == packings[0].wordsPerRow && $0.blockWords == packings[0].blockWords }),
+              !packings.contains(where: { tilesBitLinear(rows: $0.rows, tokens: tokens) }) else { return nil }
+        return packings
+    }
+
+    /// Two or three BitLinear ops of one input as one dispatch, or each alone where the pass tiles them.
+    private func record(_ group: [BitLinearOp], bindings: [bitnet_vk_binding], hazards: inout Hazards) {
+        guard let packings = rowShaderPackings(group) else {
+            for (index, bitLinear) in group.enumerated() { record(bitLinear.forwardOp, bindings: [bindings[index]], hazards: &hazards) }
+            return
+        }
+        dispatch(pipelines.bitLinear, bindings[group.count], bitLinearPush(packings, tokens: tokens),
+                 groups: grid(packings.reduce(0) { $0 + $1.rows }, z: (tokens + 3) / 4), reads: [group[0].input], writes: group.map(\.output),
+                 label: "bitlinear \(packings.map { String($0.rows) }.joined(separator: "+"))×\(width(group[0].input))", hazards: &hazards)
+    }
+
+    /// A chained step: its BitLinear ops in one dispatch whose last workgroup of each tile of 4 tokens quantizes them
+    /// (bitlinear.comp's CHAINED variant), or attention chained; where the pass tiles a BitLinear, each op alone.
     private func record(_ chain: ChainedQuantizeStep, bindings: [bitnet_vk_binding], hazards: inout Hazards) {
         if case .attention(let attention, let rotary) = chain.producer {
             record(attention, rotary: rotary, bindings: bindings, then: chain, hazards: &hazards)
             return
         }
-        let packings = chain.bitLinears.map { bitLinear -> TernaryPacking? in
-            if case .ternary(_, let packing) = model.weights[bitLinear.weight.index] { packing } else { nil }
-        }
-        let count = chain.bitLinears.count
-        guard packings.allSatisfy({ $0.map { !tilesBitLinear(rows: $0.rows, tokens: tokens) } ?? false }) else {
-            for (index, bitLinear) in chain.bitLinears.enumerated() {
-                record(.bitLinear(input: bitLinear.input, weight: bitLinear.weight, output: bitLinear.output), bindings: [bindings[index]], hazards: &hazards)
-            }
-            record(chain.quantize, binding: bindings[count], hazards: &hazards)
+        let bitLinears = chain.bitLinears, quantize = chain.quantize
+        guard let packings = rowShaderPackings(bitLinears) else {
+            for (index, bitLinear) in bitLinears.enumerated() { record(bitLinear.forwardOp, bindings: [bindings[index]], hazards: &hazards) }
+            record(quantize, binding: bindings[bitLinears.count], hazards: &hazards)
             return
         }
-        let quantize = chain.quantize, tiles = (tokens + 3) / 4
-        let groups = packings.map { grid($0!.rows, z: tiles) }
-        let counterTotal = groups.reduce(0) { $0 + $1.0 * $1.1 }
+        let groups = grid(packings.reduce(0) { $0 + $1.rows }, z: (tokens + 3) / 4)
+        let outputSecond = bitLinears.enumerated().reduce(UInt32(0)) { $0 | ($1.element.output == quantize.second ? 1 << UInt32($1.offset) : 0) }
+        let push = bitLinearPush(packings, tokens: tokens) + quantizeShape(quantize)
+            + [UInt32(chain.counter * storage.chainCounterStride), UInt32(groups.0 * groups.1), outputSecond]
         let (reads, writes) = buffers(of: quantize)
-        for (index, bitLinear) in chain.bitLinears.enumerated() {
-            let packing = packings[index]!
-            let push = bitLinearPush(packing, tokens: tokens) + quantizeShape(quantize)
-                + [UInt32(chain.counter * storage.chainCounterStride), UInt32(counterTotal), bitLinear.output == quantize.second ? 1 : 0]
-            // The first dispatch stands for the chain in the hazards: no barrier between its dispatches.
-            dispatch(pipelines.bitLinearChained, bindings[count + 1 + index], push, groups: groups[index],
-                     reads: index == 0 ? chain.bitLinears.map(\.input) + reads : [],
-                     writes: index == 0 ? chain.bitLinears.map(\.output) + writes : [],
-                     label: "bitlinear \(packing.rows)×\(width(bitLinear.input)) + \(quantize.label)", hazards: &hazards)
-        }
+        dispatch(pipelines.bitLinearChained, bindings[bitLinears.count + 1], push, groups: groups,
+                 reads: [bitLinears[0].input] + reads, writes: bitLinears.map(\.output) + writes,
+                 label: "bitlinear \(packings.map { String($0.rows) }.joined(separator: "+"))×\(width(bitLinears[0].input)) + \(quantize.label)",
+                 hazards: &hazards)
     }
 
     /// Stores the keys and values, then attends (or attends and stores them as it goes: ``storesInAttention``); with
@@ -349,7 +364,8 @@ struct VulkanPass {
         case .bitLinear(let input, let weight, let output):
             guard case .ternary(_, let packing) = model.weights[weight.index] else { return }
             let tokens = rows(input), tiled = tilesBitLinear(rows: packing.rows, tokens: tokens)
-            dispatch(tiled ? pipelines.bitLinearTiled : pipelines.bitLinear, bindings[0], bitLinearPush(packing, tokens: tokens),
+            // The tiled shader's push constants are the row shader's for one matrix: its first ten words.
+            dispatch(tiled ? pipelines.bitLinearTiled : pipelines.bitLinear, bindings[0], bitLinearPush([packing], tokens: tokens),
                      groups: tiled ? ((packing.rows + 63) / 64, 1, (tokens + 31) / 32) : grid(packing.rows, z: (tokens + 3) / 4),
                      reads: [input], writes: [output], label: "bitlinear \(packing.rows)×\(width(input))\(tiled ? " tiled" : "")",
                      hazards: &hazards)

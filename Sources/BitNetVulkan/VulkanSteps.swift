@@ -6,7 +6,8 @@ import BitNetModels
 /// 13: the residual add, the next norm and the quantization of its output are one, as are the gated activation,
 /// the sub-norm and the quantization; the keys are rotated as they are stored and the queries as they are read.
 /// Chained, each quantization runs in the last workgroup of the BitLinear or attention dispatches before it where a
-/// pass takes their row shaders, and a decode step's attention stores the keys itself: 8 dispatches a block.
+/// pass takes their row shaders, BitLinear ops of one input are one dispatch (Q, K, V; gate, up), and a decode step's
+/// attention stores the keys itself: 5 dispatches a block.
 enum VulkanStep {
     case op(ForwardOp)
     case rowQuantize(RowQuantizeStep)
@@ -16,6 +17,8 @@ enum VulkanStep {
     /// BitLinear ops or an attention op and the row-quantize step after them, the quantization run by their
     /// dispatches' last workgroup where a pass takes the row shaders.
     case chainedQuantize(ChainedQuantizeStep)
+    /// Two or three BitLinear ops of one input (Q, K and V), one dispatch where a pass takes the row shader.
+    case bitLinears([BitLinearOp])
 
     /// The steps for `graph`; every quantization becomes a ``RowQuantizeStep``, fused with the ops before it
     /// where `fusing` allows, and chained to the BitLinear ops before that where `chaining` does too.
@@ -40,7 +43,28 @@ enum VulkanStep {
             }
             index += 1
         }
-        return fusing && chaining ? chained(steps, graph) : steps
+        return fusing ? grouped(chaining ? chained(steps, graph) : steps) : steps
+    }
+
+    /// `steps` with each run of two or three BitLinear ops of one input made one step.
+    private static func grouped(_ steps: [VulkanStep]) -> [VulkanStep] {
+        var result: [VulkanStep] = []
+        for step in steps {
+            if case .op(.bitLinear(let input, let weight, let output)) = step {
+                let op = BitLinearOp(input: input, weight: weight, output: output)
+                switch result.last {
+                case .op(.bitLinear(let first, let firstWeight, let firstOutput)) where first == input:
+                    result[result.count - 1] = .bitLinears([BitLinearOp(input: first, weight: firstWeight, output: firstOutput), op])
+                    continue
+                case .bitLinears(let group) where group.count < 3 && group[0].input == input:
+                    result[result.count - 1] = .bitLinears(group + [op])
+                    continue
+                default: break
+                }
+            }
+            result.append(step)
+        }
+        return result
     }
 
     /// `steps` with each row-quantize step and the run of BitLinear ops right before it made one chained step, where
@@ -64,14 +88,15 @@ enum VulkanStep {
                 chains += 1
                 continue
             }
-            var bitLinears: [ChainedQuantizeStep.BitLinear] = []
+            var bitLinears: [BitLinearOp] = []
             while let last = result.last, case .op(.bitLinear(let input, let weight, let output)) = last {
                 bitLinears.insert(.init(input: input, weight: weight, output: output), at: 0)
                 result.removeLast()
             }
             let read = [quantize.input] + (quantize.second.map { [$0] } ?? []), outputs = bitLinears.map(\.output)
             let tokenRows = (read + outputs).allSatisfy { graph[$0].rows == .tokens }
-            if !bitLinears.isEmpty, tokenRows, Set(read).count == read.count, Set(outputs).count == outputs.count, Set(outputs).isSubset(of: read) {
+            if !bitLinears.isEmpty, bitLinears.count <= 3, Set(bitLinears.map(\.input)).count == 1, tokenRows, Set(read).count == read.count,
+               Set(outputs).count == outputs.count, Set(outputs).isSubset(of: read) {
                 result.append(.chainedQuantize(ChainedQuantizeStep(producer: .bitLinears(bitLinears), quantize: quantize, counter: chains)))
                 chains += 1
             } else {
@@ -187,14 +212,9 @@ struct RowQuantizeStep: Hashable {
 /// variants run the quantization in the last workgroup of their dispatches to finish (chain.glsl), so a decode step has
 /// neither a barrier nor a dispatch between them; the floats are those of the steps recorded apart.
 struct ChainedQuantizeStep: Hashable {
-    struct BitLinear: Hashable {
-        var input: ActivationID
-        var weight: WeightID
-        var output: ActivationID
-    }
-
     enum Producer: Hashable {
-        case bitLinears([BitLinear])
+        /// Recorded as one dispatch (at most three: bitlinear.comp's matrices).
+        case bitLinears([BitLinearOp])
         /// The attention op, and its rotary embedding where the RoPE before it was folded in.
         case attention(AttentionOp, RotaryEmbedding?)
     }
@@ -205,7 +225,16 @@ struct ChainedQuantizeStep: Hashable {
     var counter: Int
 
     /// The BitLinear ops it chains, if that is what it chains.
-    var bitLinears: [BitLinear] {
+    var bitLinears: [BitLinearOp] {
         if case .bitLinears(let bitLinears) = producer { bitLinears } else { [] }
     }
+}
+
+/// A BitLinear op: `output = weight · input`, with int8 `input` codes.
+struct BitLinearOp: Hashable {
+    var input: ActivationID
+    var weight: WeightID
+    var output: ActivationID
+
+    var forwardOp: ForwardOp { .bitLinear(input: input, weight: weight, output: output) }
 }

@@ -161,16 +161,21 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
             return attentionBuffers(op, table: rotaryTables[rotary]!)
         case .rowQuantize(let quantize):
             return [[activation(quantize.input), quantize.norm.map { weight($0.weight) }, activation(quantize.output), quantize.second.map(activation)]]
+        case .bitLinears(let bitLinears):  // each alone, then all in one dispatch
+            let weights: [VulkanBuffer?] = bitLinears.map { weight($0.weight) } + [nil, nil]
+            let outputs: [VulkanBuffer?] = bitLinears.map { activation($0.output) } + [nil, nil]
+            return bitLinears.map { [weight($0.weight), activation($0.input), activation($0.output)] }
+                + [[weights[0], activation(bitLinears[0].input), outputs[0], weights[1], weights[2], outputs[1], outputs[2]]]
         case .chainedQuantize(let chain):
             let quantize = chain.quantize, norm = quantize.norm.map { weight($0.weight) }
             let alone = [activation(quantize.input), norm, activation(quantize.output), quantize.second.map(activation)]
             let chained = [norm, activation(quantize.output), chainCounters]  // chain.glsl's bindings 7–9
             switch chain.producer {
-            case .bitLinears(let bitLinears):  // each BitLinear alone, the quantization alone, then each chained
+            case .bitLinears(let bitLinears):  // each BitLinear alone, the quantization alone, then all chained in one dispatch
+                let weights: [VulkanBuffer?] = bitLinears.map { weight($0.weight) } + [nil, nil]
                 return bitLinears.map { [weight($0.weight), activation($0.input), activation($0.output)] } + [alone]
-                    + bitLinears.map {
-                        [weight($0.weight), activation($0.input), activation(quantize.input), nil, nil, quantize.second.map(activation), nil] + chained
-                    }
+                    + [[weights[0], activation(bitLinears[0].input), activation(quantize.input), weights[1], weights[2],
+                        quantize.second.map(activation), nil] + chained]
             case .attention(let op, let rotary):  // the attention op's four, the quantization alone, attend and combine chained
                 let attention = attentionBuffers(op, table: rotary.map { rotaryTables[$0]! })
                 return attention + [alone, attention[1] + chained, attention[3] + [nil, nil, nil] + chained]

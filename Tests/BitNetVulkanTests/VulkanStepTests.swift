@@ -16,13 +16,13 @@ import Testing
 
     static let silu = Fixtures.repositoryRoot.appendingPathComponent("Tests/Fixtures/models/llama-ternary-packed").path
 
-    /// Dispatches a pass of a few tokens records (an attention op has two: store, then attend; a chained step one a
-    /// BitLinear).
+    /// Dispatches a pass of a few tokens of one sequence records (an attention op has two: store, then attend; a
+    /// group of BitLinear ops one).
     static func dispatches(_ steps: [VulkanStep]) -> Int {
         steps.reduce(0) { count, step in
             switch step {
             case .op(.attention), .ropedAttention: count + 2
-            case .chainedQuantize(let chain): count + (chain.bitLinears.isEmpty ? 2 : chain.bitLinears.count)
+            case .chainedQuantize(let chain): count + (chain.bitLinears.isEmpty ? 2 : 1)
             default: count + 1
             }
         }
@@ -50,7 +50,7 @@ import Testing
     @Test func bitNetBlocksFuseFourRunsEach() throws {
         let graph = try Self.graph(VulkanBackendTests.bundledModel)
         let layers = graph.configuration.layerCount
-        let fused = VulkanStep.plan(graph, chaining: false), unfused = VulkanStep.plan(graph, fusing: false)
+        let fused = VulkanStep.plan(graph, chaining: false).flatMap(Self.ungrouped), unfused = VulkanStep.plan(graph, fusing: false)
         let steps = Self.quantizeSteps(fused)
         #expect(steps.count == 4 * layers)
         #expect(steps.allSatisfy { $0.norm != nil })
@@ -63,15 +63,21 @@ import Testing
         #expect(Self.dispatches(unfused) == Self.dispatches(graph.ops.map(VulkanStep.op)))
     }
 
+    /// Q, K and V step as one group (one dispatch where a pass takes the row shader).
+    static func ungrouped(_ step: VulkanStep) -> [VulkanStep] {
+        if case .bitLinears(let group) = step { group.map { .op($0.forwardOp) } } else { [step] }
+    }
+
     /// Chained, a BitNet block's attention runs the sub-norm and quantization after it in the last workgroup of each
-    /// token's heads, its O projection the residual add, norm and quantization after it, gate and up the gated
-    /// activation's, and down the next block's input norm's (not the last block's, whose final norm has no
-    /// quantization): in a decode step (which also stores the keys as it attends) 13 dispatches a block become 8, in 5
-    /// stages between barriers instead of 10. Taking the chains apart gives the unchained plan back.
+    /// token's heads, its O projection the residual add, norm and quantization after it, gate and up (one dispatch) the
+    /// gated activation's, and down the next block's input norm's (not the last block's, whose final norm has no
+    /// quantization); Q, K and V are one dispatch: in a decode step (which also stores the keys as it attends) 13
+    /// dispatches a block become 5, one a stage. Taking the chains and groups apart gives the unchained plan back.
     @Test func bitLinearsAndAttentionChainTheQuantizationsAfterThem() throws {
         let graph = try Self.graph(VulkanBackendTests.bundledModel)
         let layers = graph.configuration.layerCount
-        let chained = VulkanStep.plan(graph), unchained = VulkanStep.plan(graph, chaining: false)
+        let chained = VulkanStep.plan(graph), unchained = VulkanStep.plan(graph, chaining: false).flatMap(Self.ungrouped)
+        #expect(chained.filter { if case .bitLinears(let group) = $0 { group.count == 3 } else { false } }.count == layers)
         let chains = Self.chains(chained)
         #expect(chains.count == 4 * layers - 1)
         #expect(chains.map(\.counter) == Array(chains.indices))
@@ -81,9 +87,9 @@ import Testing
             let read = [chain.quantize.input, chain.quantize.second]
             return chain.bitLinears.allSatisfy { read.contains($0.output) } && chain.quantize.norm != nil
         })
-        #expect(Self.dispatches(unchained) - Self.dispatches(chained) == 4 * layers - 1)
+        #expect(Self.dispatches(unchained) - Self.dispatches(chained) == 7 * layers - 1)  // per block: 2 (Q, K, V), 1, 2 (gate, up), 1, 1
         let apart = chained.flatMap { step -> [VulkanStep] in
-            guard case .chainedQuantize(let chain) = step else { return [step] }
+            guard case .chainedQuantize(let chain) = step else { return Self.ungrouped(step) }
             switch chain.producer {
             case .bitLinears(let bitLinears):
                 return bitLinears.map { .op(.bitLinear(input: $0.input, weight: $0.weight, output: $0.output)) } + [.rowQuantize(chain.quantize)]
@@ -194,7 +200,7 @@ import Testing
         let attentionIndex = try #require(graph.ops.firstIndex { if case .attention = $0 { true } else { false } })
         guard case .attention(let attention) = graph.ops[attentionIndex] else { return }
         graph.ops.insert(.add(attention.query, into: attention.output), at: attentionIndex + 1)
-        let steps = VulkanStep.plan(graph, chaining: false)
+        let steps = VulkanStep.plan(graph, chaining: false).flatMap(Self.ungrouped)
         let folded = steps.filter { if case .ropedAttention = $0 { true } else { false } }.count
         #expect(folded == graph.configuration.layerCount - 1)
         #expect(steps.filter { if case .op(.rope) = $0 { true } else { false } }.count == 2)
