@@ -86,10 +86,11 @@ public struct Sampler: TokenSampler {
     }
 
     /// The token ``sample(_:history:)`` gives for a row whose largest logits the backend chose: `top` holds at least
-    /// the `topK` largest (``SamplingParameters/samplesFromTopLogits``), or one for greedy decoding without penalties.
+    /// the `topK` largest (``SamplingParameters/samplesFromTopLogits``), or one for greedy decoding without penalties;
+    /// with a top-k of 0, all of `top` are the candidates.
     public mutating func sample(_ top: TopLogits) -> Int {
         if parameters.temperature == 0 { return top.tokens[0] }
-        let count = min(parameters.topK, top.tokens.count)
+        let count = parameters.topK > 0 ? min(parameters.topK, top.tokens.count) : top.tokens.count
         return draw(among: Array(top.tokens.prefix(count)), logits: Array(top.logits.prefix(count)))
     }
 

@@ -86,11 +86,11 @@ struct VulkanPass {
         let vocabulary = model.graph.configuration.vocabularySize, slices = storage.topSlices
         try run(.top(count)) { hazards in
             guard outputs > 0 else { return }
-            let push = [UInt32(vocabulary), UInt32(outputs), UInt32(count), UInt32(slices), UInt32(model.backend.topSliceColumns)]
+            let push = [UInt32(vocabulary), UInt32(outputs), UInt32(count), UInt32(slices), UInt32(storage.topSliceColumns)]
             dispatch(pipelines.topLogits, storage.topLogitsBinding, push, groups: (slices, outputs, 1), reads: [model.graph.logits], writes: [],
                      partials: (false, true), label: "top logits", hazards: &hazards)
             dispatch(pipelines.topLogitsMerge, storage.topLogitsMergeBinding, push + [UInt32(storage.topResultWords)], groups: grid(outputs),
-                     reads: [], writes: [], partials: (true, false), label: "top logits merged", hazards: &hazards)
+                     reads: [model.graph.logits], writes: [], partials: (true, false), label: "top logits merged", hazards: &hazards)
         }
         let results = storage.topResults.mapped!.assumingMemoryBound(to: UInt32.self)
         for row in 0..<outputs {
@@ -252,9 +252,10 @@ struct VulkanPass {
             + packings.map { UInt32($0.scaleOffset) } + Array(repeating: 0, count: missing)
     }
 
-    /// The packings of BitLinear ops that one row-shader dispatch can run in this pass: ternary, rows of one length
-    /// and scale blocks, none tiled. Nil: each takes its own dispatch.
+    /// The packings of BitLinear ops of one input that one row-shader dispatch can run in this pass: ternary, rows of
+    /// one length and scale blocks, none tiled. Nil: each takes its own dispatch.
     private func rowShaderPackings(_ bitLinears: [BitLinearOp]) -> [TernaryPacking]? {
+        let tokens = rows(bitLinears[0].input)
         let packings = bitLinears.compactMap { bitLinear -> TernaryPacking? in
             if case .ternary(_, let packing) = model.weights[bitLinear.weight.index] { packing } else { nil }
         }
@@ -270,6 +271,7 @@ struct VulkanPass {
             for (index, bitLinear) in group.enumerated() { record(bitLinear.forwardOp, bindings: [bindings[index]], hazards: &hazards) }
             return
         }
+        let tokens = rows(group[0].input)
         dispatch(pipelines.bitLinear, bindings[group.count], bitLinearPush(packings, tokens: tokens),
                  groups: grid(packings.reduce(0) { $0 + $1.rows }, z: (tokens + 3) / 4), reads: [group[0].input], writes: group.map(\.output),
                  label: "bitlinear \(packings.map { String($0.rows) }.joined(separator: "+"))×\(width(group[0].input))", hazards: &hazards)

@@ -29,7 +29,9 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     private(set) var argmaxBinding: bitnet_vk_binding = 0
     /// The most largest logits a row the device finds (more: the host picks them from the logits).
     static let maxTopCount = 64
-    /// Slices of ``VulkanBackend/topSliceColumns`` a row of logits is sorted in by `top_logits.comp`.
+    /// Columns of each slice a row of logits is sorted in by `top_logits.comp` (``VulkanBackend/topSliceColumns`` when
+    /// the cache was made), and how many slices a row has.
+    let topSliceColumns: Int
     let topSlices: Int
     /// Each (row, slice)'s best ``maxTopCount`` (value bits, column) pairs.
     let topPartials: VulkanBuffer
@@ -84,8 +86,8 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         attentionPartials = try VulkanBuffer(context, byteCount: Self.splitMaximumTokens * floatsPerToken * attentionBlocks * 4)
         logitsReadback = try VulkanBuffer(context, byteCount: model.maxOutputs * graph.configuration.vocabularySize * 4, memory: BITNET_VK_MEMORY_HOST)
         greedyChoices = try VulkanBuffer(context, byteCount: model.maxOutputs * 3 * 4, memory: BITNET_VK_MEMORY_HOST)
-        let sliceColumns = model.backend.topSliceColumns
-        topSlices = (graph.configuration.vocabularySize + sliceColumns - 1) / sliceColumns
+        topSliceColumns = min(max(1, model.backend.topSliceColumns), 2048)  // top_logits.comp sorts at most 2,048
+        topSlices = (graph.configuration.vocabularySize + topSliceColumns - 1) / topSliceColumns
         topPartials = try VulkanBuffer(context, byteCount: model.maxOutputs * topSlices * Self.maxTopCount * 2 * 4)
         topResults = try VulkanBuffer(context, byteCount: model.maxOutputs * (2 + 2 * Self.maxTopCount) * 4, memory: BITNET_VK_MEMORY_HOST)
         guard inputs.mapped != nil, logitsReadback.mapped != nil, greedyChoices.mapped != nil, topResults.mapped != nil else {
