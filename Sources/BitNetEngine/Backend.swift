@@ -32,9 +32,7 @@ public protocol BackendModel: Sendable {
 
 extension BackendModel {
     public func forwardGreedy(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Int] {
-        let logits = try forward(batch, storage: storage)
-        try LogitRows.checkFinite(logits, vocabularySize: graph.configuration.vocabularySize)
-        return LogitRows.greedyTokens(logits, vocabularySize: graph.configuration.vocabularySize)
+        LogitRows.greedyTokens(try finiteLogits(batch, storage: storage), vocabularySize: graph.configuration.vocabularySize)
     }
 
     public func forwardTopLogits(_ batch: ForwardBatch, storage: any KeyValueStorage, count: Int) throws -> [TopLogits] {
@@ -43,9 +41,14 @@ extension BackendModel {
 
     /// ``forwardTopLogits(_:storage:count:)`` from the logits, chosen on the host.
     public func hostTopLogits(_ batch: ForwardBatch, storage: any KeyValueStorage, count: Int) throws -> [TopLogits] {
+        LogitRows.topLogits(try finiteLogits(batch, storage: storage), vocabularySize: graph.configuration.vocabularySize, count: count)
+    }
+
+    /// ``forward(_:storage:)``'s logits, checked finite (``LogitRows/checkFinite(_:vocabularySize:)``).
+    public func finiteLogits(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Float] {
         let logits = try forward(batch, storage: storage)
         try LogitRows.checkFinite(logits, vocabularySize: graph.configuration.vocabularySize)
-        return LogitRows.topLogits(logits, vocabularySize: graph.configuration.vocabularySize, count: count)
+        return logits
     }
 }
 

@@ -86,11 +86,7 @@ public final class KeyValueCache: @unchecked Sendable {
 
     /// Checks `batch`, runs it and records the new lengths: the logits of the tokens that want them.
     public func forward(_ batch: ForwardBatch, on model: any BackendModel) throws -> [Float] {
-        try recording(batch, on: model) {
-            let logits = try model.forward(batch, storage: storage)
-            try LogitRows.checkFinite(logits, vocabularySize: model.graph.configuration.vocabularySize)
-            return logits
-        }
+        try recording(batch, on: model) { try model.finiteLogits(batch, storage: storage) }
     }
 
     /// Like ``forward(_:on:)``, returning the greedy token of each row instead (``BackendModel/forwardGreedy(_:storage:)``).

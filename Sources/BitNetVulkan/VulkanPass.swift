@@ -265,16 +265,25 @@ struct VulkanPass {
         return packings
     }
 
+    /// One row-shader dispatch of BitLinear ops of one input: its push constants (before a chained variant's), grid
+    /// and label.
+    private func rowShaderDispatch(_ group: [BitLinearOp], _ packings: [TernaryPacking]) -> (push: [UInt32], groups: (Int, Int, Int), label: String) {
+        let tokens = rows(group[0].input)
+        return (bitLinearPush(packings, tokens: tokens), grid(packings.reduce(0) { $0 + $1.rows }, z: (tokens + 3) / 4),
+                "bitlinear \(packings.map { String($0.rows) }.joined(separator: "+"))×\(width(group[0].input))")
+    }
+
+    /// Each BitLinear op of a step in its own dispatch, with its binding alone (the step's first ones).
+    private func recordEachAlone(_ group: [BitLinearOp], bindings: [bitnet_vk_binding], hazards: inout Hazards) {
+        for (index, bitLinear) in group.enumerated() { record(bitLinear.forwardOp, bindings: [bindings[index]], hazards: &hazards) }
+    }
+
     /// Two or three BitLinear ops of one input as one dispatch, or each alone where the pass tiles them.
     private func record(_ group: [BitLinearOp], bindings: [bitnet_vk_binding], hazards: inout Hazards) {
-        guard let packings = rowShaderPackings(group) else {
-            for (index, bitLinear) in group.enumerated() { record(bitLinear.forwardOp, bindings: [bindings[index]], hazards: &hazards) }
-            return
-        }
-        let tokens = rows(group[0].input)
-        dispatch(pipelines.bitLinear, bindings[group.count], bitLinearPush(packings, tokens: tokens),
-                 groups: grid(packings.reduce(0) { $0 + $1.rows }, z: (tokens + 3) / 4), reads: [group[0].input], writes: group.map(\.output),
-                 label: "bitlinear \(packings.map { String($0.rows) }.joined(separator: "+"))×\(width(group[0].input))", hazards: &hazards)
+        guard let packings = rowShaderPackings(group) else { return recordEachAlone(group, bindings: bindings, hazards: &hazards) }
+        let (push, groups, label) = rowShaderDispatch(group, packings)
+        dispatch(pipelines.bitLinear, bindings[group.count], push, groups: groups, reads: [group[0].input], writes: group.map(\.output),
+                 label: label, hazards: &hazards)
     }
 
     /// A chained step: its BitLinear ops in one dispatch whose last workgroup of each tile of 4 tokens quantizes them
@@ -286,18 +295,18 @@ struct VulkanPass {
         }
         let bitLinears = chain.bitLinears, quantize = chain.quantize
         guard let packings = rowShaderPackings(bitLinears) else {
-            for (index, bitLinear) in bitLinears.enumerated() { record(bitLinear.forwardOp, bindings: [bindings[index]], hazards: &hazards) }
+            recordEachAlone(bitLinears, bindings: bindings, hazards: &hazards)
             record(quantize, binding: bindings[bitLinears.count], hazards: &hazards)
             return
         }
-        let groups = grid(packings.reduce(0) { $0 + $1.rows }, z: (tokens + 3) / 4)
+        let (bitLinearPush, groups, label) = rowShaderDispatch(bitLinears, packings)
         let outputSecond = bitLinears.enumerated().reduce(UInt32(0)) { $0 | ($1.element.output == quantize.second ? 1 << UInt32($1.offset) : 0) }
-        let push = bitLinearPush(packings, tokens: tokens) + quantizeShape(quantize)
+        let push = bitLinearPush + quantizeShape(quantize)
             + [UInt32(chain.counter * storage.chainCounterStride), UInt32(groups.0 * groups.1), outputSecond]
         let (reads, writes) = buffers(of: quantize)
         dispatch(pipelines.bitLinearChained, bindings[bitLinears.count + 1], push, groups: groups,
                  reads: [bitLinears[0].input] + reads, writes: bitLinears.map(\.output) + writes,
-                 label: "bitlinear \(packings.map { String($0.rows) }.joined(separator: "+"))×\(width(bitLinears[0].input)) + \(quantize.label)",
+                 label: label + " + " + quantize.label,
                  hazards: &hazards)
     }
 

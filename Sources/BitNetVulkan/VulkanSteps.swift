@@ -50,13 +50,12 @@ enum VulkanStep {
     private static func grouped(_ steps: [VulkanStep]) -> [VulkanStep] {
         var result: [VulkanStep] = []
         for step in steps {
-            if case .op(.bitLinear(let input, let weight, let output)) = step {
-                let op = BitLinearOp(input: input, weight: weight, output: output)
+            if let op = BitLinearOp(step) {
                 switch result.last {
-                case .op(.bitLinear(let first, let firstWeight, let firstOutput)) where first == input:
-                    result[result.count - 1] = .bitLinears([BitLinearOp(input: first, weight: firstWeight, output: firstOutput), op])
+                case let last? where BitLinearOp(last)?.input == op.input:
+                    result[result.count - 1] = .bitLinears([BitLinearOp(last)!, op])
                     continue
-                case .bitLinears(let group) where group.count < 3 && group[0].input == input:
+                case .bitLinears(let group) where group.count < 3 && group[0].input == op.input:
                     result[result.count - 1] = .bitLinears(group + [op])
                     continue
                 default: break
@@ -89,8 +88,8 @@ enum VulkanStep {
                 continue
             }
             var bitLinears: [BitLinearOp] = []
-            while let last = result.last, case .op(.bitLinear(let input, let weight, let output)) = last {
-                bitLinears.insert(.init(input: input, weight: weight, output: output), at: 0)
+            while let last = result.last.flatMap(BitLinearOp.init) {
+                bitLinears.insert(last, at: 0)
                 result.removeLast()
             }
             let read = [quantize.input] + (quantize.second.map { [$0] } ?? []), outputs = bitLinears.map(\.output)
@@ -100,7 +99,7 @@ enum VulkanStep {
                 result.append(.chainedQuantize(ChainedQuantizeStep(producer: .bitLinears(bitLinears), quantize: quantize, counter: chains)))
                 chains += 1
             } else {
-                result += bitLinears.map { .op(.bitLinear(input: $0.input, weight: $0.weight, output: $0.output)) } + [step]
+                result += bitLinears.map { .op($0.forwardOp) } + [step]
             }
         }
         return result
@@ -237,4 +236,14 @@ struct BitLinearOp: Hashable {
     var output: ActivationID
 
     var forwardOp: ForwardOp { .bitLinear(input: input, weight: weight, output: output) }
+
+    /// The op a step records alone, if it is a BitLinear.
+    init?(_ step: VulkanStep) {
+        guard case .op(.bitLinear(let input, let weight, let output)) = step else { return nil }
+        (self.input, self.weight, self.output) = (input, weight, output)
+    }
+
+    init(input: ActivationID, weight: WeightID, output: ActivationID) {
+        (self.input, self.weight, self.output) = (input, weight, output)
+    }
 }

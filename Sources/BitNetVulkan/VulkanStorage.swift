@@ -145,6 +145,14 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
     private func weight(_ id: WeightID) -> VulkanBuffer { model.weights[id.index].buffer }
     private func activation(_ id: ActivationID) -> VulkanBuffer { activations[id.index] }
 
+    /// A BitLinear op alone (bitlinear.comp, bitlinear_tiled.comp): weights, input, output.
+    private func buffers(of op: BitLinearOp) -> [VulkanBuffer?] { [weight(op.weight), activation(op.input), activation(op.output)] }
+
+    /// A row-quantize step alone (quantize.comp): row, norm weights, codes, second input.
+    private func buffers(of step: RowQuantizeStep) -> [VulkanBuffer?] {
+        [activation(step.input), step.norm.map { weight($0.weight) }, activation(step.output), step.second.map(activation)]
+    }
+
     /// An attention op's four dispatches: store, attend (the keys and values beside, for a pass that stores as it
     /// attends), attend by blocks, combine the blocks.
     private func attentionBuffers(_ op: AttentionOp, table: VulkanBuffer?) -> [[VulkanBuffer?]] {
@@ -162,31 +170,30 @@ final class VulkanKeyValueStorage: KeyValueStorage, @unchecked Sendable {
         case .ropedAttention(let op, let rotary):
             return attentionBuffers(op, table: rotaryTables[rotary]!)
         case .rowQuantize(let quantize):
-            return [[activation(quantize.input), quantize.norm.map { weight($0.weight) }, activation(quantize.output), quantize.second.map(activation)]]
+            return [buffers(of: quantize)]
         case .bitLinears(let bitLinears):  // each alone, then all in one dispatch
             let weights: [VulkanBuffer?] = bitLinears.map { weight($0.weight) } + [nil, nil]
             let outputs: [VulkanBuffer?] = bitLinears.map { activation($0.output) } + [nil, nil]
-            return bitLinears.map { [weight($0.weight), activation($0.input), activation($0.output)] }
+            return bitLinears.map(buffers(of:))
                 + [[weights[0], activation(bitLinears[0].input), outputs[0], weights[1], weights[2], outputs[1], outputs[2]]]
         case .chainedQuantize(let chain):
             let quantize = chain.quantize, norm = quantize.norm.map { weight($0.weight) }
-            let alone = [activation(quantize.input), norm, activation(quantize.output), quantize.second.map(activation)]
             let chained = [norm, activation(quantize.output), chainCounters]  // chain.glsl's bindings 7–9
             switch chain.producer {
             case .bitLinears(let bitLinears):  // each BitLinear alone, the quantization alone, then all chained in one dispatch
                 let weights: [VulkanBuffer?] = bitLinears.map { weight($0.weight) } + [nil, nil]
-                return bitLinears.map { [weight($0.weight), activation($0.input), activation($0.output)] } + [alone]
+                return bitLinears.map(buffers(of:)) + [buffers(of: quantize)]
                     + [[weights[0], activation(bitLinears[0].input), activation(quantize.input), weights[1], weights[2],
                         quantize.second.map(activation), nil] + chained]
             case .attention(let op, let rotary):  // the attention op's four, the quantization alone, attend and combine chained
                 let attention = attentionBuffers(op, table: rotary.map { rotaryTables[$0]! })
-                return attention + [alone, attention[1] + chained, attention[3] + [nil, nil, nil] + chained]
+                return attention + [buffers(of: quantize), attention[1] + chained, attention[3] + [nil, nil, nil] + chained]
             }
         }
         return switch op {
         case .embed(let table, let output): [[weight(table), inputs, activation(output)]]
         case .rmsNorm(let input, let weight, _, let output): [[activation(input), self.weight(weight), activation(output)]]
-        case .bitLinear(let input, let weight, let output): [[self.weight(weight), activation(input), activation(output)]]
+        case .bitLinear(let input, let weight, let output): [buffers(of: BitLinearOp(input: input, weight: weight, output: output))]
         case .rope(let buffer, _, let rotary): [[activation(buffer), inputs, rotaryTables[rotary]!]]
         case .attention(let op): attentionBuffers(op, table: nil)
         case .gatedActivation(_, let gate, let up, let output): [[activation(gate), activation(up), activation(output), inputs]]

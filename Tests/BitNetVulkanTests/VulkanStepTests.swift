@@ -92,7 +92,7 @@ import Testing
             guard case .chainedQuantize(let chain) = step else { return Self.ungrouped(step) }
             switch chain.producer {
             case .bitLinears(let bitLinears):
-                return bitLinears.map { .op(.bitLinear(input: $0.input, weight: $0.weight, output: $0.output)) } + [.rowQuantize(chain.quantize)]
+                return bitLinears.map { .op($0.forwardOp) } + [.rowQuantize(chain.quantize)]
             case .attention(let op, let rotary):
                 return [rotary.map { .ropedAttention(op, $0) } ?? .op(.attention(op)), .rowQuantize(chain.quantize)]
             }
