@@ -82,9 +82,7 @@ float asCached(float value) { return p.half_ != 0 ? unpackHalf2x16(packHalf2x16(
 
 /// Element `d` of `token`'s key for key/value head `keyValueHead` at `position`, rotated as kv_store.comp rotates it.
 float ownKeyElement(uint token, uint keyValueHead, uint position, uint d) {
-    uint source = token * p.cacheWidth + keyValueHead * p.headDimension + d;
-    if (p.rotaryHalf == 0) return keys[source];
-    return rotated(keys[source - d + rotaryPartner(d, p.rotaryHalf, p.interleaved)], keys[source], d, position, p.rotaryHalf, p.interleaved);
+    return ROTATED_ELEMENT(keys, token * p.cacheWidth + keyValueHead * p.headDimension, d, position);
 }
 
 void attend() {

@@ -28,8 +28,5 @@ float cached(uint element) {
 
 /// Element `d` of the query of `head` for `token` at `position`.
 float queryElement(uint token, uint head, uint position, uint d) {
-    uint base = token * p.queryWidth + head * p.headDimension;
-    return p.rotaryHalf == 0 ? queries[base + d]
-                             : rotated(queries[base + rotaryPartner(d, p.rotaryHalf, p.interleaved)], queries[base + d], d, position,
-                                       p.rotaryHalf, p.interleaved);
+    return ROTATED_ELEMENT(queries, token * p.queryWidth + head * p.headDimension, d, position);
 }

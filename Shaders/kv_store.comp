@@ -13,10 +13,8 @@ layout(push_constant) uniform Push { uint width, capacity, valueOffset, half_, t
 #include "rotary.glsl"
 
 float key(uint token, uint position, uint d) {
-    uint source = token * p.width + d;
-    if (p.rotaryHalf == 0) return keys[source];
-    return rotated(keys[source - d % (2 * p.rotaryHalf) + rotaryPartner(d % (2 * p.rotaryHalf), p.rotaryHalf, p.interleaved)],
-                   keys[source], d % (2 * p.rotaryHalf), position, p.rotaryHalf, p.interleaved);
+    uint i = p.rotaryHalf == 0 ? 0 : d % (2 * p.rotaryHalf);  // `d` within its head (the rotary dimension is the head's)
+    return ROTATED_ELEMENT(keys, token * p.width + d - i, i, position);
 }
 
 void main() {

@@ -1,6 +1,7 @@
 // Rotary embedding of one value of a head, for shaders that rotate as they read (kv_store.comp, attention.comp) the
 // vectors rope.comp rotates in place: the same table (cos, sin per position and pair, from the host), pairs and
-// floats. The including shader declares `table[]`.
+// floats. The including shader declares `table[]`, and push constants `rotaryHalf` (0: no rotation) and `interleaved`
+// for ROTATED_ELEMENT.
 
 /// The column that column `i` of a head (of 2·half) pairs with: i ± half, or its neighbour when interleaved.
 uint rotaryPartner(uint i, uint half_, uint interleaved) { return interleaved != 0 ? i ^ 1u : (i < half_ ? i + half_ : i - half_); }
@@ -14,3 +15,9 @@ float rotated(float partner, float own, uint i, uint position, uint half_, uint 
     precise float result = second ? own * cosine + partner * sine : own * cosine - partner * sine;
     return result;
 }
+
+/// Element `i` of the head starting at `base` of `buffer` at `position`, rotated where `p.rotaryHalf` > 0 (a macro:
+/// GLSL functions take no buffers).
+#define ROTATED_ELEMENT(buffer, base, i, position) \
+    (p.rotaryHalf == 0 ? buffer[(base) + (i)] \
+                       : rotated(buffer[(base) + rotaryPartner(i, p.rotaryHalf, p.interleaved)], buffer[(base) + (i)], i, position, p.rotaryHalf, p.interleaved))
