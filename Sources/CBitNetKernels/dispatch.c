@@ -27,19 +27,26 @@ static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "a
 /// None: the driver uses the level's other kernel.
 #define NONE {NULL, NULL, 0, NULL, 0, 0, 0}
 
-/// The 256-bit kernels of AVX2 or AVX-VNNI (`tile` names the level's tiles).
+/// The 256-bit kernels of AVX2 or AVX-VNNI (`tile` names the level's tiles). TQ1_0's prompts unpack each chunk of
+/// rows into TQ2_0's density, 64 bytes a block, once for every token, as the AVX-512 level's do.
 #define KERNELS_256(tile)                                                                                          \
     {{STORED(bitnet_tq2_0_tile_##tile, NULL, 256, 2, 1), STORED(bitnet_tq1_0_tile_##tile, bitnet_prepare_tq1_0, 640, 2, 1), \
       STORED(bitnet_i2_s_tile_##tile, NULL, 128, 2, 1)},                                                               \
-     {STORED(bitnet_tq2_0_tile_##tile, NULL, 256, BITNET_AVX2_PROMPT_ROWS, 4),                                         \
-      STORED(bitnet_tq1_0_tile_##tile, bitnet_prepare_tq1_0, 640, BITNET_AVX2_PROMPT_ROWS, 4),                         \
-      STORED(bitnet_i2_s_tile_##tile, NULL, 128, BITNET_AVX2_PROMPT_ROWS, 4)},                                         \
+     {STORED(bitnet_tq2_0_tile_##tile, NULL, 256, BITNET_256_PROMPT_ROWS, BITNET_256_PROMPT_TOKENS),                   \
+      {bitnet_fields64_tile_##tile, bitnet_prepare_fields_256, 256, bitnet_tq1_0_unpack_256, 64, BITNET_256_PROMPT_ROWS, \
+       BITNET_256_PROMPT_TOKENS},                                                                                   \
+      STORED(bitnet_i2_s_tile_##tile, NULL, 128, BITNET_256_PROMPT_ROWS, BITNET_256_PROMPT_TOKENS)},                   \
      {NONE, NONE, NONE},                                                                                            \
      {bitnet_dot_f32_avx2, bitnet_dot_f16_avx2, bitnet_dot_bf16_avx2, bitnet_dot_q8_0_avx2, NULL},                  \
      {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},                                                \
      {NULL, bitnet_rows_f16_avx2, bitnet_rows_bf16_avx2, NULL, NULL},                                               \
      bitnet_dot_q6_k_avx2,                                                                                          \
      bitnet_rows_q6_k_avx2}
+
+#ifdef BITNET_X86
+/// The AVX-VNNI level's kernels EVEX-encoded, for CPUs with AVX-512 VNNI but not AVX-VNNI.
+static const bitnet_kernel_table avxvnni_evex_table = KERNELS_256(avxvnni_evex);
+#endif
 
 /// Written once, before any thread can call a kernel, where the AVX-VNNI level takes its EVEX-encoded tiles.
 static bitnet_kernel_table tables[BITNET_LEVEL_COUNT] = {
@@ -129,11 +136,7 @@ static void detect_cpu_features(void) {
                          && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
         if (avxvnni || avx512vnni) cpu_level = BITNET_LEVEL_AVXVNNI;
         if (avx512vnni) cpu_level = BITNET_LEVEL_AVX512VNNI;
-        if (avx512vnni && !avxvnni) {
-            bitnet_kernel_table *table = &tables[BITNET_LEVEL_AVXVNNI];
-            bitnet_ternary_tile evex[3] = {bitnet_tq2_0_tile_avxvnni_evex, bitnet_tq1_0_tile_avxvnni_evex, bitnet_i2_s_tile_avxvnni_evex};
-            for (int encoding = 0; encoding < 3; encoding++) table->decode[encoding].tile = table->prompt[encoding].tile = evex[encoding];
-        }
+        if (avx512vnni && !avxvnni) tables[BITNET_LEVEL_AVXVNNI] = avxvnni_evex_table;
     }
 #elif defined(BITNET_ARM64)
     if (cpu_has_dotprod()) cpu_level = BITNET_LEVEL_NEON_DOTPROD;

@@ -138,11 +138,14 @@ typedef struct {
     int tile_tokens;                 // … × tokens (1 for decode; the driver's token block for prompts)
 } bitnet_ternary_kernel;
 
-/// Rows of a prompt tile: as many as the level's registers hold accumulators for. The AVX2 tiles have 16
-/// registers; the VNNI field tiles keep one accumulator per row and token in 32, and need 16 chains to hide
-/// vpdpbusd's latency at two per cycle (measured on one core: 2 × 4 at 3.9, 4 × 4 at 4.3 vpdpbusd per ns). The VNNI
-/// TQ2_0 and I2_S decode tiles take 4 rows for the same reason (two accumulators a row: 8 chains).
-enum { BITNET_AVX2_PROMPT_ROWS = 2, BITNET_VNNI_PROMPT_ROWS = 4, BITNET_VNNI_DECODE_ROWS = 4 };
+/// Rows of a prompt tile. The VNNI field tiles keep one accumulator per row and token in 32 registers, and need 16
+/// chains to hide vpdpbusd's latency at two per cycle (measured on one core: 2 × 4 at 3.9, 4 × 4 at 4.3 vpdpbusd
+/// per ns). The VNNI TQ2_0 and I2_S decode tiles take 4 rows for the same reason (two accumulators a row: 8 chains).
+enum { BITNET_VNNI_PROMPT_ROWS = 4, BITNET_VNNI_DECODE_ROWS = 4 };
+
+/// The 256-bit prompt tile (``span_tile`` in ternary_x86_256.h): 8 tokens' sums in registers, a row at a time, 4
+/// rows per span of the 8 tokens' activations.
+enum { BITNET_256_PROMPT_ROWS = 4, BITNET_256_PROMPT_TOKENS = 8 };
 
 /// The most bytes of activations a short-row prompt tile's token block may read per row: half of a 48 KiB L1, so
 /// the chunk's weights keep some of it. 8 tokens of a 2560-column row (20 KiB) fit; of a 6912-column one do not.
@@ -218,6 +221,11 @@ void bitnet_i2_s_tile_avxvnni(const uint8_t *, int64_t, const int8_t *, int64_t,
 void bitnet_tq2_0_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_tq1_0_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_i2_s_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_fields64_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_fields64_tile_avxvnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_fields64_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_prepare_fields_256(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
+void bitnet_tq1_0_unpack_256(const uint8_t *, int64_t, int64_t, int, uint8_t *);
 void bitnet_tq2_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_tq1_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_prepare_lanes_vnni(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);

@@ -4,6 +4,8 @@
 // every token of the tile, and each activation load serves every row.
 #include "kernels_internal.h"
 
+#include <string.h>
+
 #ifdef BITNET_X86
 #include <immintrin.h>
 
@@ -137,23 +139,73 @@ static int field_value(int32_t encoding, int q, int g) {
 
 static inline int lanes_block_values(int32_t encoding) { return encoding == BITNET_TERNARY_I2_S ? 128 : 256; }
 
-/// Per encoding, the value of a block that each prepared activation is: lane g of the 64 activations for code
-/// bytes 16s … 16s + 15 holds what their field g multiplies. Built once, before any kernel runs.
-static int16_t lane_orders[3][256];
+/// Per run length (16 code bytes for the AVX-512 tiles, 32 for the 256-bit ones) and encoding, the value of a block
+/// that each prepared activation is: field g of the 4·n activations for code bytes n·s … n·s + n − 1 holds the n
+/// values their field g multiplies. Built once, before any kernel runs.
+static int16_t field_orders[2][3][256];
 
 __attribute__((constructor))
-static void build_lane_orders(void) {
-    for (int32_t encoding = 0; encoding < 3; encoding++)
-        for (int s = 0; s < lanes_block_values(encoding) / 64; s++)
-            for (int g = 0; g < 4; g++)
-                for (int j = 0; j < 16; j++) lane_orders[encoding][64 * s + 16 * g + j] = (int16_t)field_value(encoding, 16 * s + j, g);
+static void build_field_orders(void) {
+    for (int size = 0; size < 2; size++) {
+        const int n = size == 0 ? 16 : 32;
+        for (int32_t encoding = 0; encoding < 3; encoding++)
+            for (int s = 0; s < lanes_block_values(encoding) / (4 * n); s++)
+                for (int g = 0; g < 4; g++)
+                    for (int j = 0; j < n; j++)
+                        field_orders[size][encoding][4 * n * s + n * g + j] = (int16_t)field_value(encoding, n * s + j, g);
+    }
+}
+
+static void prepare_in_order(const int16_t *order, int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared) {
+    const int block_values = lanes_block_values(encoding);
+    for (int64_t block = 0; block < columns / block_values; block++)
+        for (int i = 0; i < block_values; i++) prepared[block * block_values + i] = x[block * block_values + order[i]];
 }
 
 void bitnet_prepare_lanes_vnni(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared) {
-    const int block_values = lanes_block_values(encoding);
-    const int16_t *order = lane_orders[encoding];
-    for (int64_t block = 0; block < columns / block_values; block++)
-        for (int i = 0; i < block_values; i++) prepared[block * block_values + i] = x[block * block_values + order[i]];
+    prepare_in_order(field_orders[0][encoding], encoding, x, columns, prepared);
+}
+
+void bitnet_prepare_fields_256(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared) {
+    prepare_in_order(field_orders[1][encoding], encoding, x, columns, prepared);
+}
+
+/// Code j of 32 TQ1_0 bytes from t = 3^j·v mod 256 (``tq1_0_digit_vnni``): [t ≥ 86] + [t ≥ 171], each comparison
+/// unsigned through a maximum (AVX2 compares signed bytes only), each true one −1.
+TARGET_AVX2 static ALWAYS_INLINE __m256i tq1_0_digit_avx2(__m256i t) {
+    const __m256i ge86 = _mm256_cmpeq_epi8(_mm256_max_epu8(t, _mm256_set1_epi8(86)), t);
+    const __m256i ge171 = _mm256_cmpeq_epi8(_mm256_max_epu8(t, _mm256_set1_epi8((char)171)), t);
+    return _mm256_sub_epi8(_mm256_sub_epi8(_mm256_setzero_si256(), ge86), ge171);
+}
+
+/// TQ1_0 rows into the 64 bytes a block that ``bitnet_tq1_0_unpack_vnni`` writes, with AVX2: 3^j·v mod 256 by
+/// tripling bytes (v + v + v wraps as the product does), so no multiply.
+TARGET_AVX2 void bitnet_tq1_0_unpack_256(const uint8_t *w, int64_t row_bytes, int64_t blocks, int rows, uint8_t *unpacked) {
+    const __m256i first_five_words = _mm256_setr_epi32(-1, -1, -1, -1, -1, 0, 0, 0);
+    uint8_t fields[64];
+    uint8_t fifth[80] = {0};  // code 4 of each byte, from offset 4, as the AVX-512 unpack keeps it
+    for (int r = 0; r < rows; r++) {
+        for (int64_t b = 0; b < blocks; b++) {
+            const uint8_t *block = w + r * row_bytes + b * 54;
+            for (int half = 0; half < 2; half++) {
+                __m256i t = half == 0 ? _mm256_loadu_si256((const __m256i *)block)
+                                      : _mm256_maskload_epi32((const int *)(block + 32), first_five_words);  // bytes 32 … 51
+                __m256i packed = tq1_0_digit_avx2(t);
+                for (int j = 1; j < 5; j++) {
+                    t = _mm256_add_epi8(t, _mm256_add_epi8(t, t));
+                    __m256i digit = tq1_0_digit_avx2(t);
+                    if (j < 4) packed = _mm256_or_si256(packed, _mm256_slli_epi16(digit, 2 * j));
+                    else _mm256_storeu_si256((__m256i *)(fifth + 4 + 32 * half), digit);
+                }
+                _mm256_storeu_si256((__m256i *)(fields + 32 * half), packed);
+            }
+            __m128i tail = _mm_loadu_si128((const __m128i *)fifth);
+            for (int g = 1; g < 4; g++)
+                tail = _mm_or_si128(tail, _mm_slli_epi16(_mm_loadu_si128((const __m128i *)(fifth + 12 * g)), 2 * g));
+            _mm_storeu_si128((__m128i *)(fields + 48), _mm_blend_epi32(tail, _mm_loadu_si128((const __m128i *)(fields + 48)), 0x1));
+            memcpy(unpacked + (r * blocks + b) * 64, fields, 64);
+        }
+    }
 }
 
 /// Codes j = 0 … 4 of 64 TQ1_0 bytes: ⌊3·(3^j·v mod 256) / 256⌋ = [t ≥ 86] + [t ≥ 171] with t = 3^j·v mod 256.

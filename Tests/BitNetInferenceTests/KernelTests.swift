@@ -26,12 +26,13 @@ import Testing
 
         /// `uniform`: every block of a row shares the row's scale, as BitNet weights do; otherwise about half the
         /// rows have a different scale in each block (the kernels' slower per-block path).
-        init(_ encoding: bitnet_ternary_encoding, rows: Int, columns: Int, uniform: Bool, seed: UInt64) throws {
+        /// `every`: that code for every weight instead of random ones.
+        init(_ encoding: bitnet_ternary_encoding, rows: Int, columns: Int, uniform: Bool, seed: UInt64, every: Int8? = nil) throws {
             var generator = SeededGenerator(seed: seed)
             self.encoding = encoding
             self.rows = rows
             self.columns = columns
-            codes = (0..<rows * columns).map { _ in Int8.random(in: -1...1, using: &generator) }
+            codes = (0..<rows * columns).map { _ in every ?? Int8.random(in: -1...1, using: &generator) }
             let tensor = try TernaryTensor(rows: rows, columns: columns, codes: codes, scale: 0.25)
             switch encoding {
             case BITNET_TERNARY_I2_S:
@@ -159,6 +160,24 @@ import Testing
                         #expect(told == output, "\(label), told which rows are uniform")
                     }
                 }
+            }
+        }
+    }
+
+    /// The largest sums a tile can meet: every weight +1 (stored code 2) against activations of −128 or +127 over
+    /// 4,096 columns, 8 tokens (a whole prompt tile) and 3. The 256-bit prompt tiles sum 2,048 values in 16 bits
+    /// before widening, which reaches −32,768 exactly here; summing more before widening would wrap.
+    @Test(arguments: [BITNET_TERNARY_TQ2_0, BITNET_TERNARY_TQ1_0, BITNET_TERNARY_I2_S])
+    func extremeSumsDoNotWrap(_ encoding: bitnet_ternary_encoding) throws {
+        let matrix = try TernaryCase(encoding, rows: 5, columns: 4096, uniform: true, seed: 7, every: 1)
+        for (value, tokens) in [(Int8.min, 8), (Int8.max, 8), (Int8.min, 3)] {
+            let x = [Int8](repeating: value, count: tokens * 4096), scales = [Float](repeating: 1, count: tokens)
+            let expected = matrix.expected(x, scales: scales, tokens: tokens)
+            for path in Self.paths {
+                #expect(bitnet_kernels_force(path) == 0)
+                defer { bitnet_kernels_force(nil) }
+                let output = matrix.run(x, scales: scales, tokens: tokens, pool: nil)
+                #expect(zip(output, expected).allSatisfy { Double($0) == $1 }, "\(encoding) \(path) x = \(value) × \(tokens) tokens: \(output.prefix(3)) against \(expected.prefix(3))")
             }
         }
     }
