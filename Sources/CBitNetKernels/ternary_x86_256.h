@@ -169,9 +169,9 @@ TARGET_256 static ALWAYS_INLINE void NAMED(span_sums, SUFFIX)(const uint8_t *w, 
 /// for all R rows and T tokens before the next so the tokens' activations of a span (16 KiB for 8) stay in L1, in
 /// pieces of 2 rows × 4 tokens: 8 sums, 2 runs, their codes and an activation fill the 16 registers, and each
 /// activation load serves two rows. A span's sums are widened once into 32-bit totals that wait in memory.
-/// Measured on one Zen 3 core (2B-4T's ffn_up, 128 tokens): the 2 × 4 tile that kept every sum and code in registers
-/// over whole rows spilled both (~110 GOPS); 1 row × 8 tokens a span, 187 GOPS, bound by one activation load per
-/// vpmaddubsw (3.9 a ns from L1 against 6 a ns from registers).
+/// Measured on 2 Zen 3 cores (`KernelBenchmark 2`, 128 tokens): the 2 × 4 tile that kept every sum and code in
+/// registers over whole rows spilled both and reached 170–225 GOPS, spans 240–330; pieces of 1 row × 8 tokens
+/// measured the same within that machine's noise.
 TARGET_256 static ALWAYS_INLINE void NAMED(span_tile, SUFFIX)(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs,
                                                               int64_t b0, int64_t b1, const int R, const int T, int32_t *sums,
                                                               const int block_bytes, const int groups, const int first_shift,
