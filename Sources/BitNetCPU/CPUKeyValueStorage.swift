@@ -1,6 +1,7 @@
 import BitNetEngine
 import BitNetModels
 import BitNetQuantization
+import CBitNetKernels
 
 /// Keys and values on the host, preallocated: for each layer, `slots × capacity` positions of `width`
 /// values, f32 or f16. A slot keeps each key/value head's positions side by side (head-major: `capacity` rows of
@@ -84,10 +85,8 @@ final class CPUKeyValueStorage: KeyValueStorage, @unchecked Sendable {
                 keys[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + base).update(from: key + source, count: headDimension) }
                 values[layer].withUnsafeMutableBufferPointer { ($0.baseAddress! + base).update(from: value + source, count: headDimension) }
             case .f16:
-                for index in 0..<headDimension {
-                    halfKeys[layer][base + index] = Float16(key[source + index]).bitPattern
-                    halfValues[layer][base + index] = Float16(value[source + index]).bitPattern
-                }
+                halfKeys[layer].withUnsafeMutableBufferPointer { bitnet_float_to_half(key + source, Int64(headDimension), $0.baseAddress! + base) }
+                halfValues[layer].withUnsafeMutableBufferPointer { bitnet_float_to_half(value + source, Int64(headDimension), $0.baseAddress! + base) }
             }
         }
     }

@@ -5,6 +5,7 @@
 #include "kernels_internal.h"
 
 #include <math.h>
+#include <string.h>
 
 // A multiply followed by an add is rounded twice, as written, never fused into one FMA.
 #pragma STDC FP_CONTRACT OFF
@@ -192,6 +193,30 @@ void bitnet_exp_in_place(float *values, int64_t count, int vector) {
 }
 
 void bitnet_exp(float *values, int64_t count) { bitnet_exp_in_place(values, count, bitnet_vector_expf(bitnet_level())); }
+
+// MARK: - Float to half
+
+#ifdef BITNET_X86
+TARGET_AVX2 static void float_to_half_f16c(const float *x, int64_t count, uint16_t *out) {
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < count; i++) out[i] = (uint16_t)_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(x[i]), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), 0);
+}
+#endif
+
+void bitnet_float_to_half(const float *x, int64_t count, uint16_t *out) {
+#ifdef BITNET_X86
+    if (bitnet_level() >= BITNET_LEVEL_AVX2) {
+        float_to_half_f16c(x, count, out);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < count; i++) {
+        _Float16 half = (_Float16)x[i];
+        memcpy(out + i, &half, sizeof half);
+    }
+}
 
 // MARK: - Residual add
 

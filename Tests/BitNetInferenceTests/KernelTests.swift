@@ -182,6 +182,31 @@ import Testing
         }
     }
 
+    /// The f16 cache's stores give Swift's `Float16(_:)` bits on every level: ties to even among normals and
+    /// subnormals, the largest half and the first value that rounds past it, infinities, signed zeros, NaN, and a
+    /// vector tail (37 values).
+    @Test func floatToHalfGivesSwiftsFloat16() {
+        var generator = SeededGenerator(seed: 11)
+        let edges: [Float] = [1 + 0x1p-11, 1 + 3 * 0x1p-11, -(1 + 0x1p-11), 0x1p-24, 0x1p-25, 3 * 0x1p-25, 0x1.8p-24, 0x1p-26,
+                              65504, 65519.99, 65520, -65520, .infinity, -.infinity, 0, -0.0, .nan, 0x1p-14, 0x1.ffcp-15,
+                              Float.leastNonzeroMagnitude, .greatestFiniteMagnitude]
+        let x = edges + (0..<37).map { _ in Float.random(in: -1...1, using: &generator) * Float(sign: .plus, exponent: Int.random(in: -30...17, using: &generator), significand: 1) }
+        let expected = x.map { Float16($0) }
+        for path in Self.paths {
+            #expect(bitnet_kernels_force(path) == 0)
+            defer { bitnet_kernels_force(nil) }
+            for count in [x.count, 37, 7] {
+                var out = [UInt16](repeating: 0xFFFF, count: count)
+                bitnet_float_to_half(x, Int64(count), &out)
+                for i in 0..<count {
+                    let half = Float16(bitPattern: out[i])
+                    #expect(half.bitPattern == expected[i].bitPattern || (half.isNaN && expected[i].isNaN),
+                            "\(path): \(x[i]) gave \(String(out[i], radix: 16)), Swift \(String(expected[i].bitPattern, radix: 16))")
+                }
+            }
+        }
+    }
+
     /// The C quantizer the CPU backend runs gives `AbsmaxQuantizer`'s codes and scales (checked against
     /// transformers' `ActQuant` in BitNetQuantizationTests) bit for bit on every instruction set: rounding ties,
     /// clamps, NaN (anywhere in a row, it makes the scale NaN and every code 0, as torch.max would), infinities,

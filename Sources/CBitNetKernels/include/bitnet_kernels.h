@@ -146,6 +146,10 @@ void bitnet_gated_activation(bitnet_pool *pool, int32_t activation, const float 
 /// that was found at load to give libm's floats, else one at a time. (Softmax and SiLU use the same path.)
 void bitnet_exp(float *values, int64_t count);
 
+/// `out[i]` = the IEEE half nearest `x[i]` (ties to even, as Swift's `Float16(_:)`), for `count` values: F16C's
+/// `vcvtps2ph` 8 at a time where the calling thread's level has AVX2, else one at a time. The f16 KV cache's stores.
+void bitnet_float_to_half(const float *x, int64_t count, uint16_t *out);
+
 /// `accumulator[i] += x[i]` for `count` values (a residual connection), split between the pool's threads.
 void bitnet_add(bitnet_pool *pool, const float *x, int64_t count, float *accumulator);
 
