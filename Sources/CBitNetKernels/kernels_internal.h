@@ -143,8 +143,8 @@ typedef struct {
 /// per ns). The VNNI TQ2_0 and I2_S decode tiles take 4 rows for the same reason (two accumulators a row: 8 chains).
 enum { BITNET_VNNI_PROMPT_ROWS = 4, BITNET_VNNI_DECODE_ROWS = 4 };
 
-/// The 256-bit prompt tile (``span_tile`` in ternary_x86_256.h): 8 tokens' sums in registers, a row at a time, 4
-/// rows per span of the 8 tokens' activations.
+/// The 256-bit prompt tile (``span_tile`` in ternary_x86_256.h): 4 rows × 8 tokens, walked in spans of 2,048 values
+/// in pieces of 2 rows × 4 tokens, so a span of the 8 tokens' activations serves all 4 rows from L1.
 enum { BITNET_256_PROMPT_ROWS = 4, BITNET_256_PROMPT_TOKENS = 8 };
 
 /// The most bytes of activations a short-row prompt tile's token block may read per row: half of a 48 KiB L1, so
