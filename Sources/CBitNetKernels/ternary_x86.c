@@ -4,8 +4,6 @@
 // every token of the tile, and each activation load serves every row.
 #include "kernels_internal.h"
 
-#include <string.h>
-
 #ifdef BITNET_X86
 #include <immintrin.h>
 
@@ -182,11 +180,11 @@ TARGET_AVX2 static ALWAYS_INLINE __m256i tq1_0_digit_avx2(__m256i t) {
 /// tripling bytes (v + v + v wraps as the product does), so no multiply.
 TARGET_AVX2 void bitnet_tq1_0_unpack_256(const uint8_t *w, int64_t row_bytes, int64_t blocks, int rows, uint8_t *unpacked) {
     const __m256i first_five_words = _mm256_setr_epi32(-1, -1, -1, -1, -1, 0, 0, 0);
-    uint8_t fields[64];
     uint8_t fifth[80] = {0};  // code 4 of each byte, from offset 4, as the AVX-512 unpack keeps it
     for (int r = 0; r < rows; r++) {
         for (int64_t b = 0; b < blocks; b++) {
             const uint8_t *block = w + r * row_bytes + b * 54;
+            uint8_t *target = unpacked + (r * blocks + b) * 64;
             for (int half = 0; half < 2; half++) {
                 __m256i t = half == 0 ? _mm256_loadu_si256((const __m256i *)block)
                                       : _mm256_maskload_epi32((const int *)(block + 32), first_five_words);  // bytes 32 … 51
@@ -197,13 +195,13 @@ TARGET_AVX2 void bitnet_tq1_0_unpack_256(const uint8_t *w, int64_t row_bytes, in
                     if (j < 4) packed = _mm256_or_si256(packed, _mm256_slli_epi16(digit, 2 * j));
                     else _mm256_storeu_si256((__m256i *)(fifth + 4 + 32 * half), digit);
                 }
-                _mm256_storeu_si256((__m256i *)(fields + 32 * half), packed);
+                _mm256_storeu_si256((__m256i *)(target + 32 * half), packed);
             }
             __m128i tail = _mm_loadu_si128((const __m128i *)fifth);
             for (int g = 1; g < 4; g++)
                 tail = _mm_or_si128(tail, _mm_slli_epi16(_mm_loadu_si128((const __m128i *)(fifth + 12 * g)), 2 * g));
-            _mm_storeu_si128((__m128i *)(fields + 48), _mm_blend_epi32(tail, _mm_loadu_si128((const __m128i *)(fields + 48)), 0x1));
-            memcpy(unpacked + (r * blocks + b) * 64, fields, 64);
+            // Bytes 52 … 63 from the tail's 4 … 15; 48 … 51 stay the fields of code bytes 48 … 51.
+            _mm_storeu_si128((__m128i *)(target + 48), _mm_blend_epi32(tail, _mm_loadu_si128((const __m128i *)(target + 48)), 0x1));
         }
     }
 }
