@@ -30,8 +30,9 @@ static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "a
 /// The 256-bit kernels of AVX2 or AVX-VNNI (`tile` names the level's tiles). TQ1_0's prompts unpack each chunk of
 /// rows into TQ2_0's density, 64 bytes a block, once for every token, as the AVX-512 level's do.
 #define KERNELS_256(tile)                                                                                          \
-    {{STORED(bitnet_tq2_0_tile_##tile, NULL, 256, 2, 1), STORED(bitnet_tq1_0_tile_##tile, bitnet_prepare_tq1_0, 640, 2, 1), \
-      STORED(bitnet_i2_s_tile_##tile, NULL, 128, 2, 1)},                                                               \
+    {{STORED(bitnet_tq2_0_tile_##tile, NULL, 256, BITNET_256_DECODE_ROWS, 1),                                          \
+      STORED(bitnet_tq1_0_tile_##tile, bitnet_prepare_tq1_0, 640, BITNET_256_DECODE_ROWS, 1),                        \
+      STORED(bitnet_i2_s_tile_##tile, NULL, 128, BITNET_256_DECODE_ROWS, 1)},                                          \
      {STORED(bitnet_tq2_0_tile_##tile, NULL, 256, BITNET_256_PROMPT_ROWS, BITNET_256_PROMPT_TOKENS),                   \
       {bitnet_fields64_tile_##tile, bitnet_prepare_fields_256, 256, bitnet_tq1_0_unpack_256, 64, BITNET_256_PROMPT_ROWS, \
        BITNET_256_PROMPT_TOKENS},                                                                                   \

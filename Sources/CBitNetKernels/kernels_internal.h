@@ -147,6 +147,13 @@ enum { BITNET_VNNI_PROMPT_ROWS = 4, BITNET_VNNI_DECODE_ROWS = 4 };
 /// in pieces of 2 rows × 4 tokens, so a span of the 8 tokens' activations serves all 4 rows from L1.
 enum { BITNET_256_PROMPT_ROWS = 4, BITNET_256_PROMPT_TOKENS = 8 };
 
+/// Rows of a 256-bit decode step: one, so a thread's reads are one stream that its requests ahead
+/// (``prefetch_decode_ahead``) run down once. Two rows side by side, as the 512-bit and Arm64 levels take them, read
+/// two streams a row apart and ask for each line twice: 2 Zen 3 cores read 2B-4T's 2560-column TQ2_0 rows at 18–20
+/// GB/s that way and 22–26 GB/s a row at a time (a plain read: 25–35), and a decode step of the TQ2_0 and I2_S files
+/// ran 4–6 % faster. TQ1_0's tile, bound by its multiplies, ran as fast either way.
+enum { BITNET_256_DECODE_ROWS = 1 };
+
 /// The most bytes of activations a short-row prompt tile's token block may read per row: half of a 48 KiB L1, so
 /// the chunk's weights keep some of it. 8 tokens of a 2560-column row (20 KiB) fit; of a 6912-column one do not.
 /// The VNNI short-row tile is 3 rows × 8 tokens (24 accumulators): 3 ANDs for 24 vpdpbusd where 4 × 4 needs 4 for

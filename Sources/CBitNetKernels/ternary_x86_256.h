@@ -228,16 +228,17 @@ TARGET_256 static ALWAYS_INLINE void NAMED(prompt_tile, SUFFIX)(const uint8_t *w
 #undef SPAN
 }
 
-/// TQ2_0 and I2_S: a decode step's pairs of rows through their GEMV bodies, everything else through the prompt tile.
+/// TQ2_0 and I2_S: a decode step's rows (``BITNET_256_DECODE_ROWS``) through their GEMV bodies, everything else
+/// through the prompt tile.
 TARGET_256 void NAMED(bitnet_tq2_0_tile, SUFFIX)(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs, int64_t b0,
                                                  int64_t b1, int rows, int tokens, int32_t *sums) {
-    if (rows == 2 && tokens == 1) NAMED(tq2_0, SUFFIX)(w, row_bytes, x, xs, b0, b1, 2, 1, sums);
+    if (rows == BITNET_256_DECODE_ROWS && tokens == 1) NAMED(tq2_0, SUFFIX)(w, row_bytes, x, xs, b0, b1, BITNET_256_DECODE_ROWS, 1, sums);
     else NAMED(prompt_tile, SUFFIX)(w, row_bytes, x, xs, b0, b1, rows, tokens, sums, 66, 2, 0, 2);
 }
 
 TARGET_256 void NAMED(bitnet_i2_s_tile, SUFFIX)(const uint8_t *w, int64_t row_bytes, const int8_t *x, int64_t xs, int64_t b0,
                                                 int64_t b1, int rows, int tokens, int32_t *sums) {
-    if (rows == 2 && tokens == 1) NAMED(i2_s, SUFFIX)(w, row_bytes, x, xs, b0, b1, 2, 1, sums);
+    if (rows == BITNET_256_DECODE_ROWS && tokens == 1) NAMED(i2_s, SUFFIX)(w, row_bytes, x, xs, b0, b1, BITNET_256_DECODE_ROWS, 1, sums);
     else NAMED(prompt_tile, SUFFIX)(w, row_bytes, x, xs, b0, b1, rows, tokens, sums, 32, 1, 6, -2);
 }
 
@@ -249,7 +250,7 @@ TARGET_256 void NAMED(bitnet_fields64_tile, SUFFIX)(const uint8_t *w, int64_t ro
 }
 
 // TQ1_0's stored rows run decode steps only (its prompts unpack rows for the fields tile).
-TILE_DISPATCH(NAMED(bitnet_tq1_0_tile, SUFFIX), TARGET_256, NAMED(tq1_0, SUFFIX), 2, 2, 0)
+TILE_DISPATCH(NAMED(bitnet_tq1_0_tile, SUFFIX), TARGET_256, NAMED(tq1_0, SUFFIX), BITNET_256_DECODE_ROWS, 2, 0)
 
 #undef NAMED
 #undef NAMED2
