@@ -58,7 +58,7 @@ TARGET_256 static ALWAYS_INLINE void NAMED(tq2_0, SUFFIX)(const uint8_t *w, int6
     __m256i acc[4][4];
     for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_si256();
     for (int64_t b = b0; b < b1; b++) {
-        if (T == 1) for (int r = 0; r < R; r++) prefetch_decode_ahead(w + r * row_bytes + b * 66);
+        if (T == 1) for (int r = 0; r < R; r++) prefetch_stream_ahead(w + r * row_bytes + b * 66);
         for (int half = 0; half < 2; half++) {
             __m256i c[4][4];
             for (int r = 0; r < R; r++)
@@ -78,7 +78,7 @@ TARGET_256 static ALWAYS_INLINE void NAMED(i2_s, SUFFIX)(const uint8_t *w, int64
     for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_si256();
     for (int64_t b = b0; b < b1; b++) {
         __m256i c[4][4];
-        if (T == 1) for (int r = 0; r < R; r++) prefetch_decode_ahead(w + r * row_bytes + b * 32);
+        if (T == 1) for (int r = 0; r < R; r++) prefetch_stream_ahead(w + r * row_bytes + b * 32);
         for (int r = 0; r < R; r++)
             NAMED(split_codes, SUFFIX)(_mm256_loadu_si256((const __m256i *)(w + r * row_bytes + b * 32)), 6, -2, c[r]);
         for (int t = 0; t < T; t++)
@@ -98,7 +98,7 @@ TARGET_256 static ALWAYS_INLINE void NAMED(tq1_0, SUFFIX)(const uint8_t *w, int6
     for (int r = 0; r < R; r++) for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_si256();
     for (int64_t b = b0; b < b1; b++) {
         __m256i lanes[4][4];  // per row: even bytes 0..31, odd bytes 0..31, even bytes 32..63, odd bytes 32..63
-        if (T == 1) for (int r = 0; r < R; r++) prefetch_decode_ahead(w + r * row_bytes + b * 54);
+        if (T == 1) for (int r = 0; r < R; r++) prefetch_stream_ahead(w + r * row_bytes + b * 54);
         for (int r = 0; r < R; r++) {
             const uint8_t *block = w + r * row_bytes + b * 54;
             __m256i low = _mm256_loadu_si256((const __m256i *)block);
