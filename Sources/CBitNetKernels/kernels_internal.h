@@ -57,7 +57,7 @@ static ALWAYS_INLINE void prefetch_decode_ahead(const uint8_t *p) {
 /// How far ahead a decode tile that reads one row at a time (``BITNET_256_DECODE_ROWS``) asks for its bytes, into L1
 /// only: its thread's reads are one stream, which the core's own prefetchers carry into L2. Measured on 2 Zen 3 cores
 /// (2560-column TQ2_0 rows, GEMV over 512 MiB): 2 KiB into L1 alone 26–29 GB/s, with 12 KiB into L2 as well 23–25,
-/// 1–6 KiB into L1 alone 24–28 (a plain read: 26–33).
+/// 1–6 KiB into L1 alone 23–28 (a plain read: 25–36).
 enum { STREAM_PREFETCH_BYTES = 2048 };
 
 static ALWAYS_INLINE void prefetch_stream_ahead(const uint8_t *p) { __builtin_prefetch(p + STREAM_PREFETCH_BYTES, 0, 3); }
@@ -158,7 +158,7 @@ enum { BITNET_256_PROMPT_ROWS = 4, BITNET_256_PROMPT_TOKENS = 8 };
 /// Rows of a 256-bit decode step: one, so a thread's reads are one stream that its requests ahead
 /// (``prefetch_decode_ahead``) run down once. Two rows side by side (as Arm64 takes them; AVX-512 takes 4) read two
 /// streams a row apart and ask for each line twice: 2 Zen 3 cores read 2B-4T's 2560-column TQ2_0 rows at 18–20
-/// GB/s that way and 22–26 GB/s a row at a time (a plain read: 25–35), and a decode step of the TQ2_0 and I2_S files
+/// GB/s that way and 22–27 GB/s a row at a time (a plain read: 25–36), and a decode step of the TQ2_0 and I2_S files
 /// ran 4–6 % faster. TQ1_0's tile, bound by its multiplies, ran as fast either way.
 enum { BITNET_256_DECODE_ROWS = 1 };
 
