@@ -156,7 +156,7 @@ enum { BITNET_VNNI_PROMPT_ROWS = 4, BITNET_VNNI_DECODE_ROWS = 4 };
 enum { BITNET_256_PROMPT_ROWS = 4, BITNET_256_PROMPT_TOKENS = 8 };
 
 /// Rows of a 256-bit decode step: one, so a thread's reads are one stream that its requests ahead
-/// (``prefetch_decode_ahead``) run down once. Two rows side by side (as Arm64 takes them; AVX-512 takes 4) read two
+/// (``prefetch_stream_ahead``) run down once. Two rows side by side (as Arm64 takes them; AVX-512 takes 4) read two
 /// streams a row apart and ask for each line twice: 2 Zen 3 cores read 2B-4T's 2560-column TQ2_0 rows at 18–20
 /// GB/s that way and 22–27 GB/s a row at a time (a plain read: 25–36), and a decode step of the TQ2_0 and I2_S files
 /// ran 4–6 % faster. TQ1_0's tile, bound by its multiplies, ran as fast either way.
