@@ -37,8 +37,8 @@ enum {
 /// The level the calling thread's kernels use (its forced level, else the process default).
 int bitnet_level(void);
 
-/// How far ahead of its loads a decode tile (one token) asks for each row's bytes: into L1, and into L2 only (hint
-/// T2). A decode step reads each weight once, so it waits on memory. Asked for a block at a time as the tile goes,
+/// How far ahead of its loads a decode tile (one token) that takes several rows at a time (the AVX-512, Arm64 and
+/// scalar levels' tiles) asks for each row's bytes: into L1, and into L2 only (hint T2). A decode step reads each weight once, so it waits on memory. Asked for a block at a time as the tile goes,
 /// the requests stay spread out, where asking for whole rows ahead from the driver came in bursts (up to 46 lines
 /// for a 6912-column TQ1_0 row). Measured on the 2B-4T shapes (Ice Lake, 2 threads, GEMV over 512 MiB of
 /// matrices): TQ2_0 ffn_down 20.7 → 23–25 GB/s, TQ1_0 ffn_down 12 → 15–17, I2_S 22 → 26; ffn_up within noise
