@@ -38,13 +38,14 @@ enum {
 int bitnet_level(void);
 
 /// How far ahead of its loads a decode tile (one token) that takes several rows at a time (the AVX-512, Arm64 and
-/// scalar levels' tiles) asks for each row's bytes: into L1, and into L2 only (hint T2). A decode step reads each weight once, so it waits on memory. Asked for a block at a time as the tile goes,
-/// the requests stay spread out, where asking for whole rows ahead from the driver came in bursts (up to 46 lines
-/// for a 6912-column TQ1_0 row). Measured on the 2B-4T shapes (Ice Lake, 2 threads, GEMV over 512 MiB of
-/// matrices): TQ2_0 ffn_down 20.7 → 23–25 GB/s, TQ1_0 ffn_down 12 → 15–17, I2_S 22 → 26; ffn_up within noise
-/// or better. Then 1 KiB into L1 and 8 KiB into L2; 3 and 12 KiB took a 2B-4T layer's seven TQ2_0 GEMVs, read
-/// from the model file in order, from 26.3 to 28.2 GB/s (a plain read: 30), and its decode steps 3 % faster;
-/// 2–4 KiB into L1 and 12–24 KiB into L2 were all within noise of that, 512 bytes into L1 slower.
+/// scalar levels' tiles) asks for each row's bytes: into L1, and into L2 only (hint T2). A decode step reads each
+/// weight once, so it waits on memory. Asked for a block at a time as the tile goes, the requests stay spread out,
+/// where asking for whole rows ahead from the driver came in bursts (up to 46 lines for a 6912-column TQ1_0 row).
+/// Measured on the 2B-4T shapes (Ice Lake, 2 threads, GEMV over 512 MiB of matrices): TQ2_0 ffn_down 20.7 → 23–25 GB/s,
+/// TQ1_0 ffn_down 12 → 15–17, I2_S 22 → 26; ffn_up within noise or better. Then 1 KiB into L1 and 8 KiB into L2; 3 and
+/// 12 KiB took a 2B-4T layer's seven TQ2_0 GEMVs, read from the model file in order, from 26.3 to 28.2 GB/s (a plain
+/// read: 30), and its decode steps 3 % faster; 2–4 KiB into L1 and 12–24 KiB into L2 were all within noise of that, 512
+/// bytes into L1 slower.
 enum { DECODE_PREFETCH_L1_BYTES = 3072, DECODE_PREFETCH_L2_BYTES = 12288 };
 
 /// The decode tiles' requests for the bytes ahead of `p` (a prefetch never faults: past a matrix's end it asks for
@@ -156,10 +157,10 @@ enum { BITNET_VNNI_PROMPT_ROWS = 4, BITNET_VNNI_DECODE_ROWS = 4 };
 enum { BITNET_256_PROMPT_ROWS = 4, BITNET_256_PROMPT_TOKENS = 8 };
 
 /// Rows of a 256-bit decode step: one, so a thread's reads are one stream that its requests ahead
-/// (``prefetch_stream_ahead``) run down once. Two rows side by side (as Arm64 takes them; AVX-512 takes 4) read two
-/// streams a row apart and ask for each line twice: 2 Zen 3 cores read 2B-4T's 2560-column TQ2_0 rows at 18–20
-/// GB/s that way and 22–27 GB/s a row at a time (a plain read: 25–36), and a decode step of the TQ2_0 and I2_S files
-/// ran 4–6 % faster. TQ1_0's tile, bound by its multiplies, ran as fast either way.
+/// (``prefetch_stream_ahead``) run down once. Two rows side by side (as Arm64 takes them; AVX-512 takes 4) are two
+/// streams a row apart: 2 Zen 3 cores read 2B-4T's 2560-column TQ2_0 rows at 18–20 GB/s that way, 16–17 with only
+/// the second row asking ahead, and 22–27 GB/s a row at a time (a plain read: 25–36); a decode step of the TQ2_0 and
+/// I2_S files ran 4–6 % faster. TQ1_0's tile, bound by its arithmetic, ran as fast either way.
 enum { BITNET_256_DECODE_ROWS = 1 };
 
 /// The most bytes of activations a short-row prompt tile's token block may read per row: half of a 48 KiB L1, so
