@@ -88,12 +88,12 @@ for shape in shapes {
                     var uniformRows = [[UInt8]](repeating: [UInt8](repeating: 0, count: shape.rows), count: count)
                     for matrix in 0..<count {
                         var weights = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(shape.rows), columns: Int64(shape.columns),
-                                                            data: bytes.baseAddress! + matrix * matrixBytes, uniform_rows: nil)
+                                                            data: bytes.baseAddress! + matrix * matrixBytes, uniform_rows: nil, lookup_panels: nil)
                         _ = bitnet_ternary_uniform_rows(pool, &weights, &uniformRows[matrix])
                     }
                     for pass in 0..<passes {
                         var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(shape.rows), columns: Int64(shape.columns),
-                                                           data: bytes.baseAddress! + (pass % count) * matrixBytes, uniform_rows: nil)
+                                                           data: bytes.baseAddress! + (pass % count) * matrixBytes, uniform_rows: nil, lookup_panels: nil)
                         let flags = uniformRows[pass % count]
                         let start = now()
                         flags.withUnsafeBufferPointer { flags in

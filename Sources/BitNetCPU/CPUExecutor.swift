@@ -48,13 +48,12 @@ struct CPUExecution {
 
     /// Tells the pool's waiting threads which weights the next matmul reads.
     private func warm(_ weight: Int) {
-        let bytes: TensorBytes
         switch model.weights[weight] {
-        case .ternary(let linear): bytes = linear.bytes
-        case .matrix(let matrix): bytes = matrix.bytes
+        case .ternary(let linear):
+            linear.withBytesRead(tokens: batch.count) { bitnet_pool_warm(pool.pointer, $0.baseAddress, Int64($0.count)) }
+        case .matrix(let matrix): matrix.bytes.withUnsafeBytes { bitnet_pool_warm(pool.pointer, $0.baseAddress, Int64($0.count)) }
         case .vector: return
         }
-        bytes.withUnsafeBytes { bitnet_pool_warm(pool.pointer, $0.baseAddress, Int64($0.count)) }
     }
 
     private func rows(_ domain: RowDomain) -> Int {

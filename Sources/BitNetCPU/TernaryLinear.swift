@@ -9,6 +9,8 @@ struct TernaryLinear: Sendable {
     let weight: WeightTensor
     /// Which rows have one scale in every block: found on the first kernel matmul, then passed to every other.
     private let uniformRows = UniformRows()
+    /// The rows repacked for decode steps by table lookup, on the first kernel matmul where the level decodes so.
+    private let lookup = LookupPanels()
 
     init(_ weight: WeightTensor) {
         precondition(weight.encoding.isTernary, "\(weight.name) is not ternary")
@@ -91,7 +93,9 @@ extension TernaryLinear {
     func forwardWithKernels(_ input: QuantizedActivations, encoding: bitnet_ternary_encoding, into output: UnsafeMutablePointer<Float>, pool: KernelPool) {
         let status = bytes.withUnsafeBytes { packed in
             var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns),
-                                               data: packed.baseAddress!.assumingMemoryBound(to: UInt8.self), uniform_rows: nil)
+                                               data: packed.baseAddress!.assumingMemoryBound(to: UInt8.self), uniform_rows: nil,
+                                               lookup_panels: nil)
+            if bitnet_kernels_decode_by_lookup() != 0 { matrix.lookup_panels = lookup.panels(of: matrix, pool: pool) }
             return uniformRows.flags(of: matrix, pool: pool).withUnsafeBufferPointer { flags in
                 matrix.uniform_rows = flags.baseAddress
                 return input.values.withUnsafeBufferPointer { x in
@@ -123,6 +127,49 @@ private final class UniformRows: @unchecked Sendable {
             return flags
         }
     }
+}
+
+extension TernaryLinear {
+    /// The bytes a matmul of `tokens` tokens reads: the lookup panels for a decode step where they were made, else
+    /// the stored rows.
+    func withBytesRead<R>(tokens: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        if tokens == 1, let panels = lookup.made { return body(UnsafeRawBufferPointer(panels)) }
+        return bytes.withUnsafeBytes(body)
+    }
+}
+
+/// A ternary matrix's rows repacked once for decode steps by table lookup (``bitnet_ternary_lookup_pack``), owned
+/// here and shared by the copies of a ``TernaryLinear``. A decode step then reads 5 bits per three weights instead of
+/// the stored rows; prompts still read the stored rows.
+private final class LookupPanels: @unchecked Sendable {
+    private let lock = NSLock()
+    private var tried = false
+    private var buffer: UnsafeMutableRawBufferPointer?
+
+    /// The panels, once made.
+    var made: UnsafeMutableRawBufferPointer? { lock.withLock { buffer } }
+
+    /// The panels, made on the first call; nil where the matrix cannot be repacked (see ``bitnet_ternary_lookup_pack``).
+    func panels(of matrix: bitnet_ternary_matrix, pool: KernelPool) -> UnsafePointer<UInt8>? {
+        lock.withLock {
+            if !tried {
+                tried = true
+                var matrix = matrix
+                let count = Int(bitnet_ternary_lookup_bytes(&matrix))
+                if count > 0 {
+                    let made = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
+                    if bitnet_ternary_lookup_pack(pool.pointer, &matrix, made.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0 {
+                        buffer = made
+                    } else {
+                        made.deallocate()
+                    }
+                }
+            }
+            return buffer.map { UnsafePointer($0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+        }
+    }
+
+    deinit { buffer?.deallocate() }
 }
 
 /// A float matrix stored row-major (`rows × columns`) in F32, F16, BF16, Q8_0 or Q6_K: embeddings and the

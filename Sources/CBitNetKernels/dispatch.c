@@ -42,7 +42,8 @@ static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "a
      {bitnet_dot4_f32_avx2, bitnet_dot4_f16_avx2, NULL, NULL, NULL},                                                \
      {NULL, bitnet_rows_f16_avx2, bitnet_rows_bf16_avx2, NULL, NULL},                                               \
      bitnet_dot_q6_k_avx2,                                                                                          \
-     bitnet_rows_q6_k_avx2}
+     bitnet_rows_q6_k_avx2,                                                                                         \
+     {bitnet_lookup_tables_avx2, bitnet_lookup_panel_avx2}}
 
 #ifdef BITNET_X86
 /// The AVX-VNNI level's kernels EVEX-encoded, for CPUs with AVX-512 VNNI but not AVX-VNNI.

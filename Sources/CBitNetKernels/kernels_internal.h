@@ -171,6 +171,24 @@ enum { BITNET_256_DECODE_ROWS = 1 };
 /// 4 × 4 at 6912 columns, where eight tokens' activations leave L1.
 enum { BITNET_SHORT_ROW_ACTIVATION_BYTES = 24 * 1024 };
 
+/// Decode steps by table lookup (ternary_lookup.c): rows a panel, bytes an octet of 8 groups of three columns.
+enum { BITNET_LOOKUP_PANEL_ROWS = 32, BITNET_LOOKUP_OCTET_BYTES = 160 };
+
+/// Groups of three columns a lookup panel holds, padded to whole octets.
+int64_t bitnet_lookup_groups(int64_t columns);
+
+/// Writes a token's tables: per group, 16 signed bytes a then 16 b, dot = 30·a + b for each pattern index.
+typedef void (*bitnet_lookup_tables)(const int8_t *x, int64_t columns, int8_t *tables);
+
+/// A panel's 32 rows' Σ w·x (signed weights, no correction) over `groups` groups.
+typedef void (*bitnet_lookup_panel_gemv)(const uint8_t *panel, const int8_t *tables, int64_t groups, int32_t sums[32]);
+
+/// How a level decodes by lookup; NULL members where it does not.
+typedef struct {
+    bitnet_lookup_tables tables;
+    bitnet_lookup_panel_gemv gemv;
+} bitnet_lookup_kernel;
+
 /// The kernels of one level, chosen once per call in the calling thread so worker threads run what the caller
 /// would (a level forced on the caller's thread applies to the whole matmul).
 typedef struct {
@@ -184,6 +202,7 @@ typedef struct {
     bitnet_float_rows rows[5];       // the same, BITNET_FLOAT_DECODE_ROWS rows at once; NULL where there is none
     bitnet_q6_k_dot q6_k;            // Q6_K, which takes Q8_K activations instead of `dot`
     bitnet_q6_k_rows q6_k_rows;      // the same, BITNET_FLOAT_DECODE_ROWS rows at once; NULL where there is none
+    bitnet_lookup_kernel lookup;     // decode steps over lookup panels; NULL members where there are none
 } bitnet_kernel_table;
 
 const bitnet_kernel_table *bitnet_kernels_for_level(int level);
@@ -219,6 +238,14 @@ int bitnet_vector_expf(int level);
 void bitnet_exp_in_place(float *values, int64_t count, int vector);
 void bitnet_prepare_tq1_0(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
 
+/// One group's table (``bitnet_lookup_tables``) for activations (x0, x1, x2), and a token's, one group at a time.
+void bitnet_lookup_table_scalar(int x0, int x1, int x2, int8_t table[32]);
+void bitnet_lookup_tables_scalar(const int8_t *x, int64_t columns, int8_t *tables);
+
+/// A decode step's matmul over `weights->lookup_panels` with `kernel`; returns 0, or -1 without memory for the tables.
+int bitnet_lookup_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights, const bitnet_lookup_kernel *kernel,
+                         const int8_t *x, float x_scale, float *output);
+
 #ifdef BITNET_ARM64
 void bitnet_tq2_0_tile_neon(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_tq1_0_tile_neon(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
@@ -240,6 +267,8 @@ void bitnet_i2_s_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int
 void bitnet_fields64_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_fields64_tile_avxvnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_fields64_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+void bitnet_lookup_tables_avx2(const int8_t *, int64_t, int8_t *);
+void bitnet_lookup_panel_avx2(const uint8_t *, const int8_t *, int64_t, int32_t[32]);
 void bitnet_prepare_fields_256(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
 void bitnet_tq1_0_unpack_256(const uint8_t *, int64_t, int64_t, int, uint8_t *);
 void bitnet_tq2_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);

@@ -85,11 +85,18 @@ import Testing
 
         /// The kernels' matmul; with `uniformRows`, given which rows have one scale (as the CPU backend does),
         /// else left to find it row by row.
-        func run(_ x: [Int8], scales: [Float], tokens: Int, pool: OpaquePointer?, uniformRows: [UInt8]? = nil) -> [Float] {
+        func run(_ x: [Int8], scales: [Float], tokens: Int, pool: OpaquePointer?, uniformRows: [UInt8]? = nil, lookupPanels: [UInt8]? = nil) -> [Float] {
             var output = [Float](repeating: .nan, count: tokens * rows)
             packed.withUnsafeBufferPointer { bytes in
                 var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns),
-                                                   data: bytes.baseAddress!, uniform_rows: nil)
+                                                   data: bytes.baseAddress!, uniform_rows: nil, lookup_panels: nil)
+                if let lookupPanels {
+                    lookupPanels.withUnsafeBufferPointer { panels in
+                        matrix.lookup_panels = panels.baseAddress
+                        #expect(bitnet_ternary_matmul(pool, &matrix, x, scales, Int64(tokens), &output) == 0)
+                    }
+                    return
+                }
                 if let uniformRows {
                     uniformRows.withUnsafeBufferPointer { flags in
                         matrix.uniform_rows = flags.baseAddress
@@ -102,12 +109,22 @@ import Testing
             return output
         }
 
+        /// `bitnet_ternary_lookup_pack`'s panels of the packed bytes, or nil where it refuses them.
+        func lookupPanels(pool: OpaquePointer?) -> [UInt8]? {
+            packed.withUnsafeBufferPointer { bytes in
+                var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns),
+                                                   data: bytes.baseAddress!, uniform_rows: nil, lookup_panels: nil)
+                var panels = [UInt8](repeating: 0xA5, count: Int(bitnet_ternary_lookup_bytes(&matrix)))
+                return !panels.isEmpty && bitnet_ternary_lookup_pack(pool, &matrix, &panels) == 0 ? panels : nil
+            }
+        }
+
         /// `bitnet_ternary_uniform_rows` on the packed bytes.
         func foundUniformRows(pool: OpaquePointer?) -> (flags: [UInt8], count: Int64) {
             var flags = [UInt8](repeating: 7, count: rows)
             let count = packed.withUnsafeBufferPointer { bytes in
                 var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns),
-                                                   data: bytes.baseAddress!, uniform_rows: nil)
+                                                   data: bytes.baseAddress!, uniform_rows: nil, lookup_panels: nil)
                 return bitnet_ternary_uniform_rows(pool, &matrix, &flags)
             }
             return (flags, count)
@@ -162,6 +179,46 @@ import Testing
                 }
             }
         }
+    }
+
+    /// Decode steps over lookup panels (5 bits per three weights, ternary_lookup.c) give the stored rows' scalar
+    /// floats to the bit on every level, including the extremes (every weight +1 or −1 against −128 or +127, which
+    /// the panels' byte sums must hold), with columns that are not a multiple of three; levels without lookups read
+    /// the stored rows. Matrices with block scales or rows not a multiple of 32 are refused.
+    @Test(arguments: [BITNET_TERNARY_TQ2_0, BITNET_TERNARY_TQ1_0, BITNET_TERNARY_I2_S])
+    func decodeByLookupGivesTheStoredRowsFloats(_ encoding: bitnet_ternary_encoding) throws {
+        let pools = [nil, bitnet_pool_create(3)]
+        defer { bitnet_pool_destroy(pools[1]) }
+        let shapes: [(rows: Int, columns: Int)] = [(32, 256), (64, 768), (96, 2560), (32, 6912)] + (encoding == BITNET_TERNARY_I2_S ? [(32, 128), (64, 384)] : [])
+        var lookups = 0
+        for (index, shape) in shapes.enumerated() {
+            for every: Int8? in [nil, 1, -1] {
+                let matrix = try TernaryCase(encoding, rows: shape.rows, columns: shape.columns, uniform: true, seed: UInt64(index * 7 + 3), every: every)
+                let (x, scales) = every == nil ? Self.activations(tokens: 1, columns: shape.columns, seed: UInt64(index))
+                    : ([Int8](repeating: every == 1 ? Int8.min : Int8.max, count: shape.columns), [Float(1)])
+                let panels = try #require(matrix.lookupPanels(pool: pools[1]), "\(encoding) \(shape)")
+                #expect(matrix.lookupPanels(pool: nil) == panels, "the same panels on one thread")
+                #expect(bitnet_kernels_force("scalar") == 0)
+                let expected = matrix.run(x, scales: scales, tokens: 1, pool: nil)
+                bitnet_kernels_force(nil)
+                if every != nil { #expect(zip(expected, matrix.expected(x, scales: scales, tokens: 1)).allSatisfy { Double($0) == $1 }) }
+                for path in Self.paths {
+                    #expect(bitnet_kernels_force(path) == 0)
+                    defer { bitnet_kernels_force(nil) }
+                    if bitnet_kernels_decode_by_lookup() != 0 { lookups += 1 }
+                    for pool in pools {
+                        let output = matrix.run(x, scales: scales, tokens: 1, pool: pool, lookupPanels: panels)
+                        #expect(output == expected, "\(encoding) \(shape) every \(String(describing: every)) \(path) threads \(bitnet_pool_threads(pool))")
+                    }
+                }
+            }
+        }
+        #expect(lookups > 0 || !Self.paths.contains("avx2"), "AVX2 decodes by lookup")
+        if encoding != BITNET_TERNARY_I2_S {
+            let blockScales = try TernaryCase(encoding, rows: 32, columns: 768, uniform: false, seed: 5)
+            #expect(blockScales.lookupPanels(pool: nil) == nil, "rows with block scales are refused")
+        }
+        #expect(try TernaryCase(encoding, rows: 48, columns: 256, uniform: true, seed: 5).lookupPanels(pool: nil) == nil)
     }
 
     /// The largest sums a tile can meet: every weight +1 (stored code 2) against activations of −128 or +127 over

@@ -81,7 +81,22 @@ typedef struct {
     /// Optional: per row, 1 where all its blocks have the same scale (``bitnet_ternary_uniform_rows``), so a
     /// matmul takes the answer instead of reading every block's scale again. NULL: each matmul checks each row.
     const uint8_t *uniform_rows;
+    /// Optional: the rows repacked by ``bitnet_ternary_lookup_pack``. Where set, a decode step (one token) on a
+    /// level that decodes by lookup (``bitnet_kernels_decode_by_lookup``) reads these instead of `data`.
+    const uint8_t *lookup_panels;
 } bitnet_ternary_matrix;
+
+/// Bytes of the matrix's rows repacked for decode steps by table lookup (ternary_lookup.c: panels of 32 rows at
+/// 5 bits per three weights, then a float scale per row), or 0 where its rows are not a multiple of 32.
+int64_t bitnet_ternary_lookup_bytes(const bitnet_ternary_matrix *weights);
+
+/// Repacks the stored rows into `panels` (``bitnet_ternary_lookup_bytes`` bytes) on the pool's threads. Returns 0,
+/// or -1 where the matrix cannot be repacked (a row whose blocks have different scales, rows not a multiple of 32,
+/// no memory): its matmuls then read the stored rows.
+int bitnet_ternary_lookup_pack(bitnet_pool *pool, const bitnet_ternary_matrix *weights, uint8_t *panels);
+
+/// Whether the calling thread's level reads a decode step's ternary rows from lookup panels where a matrix has them.
+int bitnet_kernels_decode_by_lookup(void);
 
 /// Writes `flags[r]` = 1 where all blocks of row r have the same scale bits (every row of I2_S, which has one
 /// scale per tensor), else 0, on the pool's threads, and returns how many rows are uniform. The answer is a
