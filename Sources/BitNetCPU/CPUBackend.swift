@@ -48,14 +48,15 @@ enum CPUWeight: Sendable {
 
     /// The weights of `graph`, each in the form the ops that use it read; throws when a weight does not
     /// suit its op (a norm that is not one float32 row, a BitLinear weight that is not ternary, …).
-    static func forGraph(_ graph: ForwardGraph) throws -> [CPUWeight] {
+    /// With `repackingOn`, BitLinear weights are also repacked for decode steps by table lookup.
+    static func forGraph(_ graph: ForwardGraph, repackingOn pool: KernelPool? = nil) throws -> [CPUWeight] {
         try graph.mapWeights { tensor, use in
             switch use {
             case .vector:
                 .vector(tensor.bytes.withUnsafeBytes { bytes in
                     (0..<tensor.columns).map { bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
                 })
-            case .ternary: .ternary(TernaryLinear(tensor))
+            case .ternary: .ternary(TernaryLinear(tensor, repackingOn: pool))
             case .matrix: .matrix(FloatMatrix(tensor))
             }
         }
@@ -75,13 +76,21 @@ struct CPUModel: BackendModel {
     init(graph: ForwardGraph, backend: CPUBackend) throws {
         self.graph = graph
         self.backend = backend
-        weights = try CPUWeight.forGraph(graph)
+        // Repacked at load where this thread's level decodes by lookup (``bitnet_kernels_decode_by_lookup``): 2B-4T's
+        // 2.1 billion weights take 1–2 s on 2 Zen 3 cores.
+        let repacks = backend.arithmetic == .integer && bitnet_kernels_decode_by_lookup() != 0
+        weights = try CPUWeight.forGraph(graph, repackingOn: repacks ? backend.pool : nil)
         var frequencies: [RotaryEmbedding: [Float]] = [:]
         for case .rope(_, _, let rotary) in graph.ops { frequencies[rotary] = rotary.inverseFrequencies }
         inverseFrequencies = frequencies
         var next: [Int?] = [nil]
         for op in graph.ops.reversed() { next.append(op.matrixWeight?.index ?? next.last!) }
         nextMatrix = next.reversed()
+    }
+
+    func decodeBytes(of weight: WeightID) -> Int? {
+        guard case .ternary(let linear) = weights[weight.index], linear.readsLookupPanels(tokens: 1) else { return nil }
+        return linear.lookupPanels?.bytes.count
     }
 
     func makeCacheStorage(slots: Int, capacity: Int, type: KeyValueCacheType) throws -> any KeyValueStorage {

@@ -9,12 +9,14 @@ struct TernaryLinear: Sendable {
     let weight: WeightTensor
     /// Which rows have one scale in every block: found on the first kernel matmul, then passed to every other.
     private let uniformRows = UniformRows()
-    /// The rows repacked for decode steps by table lookup, on the first kernel matmul where the level decodes so.
-    private let lookup = LookupPanels()
+    /// The rows repacked for decode steps by table lookup, where ``init(_:repackingOn:)`` made them.
+    let lookupPanels: LookupPanels?
 
-    init(_ weight: WeightTensor) {
+    /// With `pool`, also repacks the rows for decode steps by table lookup where the matrix allows it.
+    init(_ weight: WeightTensor, repackingOn pool: KernelPool? = nil) {
         precondition(weight.encoding.isTernary, "\(weight.name) is not ternary")
         self.weight = weight
+        lookupPanels = pool.flatMap { pool in TernaryLinear.kernelEncoding(of: weight.encoding).flatMap { LookupPanels(weight, encoding: $0, pool: pool) } }
     }
 
     /// TQ2_0, TQ1_0, I2_S or int8 codes.
@@ -79,7 +81,9 @@ struct TernaryLinear: Sendable {
 
 extension TernaryLinear {
     /// The C kernels' name for this layout, or nil for int8 codes (rows that are not whole I2_S blocks).
-    var kernelEncoding: bitnet_ternary_encoding? {
+    var kernelEncoding: bitnet_ternary_encoding? { Self.kernelEncoding(of: layout) }
+
+    static func kernelEncoding(of layout: WeightEncoding) -> bitnet_ternary_encoding? {
         switch layout {
         case .tq2_0: BITNET_TERNARY_TQ2_0
         case .tq1_0: BITNET_TERNARY_TQ1_0
@@ -94,8 +98,7 @@ extension TernaryLinear {
         let status = bytes.withUnsafeBytes { packed in
             var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns),
                                                data: packed.baseAddress!.assumingMemoryBound(to: UInt8.self), uniform_rows: nil,
-                                               lookup_panels: nil)
-            if bitnet_kernels_decode_by_lookup() != 0 { matrix.lookup_panels = lookup.panels(of: matrix, pool: pool) }
+                                               lookup_panels: lookupPanels?.pointer)
             return uniformRows.flags(of: matrix, pool: pool).withUnsafeBufferPointer { flags in
                 matrix.uniform_rows = flags.baseAddress
                 return input.values.withUnsafeBufferPointer { x in
@@ -130,46 +133,45 @@ private final class UniformRows: @unchecked Sendable {
 }
 
 extension TernaryLinear {
-    /// The bytes a matmul of `tokens` tokens reads: the lookup panels for a decode step where they were made, else
+    /// Whether a matmul of `tokens` tokens on the calling thread's level reads the lookup panels.
+    func readsLookupPanels(tokens: Int) -> Bool { tokens == 1 && lookupPanels != nil && bitnet_kernels_decode_by_lookup() != 0 }
+
+    /// The bytes a matmul of `tokens` tokens reads: the lookup panels for a decode step where it reads them, else
     /// the stored rows.
     func withBytesRead<R>(tokens: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        if tokens == 1, let panels = lookup.made { return body(UnsafeRawBufferPointer(panels)) }
+        if readsLookupPanels(tokens: tokens), let panels = lookupPanels { return body(UnsafeRawBufferPointer(panels.bytes)) }
         return bytes.withUnsafeBytes(body)
     }
 }
 
-/// A ternary matrix's rows repacked once for decode steps by table lookup (``bitnet_ternary_lookup_pack``), owned
-/// here and shared by the copies of a ``TernaryLinear``. A decode step then reads 5 bits per three weights instead of
-/// the stored rows; prompts still read the stored rows.
-private final class LookupPanels: @unchecked Sendable {
-    private let lock = NSLock()
-    private var tried = false
-    private var buffer: UnsafeMutableRawBufferPointer?
+/// A ternary matrix's rows repacked once for decode steps by table lookup (``bitnet_ternary_lookup_pack``: panels of
+/// 32 rows at 5 bits per three weights), owned here and shared by the copies of a ``TernaryLinear``. Prompts still
+/// read the stored rows.
+final class LookupPanels: Sendable {
+    nonisolated(unsafe) let bytes: UnsafeMutableRawBufferPointer
 
-    /// The panels, once made.
-    var made: UnsafeMutableRawBufferPointer? { lock.withLock { buffer } }
-
-    /// The panels, made on the first call; nil where the matrix cannot be repacked (see ``bitnet_ternary_lookup_pack``).
-    func panels(of matrix: bitnet_ternary_matrix, pool: KernelPool) -> UnsafePointer<UInt8>? {
-        lock.withLock {
-            if !tried {
-                tried = true
-                var matrix = matrix
-                let count = Int(bitnet_ternary_lookup_bytes(&matrix))
-                if count > 0 {
-                    let made = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
-                    if bitnet_ternary_lookup_pack(pool.pointer, &matrix, made.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0 {
-                        buffer = made
-                    } else {
-                        made.deallocate()
-                    }
-                }
+    /// Nil where the matrix cannot be repacked: rows not a multiple of 32, rows with block scales, the unused code 3.
+    init?(_ weight: WeightTensor, encoding: bitnet_ternary_encoding, pool: KernelPool) {
+        let made: UnsafeMutableRawBufferPointer? = weight.bytes.withUnsafeBytes { packed in
+            var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(weight.rows), columns: Int64(weight.columns),
+                                               data: packed.baseAddress!.assumingMemoryBound(to: UInt8.self), uniform_rows: nil,
+                                               lookup_panels: nil)
+            let count = Int(bitnet_ternary_lookup_bytes(&matrix))
+            guard count > 0 else { return nil }
+            let panels = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
+            guard bitnet_ternary_lookup_pack(pool.pointer, &matrix, panels.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0 else {
+                panels.deallocate()
+                return nil
             }
-            return buffer.map { UnsafePointer($0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+            return panels
         }
+        guard let made else { return nil }
+        bytes = made
     }
 
-    deinit { buffer?.deallocate() }
+    var pointer: UnsafePointer<UInt8> { UnsafePointer(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+
+    deinit { bytes.deallocate() }
 }
 
 /// A float matrix stored row-major (`rows × columns`) in F32, F16, BF16, Q8_0 or Q6_K: embeddings and the

@@ -58,9 +58,18 @@ public final class BitNetModel: Sendable {
         return (mapped, owned)
     }
 
-    /// Bytes of weights a decode step reads: every BitLinear weight and the output projection (the
-    /// embedding lookup reads one row). Divided into a memory bandwidth, the fastest decode possible.
-    public var bytesReadPerToken: Int {
+    /// Bytes of weights a prompt reads once per batch: every BitLinear weight and the output projection as stored
+    /// (the embedding lookup reads one row).
+    public var bytesReadPerToken: Int { matrixWeights.reduce(0) { $0 + loaded.graph[$1].bytes.count } }
+
+    /// Bytes of weights a decode step reads: those of ``bytesReadPerToken``, in the form the backend reads them
+    /// (``BackendModel/decodeBytes(of:)``: on the CPU, BitLinear rows repacked for table lookups). Divided into a
+    /// memory bandwidth, the fastest decode possible.
+    public var bytesReadPerDecodeStep: Int {
+        matrixWeights.reduce(0) { $0 + (loaded.decodeBytes(of: $1) ?? loaded.graph[$1].bytes.count) }
+    }
+
+    private var matrixWeights: Set<WeightID> {
         var read = Set<WeightID>()
         for op in loaded.graph.ops {
             switch op {
@@ -68,7 +77,7 @@ public final class BitNetModel: Sendable {
             default: break
             }
         }
-        return read.reduce(0) { $0 + loaded.graph[$1].bytes.count }
+        return read
     }
 
     /// A KV cache for `slots` sequences of up to `contextLength` positions (default: the model's

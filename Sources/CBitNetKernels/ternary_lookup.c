@@ -34,7 +34,8 @@ int bitnet_kernels_decode_by_lookup(void) { return bitnet_kernels_for_level(bitn
 
 // MARK: - Packing
 
-/// Row `row`'s weights (−1, 0, 1) and its scale; returns 0 where its blocks' scales differ.
+/// Row `row`'s weights (−1, 0, 1) and its scale; returns 0 where its blocks' scales differ or a 2-bit field holds the
+/// unused code 3 (the stored rows' tiles read it as +2, which no pattern holds).
 static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t *codes, float *scale) {
     const bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
     const int64_t blocks = weights->columns / layout.block_values;
@@ -43,6 +44,9 @@ static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t
     for (int64_t b = 0; b < blocks; b++) {
         const uint8_t *block = data + b * layout.block_bytes;
         int8_t *out = codes + b * layout.block_values;
+        if (weights->encoding != BITNET_TERNARY_TQ1_0)
+            for (int i = 0; i < 32 * (weights->encoding == BITNET_TERNARY_I2_S ? 1 : 2); i++)
+                if ((block[i] & 0x55 & block[i] >> 1) != 0) return 0;  // both bits of a field set
         switch (weights->encoding) {
         case BITNET_TERNARY_TQ1_0:
             // Code j of byte i (see ``bitnet_prepare_tq1_0``): values 32j + i, 160 + 16j + i − 32, 240 + 4j + i − 48.

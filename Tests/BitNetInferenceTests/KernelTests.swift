@@ -219,6 +219,11 @@ import Testing
             #expect(blockScales.lookupPanels(pool: nil) == nil, "rows with block scales are refused")
         }
         #expect(try TernaryCase(encoding, rows: 48, columns: 256, uniform: true, seed: 5).lookupPanels(pool: nil) == nil)
+        if encoding != BITNET_TERNARY_TQ1_0 {
+            var unusedCode = try TernaryCase(encoding, rows: 32, columns: 256, uniform: true, seed: 5)
+            unusedCode.packed[31 * unusedCode.packed.count / 32 + 5] |= 0b0011_0000
+            #expect(unusedCode.lookupPanels(pool: nil) == nil, "a field holding code 3 is refused")
+        }
     }
 
     /// The largest sums a tile can meet: every weight +1 (stored code 2) against activations of −128 or +127 over
@@ -564,6 +569,34 @@ import Testing
         // dots, and every level's quantizer gives the scalar one's codes: each must give AVX2's logits to the bit.
         if let avx2 = logits["avx2"] {
             for isa in ["avxvnni", "avx512vnni"] { if let other = logits[isa] { #expect(other == avx2, "\(isa)") } }
+        }
+    }
+
+    /// Decode steps, one token at a time, of a model loaded where the level decodes by lookup (rows repacked at load,
+    /// fewer bytes a step) give, on that level, the logits of the model loaded on the scalar level (no repacked rows,
+    /// so the stored rows are read), to the bit.
+    @Test(arguments: ["bitnet-gqa-tied-bf16-tq2_0.gguf", "bitnet-gqa-tied-bf16-tq1_0.gguf", "bitnet-chat-tiny"])
+    func decodeStepsByLookupGiveTheStoredRowsLogits(_ fixture: String) throws {
+        let tokens = [1, 17, 5, 42, 9, 3, 28, 11]
+        func load(on isa: String) throws -> BitNetModel {
+            #expect(bitnet_kernels_force(isa) == 0)
+            defer { bitnet_kernels_force(nil) }
+            return try BitNetModel(path: Fixtures.path("models/\(fixture)"), backend: .cpu, threads: 2)
+        }
+        func decodeSteps(_ model: BitNetModel, on isa: String) throws -> [[Float]] {
+            #expect(bitnet_kernels_force(isa) == 0)
+            defer { bitnet_kernels_force(nil) }
+            let session = try InferenceSession(model: model, contextLength: 32)
+            return try tokens.flatMap { try session.evaluate([$0]) }
+        }
+        let stored = try load(on: "scalar")
+        #expect(stored.bytesReadPerDecodeStep == stored.bytesReadPerToken, "no rows repacked on the scalar level")
+        for isa in KernelTests.paths where isa != "scalar" {
+            let repacked = try load(on: isa)
+            let lookup = try decodeSteps(repacked, on: isa), expected = try decodeSteps(stored, on: isa)
+            #expect(lookup == expected, "\(fixture) on \(isa): \(lookup.count) rows, first differing \(String(describing: Array(zip(lookup, expected)).firstIndex { $0 != $1 }))")
+            // Fewer bytes than TQ2_0's and I2_S's rows; about as many as TQ1_0's (more for short rows, by the padding).
+            if isa == "avx2" { #expect(repacked.bytesReadPerDecodeStep != repacked.bytesReadPerToken, "\(fixture): AVX2 decodes from repacked rows") }
         }
     }
 }
