@@ -34,6 +34,9 @@ int bitnet_kernels_decode_by_lookup(void) { return bitnet_kernels_for_level(bitn
 
 // MARK: - Packing
 
+/// The weight of a TQ1_0 byte's code at `power` = 3^j: ⌊3·(3^j·v mod 256) / 256⌋ − 1.
+static inline int8_t tq1_0_weight(uint8_t byte, uint8_t power) { return (int8_t)(((uint8_t)(byte * power) * 3 >> 8) - 1); }
+
 /// Row `row`'s weights (−1, 0, 1) and its scale; returns 0 where its blocks' scales differ or a 2-bit field holds the
 /// unused code 3 (the stored rows' tiles read it as +2, which no pattern holds).
 static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t *codes, float *scale) {
@@ -50,11 +53,11 @@ static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t
         switch (weights->encoding) {
         case BITNET_TERNARY_TQ1_0:
             // Code j of byte i (see ``bitnet_prepare_tq1_0``): values 32j + i, 160 + 16j + i − 32, 240 + 4j + i − 48.
-            for (int i = 0; i < 52; i++)
-                for (int j = 0; j < (i < 48 ? 5 : 4); j++) {
-                    int value = i < 32 ? 32 * j + i : i < 48 ? 160 + 16 * j + i - 32 : 240 + 4 * j + i - 48;
-                    out[value] = (int8_t)((((uint8_t)(block[i] * powers[j])) * 3 >> 8) - 1);
-                }
+            for (int j = 0; j < 5; j++) {
+                for (int i = 0; i < 32; i++) out[32 * j + i] = tq1_0_weight(block[i], powers[j]);
+                for (int i = 0; i < 16; i++) out[160 + 16 * j + i] = tq1_0_weight(block[32 + i], powers[j]);
+                if (j < 4) for (int i = 0; i < 4; i++) out[240 + 4 * j + i] = tq1_0_weight(block[48 + i], powers[j]);
+            }
             break;
         case BITNET_TERNARY_I2_S:
             for (int i = 0; i < 32; i++)
@@ -100,12 +103,14 @@ static void pack_panels(void *context, int64_t begin, int64_t end, int thread) {
             int64_t row = panel * BITNET_LOOKUP_PANEL_ROWS + r;
             if (!row_weights(job->weights, row, codes + r * columns, &scales[row])) atomic_store(&job->failed, 1);
         }
-        for (int64_t g = 0; g < groups; g++) {
-            uint8_t *octet = out + (g / 8) * BITNET_LOOKUP_OCTET_BYTES;
-            const int j = (int)(g % 8);
-            for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
-                int v = 0;
-                for (int k = 0; k < 3; k++) v = 3 * v + (3 * g + k < columns ? codes[r * columns + 3 * g + k] : 0);
+        for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
+            const int8_t *w = codes + r * columns;
+            for (int64_t g = 0; g < groups; g++) {
+                uint8_t *octet = out + (g / 8) * BITNET_LOOKUP_OCTET_BYTES;
+                const int j = (int)(g % 8);
+                int v = 3 * g + 2 < columns ? 9 * w[3 * g] + 3 * w[3 * g + 1] + w[3 * g + 2] : 0;
+                if (3 * g + 2 >= columns)
+                    for (int64_t column = 3 * g; column < 3 * g + 3; column++) v = 3 * v + (column < columns ? w[column] : 0);
                 const int index = v < 0 ? -v : v;
                 octet[32 * (j / 2) + r] |= (uint8_t)(j % 2 ? index << 4 : index);
                 octet[128 + r] |= (uint8_t)((v < 0) << j);
