@@ -144,6 +144,10 @@ static void detect_cpu_features(void) {
     if (cpu_has_dotprod()) cpu_level = BITNET_LEVEL_NEON_DOTPROD;
 #endif
     default_level = cpu_level;
+    // BITNET_DECODE_LOOKUP=0 keeps decode steps on the stored rows (no panels made at load: less memory).
+    const char *lookup = getenv("BITNET_DECODE_LOOKUP");
+    if (lookup && lookup[0] == '0' && lookup[1] == 0)
+        for (int level = 0; level < BITNET_LEVEL_COUNT; level++) tables[level].lookup = (bitnet_lookup_kernel){NULL, NULL};
     const char *cap = getenv("BITNET_KERNELS");
     int capped = cap && *cap ? level_named(cap) : -1;
     if (capped >= 0 && capped < default_level) default_level = capped;

@@ -36,6 +36,29 @@ import Testing
         }
     }
 
+    /// Decode steps read the rows repacked at load for table lookups where the level has them (AVX2, AVX-VNNI): the
+    /// header's bytes a step are those, fewer than the stored TQ2_0 rows. `BITNET_DECODE_LOOKUP=0` keeps the stored
+    /// rows, and greedy text is the same either way.
+    @Test func decodeByLookupCanBeTurnedOff() throws {
+        func bytesPerStep(_ environment: [String: String]) throws -> (bytes: Double, backend: String) {
+            let result = try BitNetExecutable.run(["bench", "-m", Self.model, "-p", "0", "-n", "2", "-r", "1", "--threads", "1", "--json"], environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+            let entry = try #require(try JSONValue.parse(Data(result.stdout.utf8))["results"]?.arrayValue?.first)
+            // GB/s over tokens/s: a step's bytes (the cache's positions are the same both ways).
+            let bytes = try #require(entry["gbps"]?.doubleValue) * 1e9 / (try #require(entry["tokens_per_second"]?.doubleValue))
+            return (bytes, entry["backend"]?.stringValue ?? "")
+        }
+        let lookup = try bytesPerStep([:]), stored = try bytesPerStep(["BITNET_DECODE_LOOKUP": "0"])
+        if lookup.backend.hasPrefix("cpu (avx2") || lookup.backend.hasPrefix("cpu (avxvnni") {
+            #expect(lookup.bytes < 0.99 * stored.bytes, "panels: \(lookup.bytes) bytes a step, stored rows: \(stored.bytes)")
+        } else {
+            #expect(abs(lookup.bytes - stored.bytes) <= 1e-6 * stored.bytes)
+        }
+        let arguments = ["generate", "-m", Self.model, "-p", "def main", "-n", "12", "--temp", "0", "--threads", "1"]
+        let text = try BitNetExecutable.run(arguments), storedText = try BitNetExecutable.run(arguments, environment: ["BITNET_DECODE_LOOKUP": "0"])
+        #expect(text.status == 0 && storedText.status == 0 && text.stdout == storedText.stdout, "\(text.stdout) against \(storedText.stdout)")
+    }
+
     /// `-d` puts that many tokens in the cache before each test, as llama-bench's depth: the tests are named for it,
     /// each entry says its depth, and decode at a depth counts the cache it reads in its GB/s.
     @Test func depthsFillTheCacheFirst() throws {
