@@ -1,7 +1,8 @@
 // The ternary matmul kernels alone, per instruction set: GEMV (decode, one token) and GEMM (a prompt of 128
 // tokens) at the shapes of BitNet 2B-4T and 1bitLLM-large, in GB/s of weights and GOPS (2 ops per weight ×
 // token). Weights are random codes with one scale (as BitNet's), spread over more matrices than the caches
-// hold, so GEMV reads memory as a decode step does. A plain pass over the same bytes is the baseline.
+// hold, so GEMV reads memory as a decode step does. A plain pass over the same bytes is the baseline. Where a level
+// decodes by lookup, a "lookup" row times the GEMV over the rows repacked for it (GB/s of the panels read).
 //
 //   swift run -c release KernelBenchmark [threads] [--json]
 import CBitNetKernels
@@ -56,7 +57,9 @@ for shape in shapes {
             var state = UInt64.random(in: 1...UInt64.max, using: &generator)
             for offset in stride(from: 0, to: raw.count - 7, by: 8) {
                 state ^= state << 13; state ^= state >> 7; state ^= state << 17
-                raw.storeBytes(of: state, toByteOffset: offset, as: UInt64.self)
+                // TQ2_0's and I2_S's 2-bit fields hold codes 0–2 (a field of 3 becomes 1), as a file's do.
+                let fields = encoding == BITNET_TERNARY_TQ1_0 ? state : state & ~((state & state >> 1 & 0x5555_5555_5555_5555) << 1)
+                raw.storeBytes(of: fields, toByteOffset: offset, as: UInt64.self)
             }
         }
         // One f16 scale (0.1) in every block, or the I2_S tensor scale: BitNet's per-tensor scale.
@@ -106,6 +109,40 @@ for shape in shapes {
                 timings[tokens] = best
             }
             let operations = 2.0 * Double(shape.rows * shape.columns)
+            if bitnet_kernels_decode_by_lookup() != 0 {
+                // The decode GEMV over the rows repacked for table lookups (as the CPU backend reads them), GB/s of
+                // the panels it reads.
+                let x = (0..<shape.columns).map { _ in Int8.random(in: -128...127, using: &generator) }
+                var output = [Float](repeating: 0, count: shape.rows)
+                let (seconds, panelBytes) = bytes.withUnsafeBufferPointer { bytes -> (Double, Int) in
+                    var matrices = (0..<count).map { matrix in
+                        bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(shape.rows), columns: Int64(shape.columns),
+                                              data: bytes.baseAddress! + matrix * matrixBytes, uniform_rows: nil, lookup_panels: nil)
+                    }
+                    let panelBytes = Int(bitnet_ternary_lookup_bytes(&matrices[0]))
+                    var panels = [UInt8](repeating: 0, count: panelBytes * count)
+                    var best = Double.infinity
+                    panels.withUnsafeMutableBufferPointer { panels in
+                        for matrix in 0..<count {
+                            precondition(bitnet_ternary_lookup_pack(pool, &matrices[matrix], panels.baseAddress! + matrix * panelBytes) == 0)
+                            matrices[matrix].lookup_panels = UnsafePointer(panels.baseAddress! + matrix * panelBytes)
+                        }
+                        for pass in 0..<count * 3 {
+                            let start = now()
+                            _ = bitnet_ternary_matmul(pool, &matrices[pass % count], x, [1], 1, &output)
+                            if pass >= count { best = min(best, now() - start) }
+                        }
+                    }
+                    return (best, panelBytes)
+                }
+                let gbps = Double(panelBytes) / seconds / 1e9, gops = operations / seconds / 1e9
+                results.append(["shape": shape.name, "type": name, "isa": isa + " lookup", "threads": threads, "gemv_gbps": gbps,
+                                "gemv_gops": gops, "gemm128_gops": NSNull(), "baseline_gbps": baselineGBps])
+                if !json {
+                    print("| \(shape.name) | \(name) | \(isa) lookup | \(String(format: "%.2f", gbps)) | \(String(format: "%.0f %%", 100 * gbps / baselineGBps)) | "
+                          + "\(String(format: "%.1f", gops)) | – |")
+                }
+            }
             let gemvGBps = Double(matrixBytes) / timings[1]! / 1e9
             let gemvGOPS = operations / timings[1]! / 1e9
             let gemmGOPS = timings[128].map { operations * 128 / $0 / 1e9 }
