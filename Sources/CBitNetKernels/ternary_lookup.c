@@ -98,22 +98,30 @@ static void pack_panels(void *context, int64_t begin, int64_t end, int thread) {
     }
     for (int64_t panel = begin; panel < end; panel++) {
         uint8_t *out = job->panels + panel * panel_size;
-        memset(out, 0, (size_t)panel_size);
         for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
             int64_t row = panel * BITNET_LOOKUP_PANEL_ROWS + r;
             if (!row_weights(job->weights, row, codes + r * columns, &scales[row])) atomic_store(&job->failed, 1);
         }
+        // A row's octet at a time, each byte written once: read-modify-writes of one sign byte made a chain of
+        // store-to-load forwards that took most of the packing's time.
         for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
             const int8_t *w = codes + r * columns;
-            for (int64_t g = 0; g < groups; g++) {
-                uint8_t *octet = out + (g / 8) * BITNET_LOOKUP_OCTET_BYTES;
-                const int j = (int)(g % 8);
-                int v = 3 * g + 2 < columns ? 9 * w[3 * g] + 3 * w[3 * g + 1] + w[3 * g + 2] : 0;
-                if (3 * g + 2 >= columns)
-                    for (int64_t column = 3 * g; column < 3 * g + 3; column++) v = 3 * v + (column < columns ? w[column] : 0);
-                const int index = v < 0 ? -v : v;
-                octet[32 * (j / 2) + r] |= (uint8_t)(j % 2 ? index << 4 : index);
-                octet[128 + r] |= (uint8_t)((v < 0) << j);
+            for (int64_t o = 0; o < groups / 8; o++) {
+                uint8_t *octet = out + o * BITNET_LOOKUP_OCTET_BYTES;
+                unsigned signs = 0;
+                for (int pair = 0; pair < 4; pair++) {
+                    int indices = 0;
+                    for (int half = 0; half < 2; half++) {
+                        const int64_t g = 8 * o + 2 * pair + half;
+                        int v = 0;
+                        if (3 * g + 2 < columns) v = 9 * w[3 * g] + 3 * w[3 * g + 1] + w[3 * g + 2];
+                        else for (int64_t column = 3 * g; column < 3 * g + 3; column++) v = 3 * v + (column < columns ? w[column] : 0);
+                        indices |= (v < 0 ? -v : v) << (4 * half);
+                        signs |= (unsigned)(v < 0) << (2 * pair + half);
+                    }
+                    octet[32 * pair + r] = (uint8_t)indices;
+                }
+                octet[128 + r] = (uint8_t)signs;
             }
         }
     }
