@@ -150,7 +150,8 @@ extension TernaryLinear {
 final class LookupPanels: Sendable {
     nonisolated(unsafe) let bytes: UnsafeMutableRawBufferPointer
 
-    /// Nil where the matrix cannot be repacked: rows not a multiple of 32, rows with block scales, the unused code 3.
+    /// Nil where the matrix cannot be repacked (rows not a multiple of 32, rows with block scales, the unused code 3)
+    /// or there is no memory to do it.
     init?(_ weight: WeightTensor, encoding: bitnet_ternary_encoding, pool: KernelPool) {
         let made: UnsafeMutableRawBufferPointer? = weight.bytes.withUnsafeBytes { packed in
             var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(weight.rows), columns: Int64(weight.columns),

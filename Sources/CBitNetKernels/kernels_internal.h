@@ -238,9 +238,8 @@ int bitnet_vector_expf(int level);
 void bitnet_exp_in_place(float *values, int64_t count, int vector);
 void bitnet_prepare_tq1_0(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
 
-/// One group's table (``bitnet_lookup_tables``) for activations (x0, x1, x2), and a token's, one group at a time.
+/// One group's table (``bitnet_lookup_tables``) for activations (x0, x1, x2).
 void bitnet_lookup_table_scalar(int x0, int x1, int x2, int8_t table[32]);
-void bitnet_lookup_tables_scalar(const int8_t *x, int64_t columns, int8_t *tables);
 
 /// A decode step's matmul over `weights->lookup_panels` with `kernel`; returns 0, or -1 without memory for the tables.
 int bitnet_lookup_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights, const bitnet_lookup_kernel *kernel,

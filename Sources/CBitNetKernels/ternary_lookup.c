@@ -26,7 +26,9 @@ int64_t bitnet_lookup_groups(int64_t columns) { return ((columns + 2) / 3 + 7) &
 static int64_t panel_bytes(int64_t columns) { return bitnet_lookup_groups(columns) / 8 * BITNET_LOOKUP_OCTET_BYTES; }
 
 int64_t bitnet_ternary_lookup_bytes(const bitnet_ternary_matrix *weights) {
+    const int64_t block_values = bitnet_ternary_layout_of(weights->encoding).block_values;
     if (weights->rows <= 0 || weights->rows % BITNET_LOOKUP_PANEL_ROWS != 0) return 0;
+    if (weights->columns <= 0 || weights->columns % block_values != 0) return 0;
     return weights->rows / BITNET_LOOKUP_PANEL_ROWS * panel_bytes(weights->columns) + weights->rows * (int64_t)sizeof(float);
 }
 
@@ -37,9 +39,9 @@ int bitnet_kernels_decode_by_lookup(void) { return bitnet_kernels_for_level(bitn
 /// The weight of a TQ1_0 byte's code at `power` = 3^j: ⌊3·(3^j·v mod 256) / 256⌋ − 1.
 static inline int8_t tq1_0_weight(uint8_t byte, uint8_t power) { return (int8_t)(((uint8_t)(byte * power) * 3 >> 8) - 1); }
 
-/// Row `row`'s weights (−1, 0, 1) and its scale; returns 0 where its blocks' scales differ or a 2-bit field holds the
+/// Row `row`'s weights (−1, 0, 1) and its scale (stored with memcpy: the panels need no alignment); returns 0 where its blocks' scales differ or a 2-bit field holds the
 /// unused code 3 (the stored rows' tiles read it as +2, which no pattern holds).
-static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t *codes, float *scale) {
+static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t *codes, uint8_t *scale) {
     const bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
     const int64_t blocks = weights->columns / layout.block_values;
     const uint8_t *data = weights->data + row * blocks * layout.block_bytes;
@@ -74,7 +76,8 @@ static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t
     if (layout.scale_offset < 0) {
         memcpy(scale, weights->data + weights->rows * blocks * layout.block_bytes, sizeof(float));
     } else {
-        *scale = bitnet_half_to_float((uint16_t)(data[layout.scale_offset] | data[layout.scale_offset + 1] << 8));
+        float half = bitnet_half_to_float((uint16_t)(data[layout.scale_offset] | data[layout.scale_offset + 1] << 8));
+        memcpy(scale, &half, sizeof(float));
     }
     return 1;
 }
@@ -90,7 +93,7 @@ static void pack_panels(void *context, int64_t begin, int64_t end, int thread) {
     pack_job *job = context;
     const int64_t columns = job->weights->columns, groups = bitnet_lookup_groups(columns);
     const int64_t panel_size = panel_bytes(columns);
-    float *scales = (float *)(job->panels + job->weights->rows / BITNET_LOOKUP_PANEL_ROWS * panel_size);
+    uint8_t *scales = job->panels + job->weights->rows / BITNET_LOOKUP_PANEL_ROWS * panel_size;
     int8_t *codes = malloc((size_t)(BITNET_LOOKUP_PANEL_ROWS * columns));
     if (!codes) {
         atomic_store(&job->failed, 1);
@@ -100,7 +103,7 @@ static void pack_panels(void *context, int64_t begin, int64_t end, int thread) {
         uint8_t *out = job->panels + panel * panel_size;
         for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
             int64_t row = panel * BITNET_LOOKUP_PANEL_ROWS + r;
-            if (!row_weights(job->weights, row, codes + r * columns, &scales[row])) atomic_store(&job->failed, 1);
+            if (!row_weights(job->weights, row, codes + r * columns, scales + sizeof(float) * row)) atomic_store(&job->failed, 1);
         }
         // A row's octet at a time, each byte written once: read-modify-writes of one sign byte made a chain of
         // store-to-load forwards that took most of the packing's time.
@@ -132,7 +135,10 @@ int bitnet_ternary_lookup_pack(bitnet_pool *pool, const bitnet_ternary_matrix *w
     if (bitnet_ternary_lookup_bytes(weights) == 0) return -1;
     pack_job job = {.weights = weights, .panels = panels};
     atomic_init(&job.failed, 0);
-    bitnet_pool_run(pool, weights->rows / BITNET_LOOKUP_PANEL_ROWS, 1, pack_panels, &job);
+    // Several panels a task: each task allocates its rows' codes once (32 · columns bytes).
+    const int64_t panel_count = weights->rows / BITNET_LOOKUP_PANEL_ROWS;
+    const int64_t grain = panel_count / (4 * bitnet_pool_threads(pool));
+    bitnet_pool_run(pool, panel_count, grain < 1 ? 1 : grain, pack_panels, &job);
     return atomic_load(&job.failed) ? -1 : 0;
 }
 
@@ -160,12 +166,6 @@ void bitnet_lookup_table_scalar(int x0, int x1, int x2, int8_t table[32]) {
 /// x's value at `column`, 0 past the last.
 static inline int activation(const int8_t *x, int64_t columns, int64_t column) { return column < columns ? x[column] : 0; }
 
-void bitnet_lookup_tables_scalar(const int8_t *x, int64_t columns, int8_t *tables) {
-    for (int64_t g = 0; g < bitnet_lookup_groups(columns); g++)
-        bitnet_lookup_table_scalar(activation(x, columns, 3 * g), activation(x, columns, 3 * g + 1),
-                                   activation(x, columns, 3 * g + 2), tables + 32 * g);
-}
-
 // MARK: - Driver
 
 typedef struct {
@@ -180,14 +180,16 @@ static void lookup_rows(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const lookup_job *job = context;
     const int64_t columns = job->weights->columns, size = panel_bytes(columns), groups = bitnet_lookup_groups(columns);
-    const float *scales = (const float *)(job->weights->lookup_panels + job->weights->rows / BITNET_LOOKUP_PANEL_ROWS * size);
+    const uint8_t *scales = job->weights->lookup_panels + job->weights->rows / BITNET_LOOKUP_PANEL_ROWS * size;
     for (int64_t panel = begin; panel < end; panel++) {
         int32_t sums[BITNET_LOOKUP_PANEL_ROWS];
         job->gemv(job->weights->lookup_panels + panel * size, job->tables, groups, sums);
         for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
             int64_t row = panel * BITNET_LOOKUP_PANEL_ROWS + r;
             // The stored rows' driver computes scale · (Σ c'·x − Σx) / x_scale: the same integer, so the same float.
-            job->output[row] = scales[row] * (float)sums[r] / job->x_scale;
+            float scale;
+            memcpy(&scale, scales + sizeof(float) * row, sizeof scale);
+            job->output[row] = scale * (float)sums[r] / job->x_scale;
         }
     }
 }
@@ -211,7 +213,7 @@ int bitnet_lookup_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights
 #ifdef BITNET_X86
 #include <immintrin.h>
 
-/// ``bitnet_lookup_tables_scalar`` 16 entries at a time: each index's digits as sign vectors, the split into a and
+/// ``bitnet_lookup_table_scalar``'s entries, 16 at a time (the scalar one takes the last, partial groups): each index's digits as sign vectors, the split into a and
 /// b by a multiply-high (⌊u / 30⌋ = ⌊u · 2185 / 2¹⁶⌋ for u < 789, where u = dot + 405 is positive).
 TARGET_AVX2 void bitnet_lookup_tables_avx2(const int8_t *x, int64_t columns, int8_t *tables) {
     const __m256i d0 = _mm256_setr_epi16(0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0);

@@ -87,12 +87,14 @@ typedef struct {
 } bitnet_ternary_matrix;
 
 /// Bytes of the matrix's rows repacked for decode steps by table lookup (ternary_lookup.c: panels of 32 rows at
-/// 5 bits per three weights, then a float scale per row), or 0 where its rows are not a multiple of 32.
+/// 5 bits per three weights, then a float scale per row), or 0 where its rows are not a multiple of 32 or its
+/// columns not whole blocks.
 int64_t bitnet_ternary_lookup_bytes(const bitnet_ternary_matrix *weights);
 
-/// Repacks the stored rows into `panels` (``bitnet_ternary_lookup_bytes`` bytes) on the pool's threads. Returns 0,
-/// or -1 where the matrix cannot be repacked (a row whose blocks have different scales, rows not a multiple of 32,
-/// no memory): its matmuls then read the stored rows.
+/// Repacks the stored rows into `panels` (``bitnet_ternary_lookup_bytes`` bytes, any alignment) on the pool's
+/// threads. Returns 0, or -1 where the matrix cannot be repacked (a row whose blocks have different scales, a 2-bit
+/// field holding the unused code 3, a shape ``bitnet_ternary_lookup_bytes`` refuses, no memory): its matmuls then
+/// read the stored rows.
 int bitnet_ternary_lookup_pack(bitnet_pool *pool, const bitnet_ternary_matrix *weights, uint8_t *panels);
 
 /// Whether the calling thread's level reads a decode step's ternary rows from lookup panels where a matrix has them.
