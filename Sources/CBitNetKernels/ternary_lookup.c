@@ -163,9 +163,6 @@ void bitnet_lookup_table_scalar(int x0, int x1, int x2, int8_t table[32]) {
     }
 }
 
-/// x's value at `column`, 0 past the last.
-static inline int activation(const int8_t *x, int64_t columns, int64_t column) { return column < columns ? x[column] : 0; }
-
 // MARK: - Driver
 
 typedef struct {
@@ -212,6 +209,9 @@ int bitnet_lookup_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights
 
 #ifdef BITNET_X86
 #include <immintrin.h>
+
+/// x's value at `column`, 0 past the last.
+static inline int activation(const int8_t *x, int64_t columns, int64_t column) { return column < columns ? x[column] : 0; }
 
 /// ``bitnet_lookup_table_scalar``'s entries, 16 at a time (the scalar one takes the last, partial groups): each index's digits as sign vectors, the split into a and
 /// b by a multiply-high (⌊u / 30⌋ = ⌊u · 2185 / 2¹⁶⌋ for u < 789, where u = dot + 405 is positive).
