@@ -88,8 +88,8 @@ struct CPUModel: BackendModel {
         nextMatrix = next.reversed()
     }
 
-    func decodeBytes(of weight: WeightID) -> Int? {
-        guard case .ternary(let linear) = weights[weight.index], linear.readsLookupPanels(tokens: 1) else { return nil }
+    func bytesRead(of weight: WeightID) -> Int? {
+        guard case .ternary(let linear) = weights[weight.index], linear.readsLookupPanels else { return nil }
         return linear.lookupPanels?.bytes.count
     }
 

@@ -50,7 +50,7 @@ struct CPUExecution {
     private func warm(_ weight: Int) {
         switch model.weights[weight] {
         case .ternary(let linear):
-            linear.withBytesRead(tokens: batch.count) { bitnet_pool_warm(pool.pointer, $0.baseAddress, Int64($0.count)) }
+            linear.withBytesRead { bitnet_pool_warm(pool.pointer, $0.baseAddress, Int64($0.count)) }
         case .matrix(let matrix): matrix.bytes.withUnsafeBytes { bitnet_pool_warm(pool.pointer, $0.baseAddress, Int64($0.count)) }
         case .vector: return
         }

@@ -99,8 +99,10 @@ extension TernaryLinear {
             var matrix = bitnet_ternary_matrix(encoding: Int32(encoding.rawValue), rows: Int64(rows), columns: Int64(columns),
                                                data: packed.baseAddress!.assumingMemoryBound(to: UInt8.self), uniform_rows: nil,
                                                lookup_panels: lookupPanels?.pointer)
-            return uniformRows.flags(of: matrix, pool: pool).withUnsafeBufferPointer { flags in
-                matrix.uniform_rows = flags.baseAddress
+            // Matmuls that read the panels take each row's one scale from them: no flags, no reads of the stored rows.
+            let flags = readsLookupPanels ? [] : uniformRows.flags(of: matrix, pool: pool)
+            return flags.withUnsafeBufferPointer { flags in
+                matrix.uniform_rows = flags.isEmpty ? nil : flags.baseAddress
                 return input.values.withUnsafeBufferPointer { x in
                     input.scales.withUnsafeBufferPointer { scales in
                         bitnet_ternary_matmul(pool.pointer, &matrix, x.baseAddress!, scales.baseAddress!, Int64(input.rows), output)
@@ -133,20 +135,21 @@ private final class UniformRows: @unchecked Sendable {
 }
 
 extension TernaryLinear {
-    /// Whether a matmul of `tokens` tokens on the calling thread's level reads the lookup panels.
-    func readsLookupPanels(tokens: Int) -> Bool { tokens == 1 && lookupPanels != nil && bitnet_kernels_decode_by_lookup() != 0 }
+    /// Whether matmuls on the calling thread's level read the lookup panels (decode steps by lookup, prompts from the
+    /// panels unpacked) rather than the stored rows.
+    var readsLookupPanels: Bool { lookupPanels != nil && bitnet_kernels_decode_by_lookup() != 0 }
 
-    /// The bytes a matmul of `tokens` tokens reads: the lookup panels for a decode step where it reads them, else
-    /// the stored rows.
-    func withBytesRead<R>(tokens: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        if readsLookupPanels(tokens: tokens), let panels = lookupPanels { return body(UnsafeRawBufferPointer(panels.bytes)) }
+    /// The bytes a matmul reads: the lookup panels where it reads them, else the stored rows.
+    func withBytesRead<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        if readsLookupPanels, let panels = lookupPanels { return body(UnsafeRawBufferPointer(panels.bytes)) }
         return bytes.withUnsafeBytes(body)
     }
 }
 
-/// A ternary matrix's rows repacked once for decode steps by table lookup (``bitnet_ternary_lookup_pack``: panels of
-/// 32 rows at 5 bits per three weights), owned here and shared by the copies of a ``TernaryLinear``. Prompts still
-/// read the stored rows.
+/// A ternary matrix's rows repacked once for table lookups (``bitnet_ternary_lookup_pack``: panels of 32 rows at 5
+/// bits per three weights), owned here and shared by the copies of a ``TernaryLinear``. Decode steps look up the
+/// panels and prompts unpack them, so the stored rows, read once here, are handed back to the system where they are
+/// mapped from the file: the weights are not kept twice.
 final class LookupPanels: Sendable {
     nonisolated(unsafe) let bytes: UnsafeMutableRawBufferPointer
 
@@ -168,6 +171,16 @@ final class LookupPanels: Sendable {
         }
         guard let made else { return nil }
         bytes = made
+        if weight.bytes.isMapped { weight.bytes.withUnsafeBytes(LookupPanels.release) }
+    }
+
+    /// Drops the whole pages of mapped, never-written bytes from this process (a read would page them in again from
+    /// the file).
+    private static func release(_ mapped: UnsafeRawBufferPointer) {
+        guard let base = mapped.baseAddress else { return }
+        let page = UInt(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (UInt(bitPattern: base) + page - 1) / page * page, end = (UInt(bitPattern: base) + UInt(mapped.count)) / page * page
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), Int(end - start), MADV_DONTNEED) }
     }
 
     var pointer: UnsafePointer<UInt8> { UnsafePointer(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)) }

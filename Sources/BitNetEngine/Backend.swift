@@ -28,13 +28,13 @@ public protocol BackendModel: Sendable {
     /// Throws ``InferenceError`` `nonFiniteResult` where a row holds a non-finite logit. The default computes the
     /// logits and chooses on the host.
     func forwardTopLogits(_ batch: ForwardBatch, storage: any KeyValueStorage, count: Int) throws -> [TopLogits]
-    /// The bytes a decode step reads of `weight` where the backend reads a form of its own (rows repacked at load),
+    /// The bytes a forward pass reads of `weight` where the backend reads a form of its own (rows repacked at load),
     /// else nil: the stored bytes. The default is nil.
-    func decodeBytes(of weight: WeightID) -> Int?
+    func bytesRead(of weight: WeightID) -> Int?
 }
 
 extension BackendModel {
-    public func decodeBytes(of weight: WeightID) -> Int? { nil }
+    public func bytesRead(of weight: WeightID) -> Int? { nil }
 
     public func forwardGreedy(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Int] {
         LogitRows.greedyTokens(try finiteLogits(batch, storage: storage), vocabularySize: graph.configuration.vocabularySize)

@@ -58,15 +58,12 @@ public final class BitNetModel: Sendable {
         return (mapped, owned)
     }
 
-    /// Bytes of weights a prompt reads once per batch: every BitLinear weight and the output projection as stored
-    /// (the embedding lookup reads one row).
-    public var bytesReadPerToken: Int { matrixWeights.reduce(0) { $0 + loaded.graph[$1].bytes.count } }
-
-    /// Bytes of weights a decode step reads: those of ``bytesReadPerToken``, in the form the backend reads them
-    /// (``BackendModel/decodeBytes(of:)``: on the CPU, BitLinear rows repacked for table lookups). Divided into a
-    /// memory bandwidth, the fastest decode possible.
-    public var bytesReadPerDecodeStep: Int {
-        matrixWeights.reduce(0) { $0 + (loaded.decodeBytes(of: $1) ?? loaded.graph[$1].bytes.count) }
+    /// Bytes of weights a decode step reads (a prompt, once per batch): every BitLinear weight and the output
+    /// projection, in the form the backend reads them (``BackendModel/bytesRead(of:)``: on the CPU, BitLinear rows
+    /// repacked for table lookups); the embedding lookup reads one row. Divided into a memory bandwidth, the fastest
+    /// decode possible.
+    public var bytesReadPerToken: Int {
+        matrixWeights.reduce(0) { $0 + (loaded.bytesRead(of: $1) ?? loaded.graph[$1].bytes.count) }
     }
 
     private var matrixWeights: Set<WeightID> {

@@ -43,7 +43,13 @@ static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "a
      {NULL, bitnet_rows_f16_avx2, bitnet_rows_bf16_avx2, NULL, NULL},                                               \
      bitnet_dot_q6_k_avx2,                                                                                          \
      bitnet_rows_q6_k_avx2,                                                                                         \
-     {bitnet_lookup_tables_avx2, bitnet_lookup_panel_avx2}}
+     {bitnet_lookup_tables_avx2, bitnet_lookup_panel_avx2,                                                        \
+      {{bitnet_fields64_tile_##tile, NULL, 256, bitnet_lookup_unpack_fields_avx2, 64, BITNET_256_PROMPT_ROWS,          \
+        BITNET_256_PROMPT_TOKENS},                                                                                  \
+       {bitnet_fields64_tile_##tile, NULL, 256, bitnet_lookup_unpack_fields_avx2, 64, BITNET_256_PROMPT_ROWS,          \
+        BITNET_256_PROMPT_TOKENS},                                                                                  \
+       {bitnet_i2_s_tile_##tile, NULL, 128, bitnet_lookup_unpack_i2_s_avx2, 32, BITNET_256_PROMPT_ROWS,               \
+        BITNET_256_PROMPT_TOKENS}}}}
 
 #ifdef BITNET_X86
 /// The AVX-VNNI level's kernels EVEX-encoded, for CPUs with AVX-512 VNNI but not AVX-VNNI.
@@ -147,7 +153,7 @@ static void detect_cpu_features(void) {
     // BITNET_DECODE_LOOKUP=0 keeps decode steps on the stored rows (no panels made at load: less memory).
     const char *lookup = getenv("BITNET_DECODE_LOOKUP");
     if (lookup && lookup[0] == '0' && lookup[1] == 0)
-        for (int level = 0; level < BITNET_LEVEL_COUNT; level++) tables[level].lookup = (bitnet_lookup_kernel){NULL, NULL};
+        for (int level = 0; level < BITNET_LEVEL_COUNT; level++) tables[level].lookup = (bitnet_lookup_kernel){0};
     const char *cap = getenv("BITNET_KERNELS");
     int capped = cap && *cap ? level_named(cap) : -1;
     if (capped >= 0 && capped < default_level) default_level = capped;

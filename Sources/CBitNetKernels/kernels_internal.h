@@ -183,11 +183,17 @@ typedef void (*bitnet_lookup_tables)(const int8_t *x, int64_t columns, int8_t *t
 /// A panel's 32 rows' Σ w·x (signed weights, no correction) over `groups` groups.
 typedef void (*bitnet_lookup_panel_gemv)(const uint8_t *panel, const int8_t *tables, int64_t groups, int32_t sums[32]);
 
-/// How a level decodes by lookup; NULL members where it does not.
+/// How a level decodes by lookup, and multiplies prompts from the panels (their rows unpacked per chunk for its prompt
+/// tiles, so a matrix's stored rows are read at load only); NULL members where it does not.
 typedef struct {
     bitnet_lookup_tables tables;
     bitnet_lookup_panel_gemv gemv;
+    bitnet_ternary_kernel prompt[3];  // indexed by bitnet_ternary_encoding; `unpack` takes panels
 } bitnet_lookup_kernel;
+
+/// Bytes of one panel of a `columns`-column matrix, and row `row`'s scale as its panels store it.
+int64_t bitnet_lookup_panel_bytes(int64_t columns);
+float bitnet_lookup_row_scale(const bitnet_ternary_matrix *weights, int64_t row);
 
 /// The kernels of one level, chosen once per call in the calling thread so worker threads run what the caller
 /// would (a level forced on the caller's thread applies to the whole matmul).
@@ -268,6 +274,8 @@ void bitnet_fields64_tile_avxvnni(const uint8_t *, int64_t, const int8_t *, int6
 void bitnet_fields64_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_lookup_tables_avx2(const int8_t *, int64_t, int8_t *);
 void bitnet_lookup_panel_avx2(const uint8_t *, const int8_t *, int64_t, int32_t[32]);
+void bitnet_lookup_unpack_fields_avx2(const uint8_t *, int64_t, int64_t, int, uint8_t *);
+void bitnet_lookup_unpack_i2_s_avx2(const uint8_t *, int64_t, int64_t, int, uint8_t *);
 void bitnet_prepare_fields_256(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);
 void bitnet_tq1_0_unpack_256(const uint8_t *, int64_t, int64_t, int, uint8_t *);
 void bitnet_tq2_0_tile_vnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);

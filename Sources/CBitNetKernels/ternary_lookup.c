@@ -23,13 +23,13 @@
 
 int64_t bitnet_lookup_groups(int64_t columns) { return ((columns + 2) / 3 + 7) & ~(int64_t)7; }
 
-static int64_t panel_bytes(int64_t columns) { return bitnet_lookup_groups(columns) / 8 * BITNET_LOOKUP_OCTET_BYTES; }
+int64_t bitnet_lookup_panel_bytes(int64_t columns) { return bitnet_lookup_groups(columns) / 8 * BITNET_LOOKUP_OCTET_BYTES; }
 
 int64_t bitnet_ternary_lookup_bytes(const bitnet_ternary_matrix *weights) {
     const int64_t block_values = bitnet_ternary_layout_of(weights->encoding).block_values;
     if (weights->rows <= 0 || weights->rows % BITNET_LOOKUP_PANEL_ROWS != 0) return 0;
     if (weights->columns <= 0 || weights->columns % block_values != 0) return 0;
-    return weights->rows / BITNET_LOOKUP_PANEL_ROWS * panel_bytes(weights->columns) + weights->rows * (int64_t)sizeof(float);
+    return weights->rows / BITNET_LOOKUP_PANEL_ROWS * bitnet_lookup_panel_bytes(weights->columns) + weights->rows * (int64_t)sizeof(float);
 }
 
 int bitnet_kernels_decode_by_lookup(void) { return bitnet_kernels_for_level(bitnet_level())->lookup.gemv != NULL; }
@@ -92,7 +92,7 @@ static void pack_panels(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     pack_job *job = context;
     const int64_t columns = job->weights->columns, groups = bitnet_lookup_groups(columns);
-    const int64_t panel_size = panel_bytes(columns);
+    const int64_t panel_size = bitnet_lookup_panel_bytes(columns);
     uint8_t *scales = job->panels + job->weights->rows / BITNET_LOOKUP_PANEL_ROWS * panel_size;
     int8_t *codes = malloc((size_t)(BITNET_LOOKUP_PANEL_ROWS * columns));
     if (!codes) {
@@ -165,6 +165,13 @@ void bitnet_lookup_table_scalar(int x0, int x1, int x2, int8_t table[32]) {
 
 // MARK: - Driver
 
+float bitnet_lookup_row_scale(const bitnet_ternary_matrix *weights, int64_t row) {
+    const int64_t panels = weights->rows / BITNET_LOOKUP_PANEL_ROWS;
+    float scale;
+    memcpy(&scale, weights->lookup_panels + panels * bitnet_lookup_panel_bytes(weights->columns) + sizeof(float) * row, sizeof scale);
+    return scale;
+}
+
 typedef struct {
     const bitnet_ternary_matrix *weights;
     bitnet_lookup_panel_gemv gemv;
@@ -176,17 +183,14 @@ typedef struct {
 static void lookup_rows(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const lookup_job *job = context;
-    const int64_t columns = job->weights->columns, size = panel_bytes(columns), groups = bitnet_lookup_groups(columns);
-    const uint8_t *scales = job->weights->lookup_panels + job->weights->rows / BITNET_LOOKUP_PANEL_ROWS * size;
+    const int64_t columns = job->weights->columns, size = bitnet_lookup_panel_bytes(columns), groups = bitnet_lookup_groups(columns);
     for (int64_t panel = begin; panel < end; panel++) {
         int32_t sums[BITNET_LOOKUP_PANEL_ROWS];
         job->gemv(job->weights->lookup_panels + panel * size, job->tables, groups, sums);
         for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
             int64_t row = panel * BITNET_LOOKUP_PANEL_ROWS + r;
             // The stored rows' driver computes scale · (Σ c'·x − Σx) / x_scale: the same integer, so the same float.
-            float scale;
-            memcpy(&scale, scales + sizeof(float) * row, sizeof scale);
-            job->output[row] = scale * (float)sums[r] / job->x_scale;
+            job->output[row] = bitnet_lookup_row_scale(job->weights, row) * (float)sums[r] / job->x_scale;
         }
     }
 }
@@ -289,5 +293,93 @@ TARGET_AVX2 void bitnet_lookup_panel_avx2(const uint8_t *panel, const int8_t *ta
                 sums[8 * k + 2 * q + parity] = lanes[2 * k + parity][q];
                 sums[16 + 8 * k + 2 * q + parity] = lanes[2 * k + parity][4 + q];
             }
+}
+/// The 16 × 16 byte transposes of `x`'s two lanes: rows 0–15 in, columns out (lane 0 columns 0–15, lane 1 16–31).
+TARGET_AVX2 static ALWAYS_INLINE void transpose16_lanes(__m256i x[16]) {
+    __m256i a[16], b[16];
+    for (int k = 0; k < 8; k++) {
+        a[k] = _mm256_unpacklo_epi8(x[2 * k], x[2 * k + 1]);  // columns 0–7: 16-bit units of rows 2k, 2k + 1
+        a[k + 8] = _mm256_unpackhi_epi8(x[2 * k], x[2 * k + 1]);
+    }
+    for (int half = 0; half < 2; half++)
+        for (int k = 0; k < 4; k++) {
+            b[8 * half + k] = _mm256_unpacklo_epi16(a[8 * half + 2 * k], a[8 * half + 2 * k + 1]);  // 4 columns of rows 4k–4k+3
+            b[8 * half + k + 4] = _mm256_unpackhi_epi16(a[8 * half + 2 * k], a[8 * half + 2 * k + 1]);
+        }
+    for (int c = 0; c < 4; c++) {
+        __m256i c0 = _mm256_unpacklo_epi32(b[4 * c], b[4 * c + 1]), c1 = _mm256_unpackhi_epi32(b[4 * c], b[4 * c + 1]);
+        __m256i d0 = _mm256_unpacklo_epi32(b[4 * c + 2], b[4 * c + 3]), d1 = _mm256_unpackhi_epi32(b[4 * c + 2], b[4 * c + 3]);
+        x[4 * c] = _mm256_unpacklo_epi64(c0, d0);
+        x[4 * c + 1] = _mm256_unpackhi_epi64(c0, d0);
+        x[4 * c + 2] = _mm256_unpacklo_epi64(c1, d1);
+        x[4 * c + 3] = _mm256_unpackhi_epi64(c1, d1);
+    }
+}
+
+/// `out[r]` = byte r of each of the 32 vectors at `in` (32 bytes apart): a 32 × 32 byte transpose.
+TARGET_AVX2 static ALWAYS_INLINE void transpose32(const uint8_t *in, uint8_t *out) {
+    __m256i top[16], bottom[16];
+    for (int i = 0; i < 16; i++) {
+        top[i] = _mm256_loadu_si256((const __m256i *)(in + 32 * i));
+        bottom[i] = _mm256_loadu_si256((const __m256i *)(in + 32 * (16 + i)));
+    }
+    transpose16_lanes(top);
+    transpose16_lanes(bottom);
+    // top[k]: byte k of vectors 0–15 (lane 0) and byte 16 + k (lane 1); bottom[k] the same of vectors 16–31.
+    for (int k = 0; k < 16; k++) {
+        _mm256_storeu_si256((__m256i *)(out + 32 * k), _mm256_permute2x128_si256(top[k], bottom[k], 0x20));
+        _mm256_storeu_si256((__m256i *)(out + 32 * (16 + k)), _mm256_permute2x128_si256(top[k], bottom[k], 0x31));
+    }
+}
+
+/// Whole panels (`rows` rows from `panels`, `panel_size` bytes apart) unpacked into runs of 32 bytes per 128 values
+/// of a row, field l of byte i holding the code c' = w + 1 of value 32·l + i at bit `first_shift + step·l`. Each run's
+/// 128 columns are worked out for 32 rows at once (a `vpshufb` per column of a group), then transposed to rows.
+TARGET_AVX2 static ALWAYS_INLINE void unpack_panels(const uint8_t *panels, int64_t panel_size, int64_t columns, int rows, uint8_t *out,
+                                                    int first_shift, int step) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m256i digits[3] = {
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0),
+        _mm256_setr_epi8(0, 0, 1, 1, 1, -1, -1, -1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, -1, -1, -1, 0, 0, 0, 1, 1, 1, 0, 0),
+        _mm256_setr_epi8(0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, 0, 0, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, 0, 0)};
+    const int64_t row_bytes = columns / 4;
+    uint8_t codes[(128 / 3 + 2) * 3 * 32];  // a run's columns, 32 rows each, from its first group's first column
+    uint8_t transposed[4][32 * 32];
+    for (int panel = 0; panel < rows / BITNET_LOOKUP_PANEL_ROWS; panel++) {
+        const uint8_t *source = panels + panel * panel_size;
+        uint8_t *target = out + (int64_t)panel * BITNET_LOOKUP_PANEL_ROWS * row_bytes;
+        for (int64_t run = 0; run < columns / 128; run++) {
+            const int64_t first_group = 128 * run / 3, end_group = (128 * run + 127) / 3 + 1;
+            for (int64_t g = first_group; g < end_group; g++) {
+                const uint8_t *octet = source + (g / 8) * BITNET_LOOKUP_OCTET_BYTES;
+                const int j = (int)(g % 8);
+                const __m256i indices = _mm256_loadu_si256((const __m256i *)(octet + 32 * (j / 2)));
+                const __m256i index = j % 2 ? _mm256_and_si256(_mm256_srli_epi16(indices, 4), nibble) : _mm256_and_si256(indices, nibble);
+                const __m256i sign = _mm256_or_si256(_mm256_slli_epi16(_mm256_loadu_si256((const __m256i *)(octet + 128)), 7 - j), one);
+                for (int k = 0; k < 3; k++)
+                    _mm256_storeu_si256((__m256i *)(codes + 32 * (3 * (g - first_group) + k)),
+                                        _mm256_add_epi8(_mm256_sign_epi8(_mm256_shuffle_epi8(digits[k], index), sign), one));
+            }
+            const uint8_t *run_codes = codes + 32 * (128 * run - 3 * first_group);
+            for (int l = 0; l < 4; l++) transpose32(run_codes + 32 * 32 * l, transposed[l]);
+            for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
+                __m256i fields = _mm256_setzero_si256();
+                for (int l = 0; l < 4; l++)  // codes < 4 shifted by at most 6 stay in their bytes
+                    fields = _mm256_or_si256(fields, _mm256_slli_epi16(_mm256_loadu_si256((const __m256i *)(transposed[l] + 32 * r)), first_shift + step * l));
+                _mm256_storeu_si256((__m256i *)(target + r * row_bytes + 32 * run), fields);
+            }
+        }
+    }
+}
+
+/// ``bitnet_ternary_unpack`` from lookup panels into TQ2_0's order (fields at bits 0, 2, 4, 6), 64 bytes a 256-value
+/// block: the rows the 256-bit prompt tile reads for TQ2_0 and TQ1_0 matrices that have panels.
+TARGET_AVX2 void bitnet_lookup_unpack_fields_avx2(const uint8_t *panels, int64_t panel_size, int64_t blocks, int rows, uint8_t *out) {
+    unpack_panels(panels, panel_size, blocks * 256, rows, out, 0, 2);
+}
+
+/// The same into I2_S's order (fields at bits 6, 4, 2, 0), 32 bytes a 128-value block.
+TARGET_AVX2 void bitnet_lookup_unpack_i2_s_avx2(const uint8_t *panels, int64_t panel_size, int64_t blocks, int rows, uint8_t *out) {
+    unpack_panels(panels, panel_size, blocks * 128, rows, out, 6, -2);
 }
 #endif

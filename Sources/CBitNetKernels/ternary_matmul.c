@@ -130,6 +130,9 @@ typedef struct {
     int64_t tokens;
     float *output;
     float tensor_scale;  // I2_S
+    /// The matrix's lookup panels where the kernel unpacks those (`unpack` then takes whole panels), else NULL.
+    const uint8_t *panels;
+    int64_t panel_size;
     _Atomic int failed;  // a thread found no memory to unpack rows into
 } matmul_job;
 
@@ -172,6 +175,7 @@ int64_t bitnet_ternary_uniform_rows(bitnet_pool *pool, const bitnet_ternary_matr
 }
 
 static float row_scale(const matmul_job *job, int64_t row) {
+    if (job->panels) return bitnet_lookup_row_scale(job->weights, row);
     return job->layout.scale_offset < 0 ? job->tensor_scale : bitnet_half_to_float(block_scale_bits(job, row, 0));
 }
 
@@ -249,7 +253,12 @@ static void matmul_rows(void *context, int64_t begin, int64_t end, int thread) {
         int chunk_rows = (int)(chunk_end - chunk);
         const uint8_t *w = job->weights->data + chunk * job->row_bytes;
         int64_t row_bytes = job->row_bytes;
-        if (unpacked) {
+        if (job->panels) {
+            // Chunks start at multiples of 32 rows and hold whole panels (the grain is a multiple of 32).
+            kernel->unpack(job->panels + chunk / BITNET_LOOKUP_PANEL_ROWS * job->panel_size, job->panel_size, job->blocks, chunk_rows, unpacked);
+            w = unpacked;
+            row_bytes = unpacked_row_bytes;
+        } else if (unpacked) {
             kernel->unpack(w, job->row_bytes, job->blocks, chunk_rows, unpacked);
             w = unpacked;
             row_bytes = unpacked_row_bytes;
@@ -258,7 +267,7 @@ static void matmul_rows(void *context, int64_t begin, int64_t end, int thread) {
         // scale cost 2–6 % of a decode step's GEMV); else checked after the row's first tile, when its bytes are in
         // cache: checked before, the scattered scale reads were the first touch of the weights and stalled.
         const uint8_t *known = job->weights->uniform_rows;
-        for (int i = 0; i < chunk_rows; i++) uniform[i] = known ? known[chunk + i] : -1;
+        for (int i = 0; i < chunk_rows; i++) uniform[i] = job->panels ? 1 : known ? known[chunk + i] : -1;  // panels: one scale a row
         for (int64_t first_token = 0; first_token < job->tokens; first_token += kernel->tile_tokens) {
             int tokens = job->tokens - first_token < kernel->tile_tokens ? (int)(job->tokens - first_token) : kernel->tile_tokens;
             const int8_t *x = job->prepared + first_token * job->prepared_stride;
@@ -330,6 +339,9 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
     if (tokens >= short_rows->tile_tokens && short_rows->tile
         && short_rows->tile_tokens * blocks * short_rows->prepared_block_bytes <= BITNET_SHORT_ROW_ACTIVATION_BYTES)
         kernel = *short_rows;
+    // Where the level reads panels, prompts unpack them too: the stored rows are then read at load only.
+    const int from_panels = weights->lookup_panels && table->lookup.prompt[weights->encoding].tile;
+    if (from_panels) kernel = table->lookup.prompt[weights->encoding];
     matmul_job job = {
         .weights = weights,
         .layout = layout,
@@ -340,6 +352,8 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
         .x_scales = x_scales,
         .tokens = tokens,
         .output = output,
+        .panels = from_panels ? weights->lookup_panels : NULL,
+        .panel_size = from_panels ? bitnet_lookup_panel_bytes(weights->columns) : 0,
     };
     if (layout.scale_offset < 0) memcpy(&job.tensor_scale, weights->data + weights->rows * job.row_bytes, sizeof(float));
 
@@ -365,7 +379,7 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
     // thread waited on its peer's last quarter of the rows at the end of every matmul).
     int64_t grain = weights->rows / (threads * (tokens == 1 ? 16 : 8));
     if (grain < 16) grain = 16;
-    grain = (grain + 3) & ~(int64_t)3;
+    grain = from_panels ? (grain + BITNET_LOOKUP_PANEL_ROWS - 1) / BITNET_LOOKUP_PANEL_ROWS * BITNET_LOOKUP_PANEL_ROWS : (grain + 3) & ~(int64_t)3;
     bitnet_pool_run(pool, weights->rows, grain, matmul_rows, &job);
     free(workspace);
     return atomic_load(&job.failed) ? -1 : 0;

@@ -89,14 +89,13 @@ struct Bench: AsyncParsableCommand {
                                             onFallback: { printError("bitnet: \($0)\n") })
                 let loadSeconds = Self.now() - loadStart
                 let vulkan = model.backend as? VulkanBackend
-                let bytesPerToken = Double(model.bytesReadPerToken)  // a prompt's, once per batch
-                let bytesPerDecodeStep = Double(model.bytesReadPerDecodeStep)  // in the form a decode step reads them
+                let bytesPerToken = Double(model.bytesReadPerToken)
                 // The host's read bandwidth over the file's weights: measured once, whichever backend runs.
                 let bandwidth = measuredBandwidth ?? CPUBackend(threads: threadCount).readBandwidth(of: model.loaded.graph.weights.filter { $0.rows > 1 })
                 measuredBandwidth = bandwidth
                 header = String(format: "%@: %@, %.1f MiB read per decode step; read bandwidth here %.2f GB/s with %d thread(s), roofline %.1f tokens/s",
-                                path, model.configuration.architecture.rawValue, bytesPerDecodeStep / 1_048_576, bandwidth / 1e9, threadCount,
-                                bandwidth / bytesPerDecodeStep)
+                                path, model.configuration.architecture.rawValue, bytesPerToken / 1_048_576, bandwidth / 1e9, threadCount,
+                                bandwidth / bytesPerToken)
                 if !json { printError(header + "\n") }
                 // A decode step at depth d also reads the cache's d + 1 positions and more, each layer's keys and values.
                 let (layers, width) = model.loaded.graph.cacheShape
@@ -119,7 +118,7 @@ struct Bench: AsyncParsableCommand {
                     if generate > 0 {
                         let samples = try (0..<repetitions).map { _ in try Self.decodeSpeed(session, depth: depth, tokens: generate) }
                         // Step i reads positions 0 … depth + 1 + i: on average depth + 1 + (n + 1) / 2 of them.
-                        let bytesPerStep = bytesPerDecodeStep + cacheBytesPerPosition * (Double(depth + 1) + Double(generate + 1) / 2)
+                        let bytesPerStep = bytesPerToken + cacheBytesPerPosition * (Double(depth + 1) + Double(generate + 1) / 2)
                         var result = Result(backend: model.backend.name, test: "tg\(generate)\(suffix)", depth: depth, samples: samples,
                                             gigabytesPerSecond: 0, loadSeconds: loadSeconds, deviceMemoryBytes: vulkan?.deviceMemoryInUse)
                         result.gigabytesPerSecond = bytesPerStep * result.mean / 1e9

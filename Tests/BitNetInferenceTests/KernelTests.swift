@@ -181,12 +181,13 @@ import Testing
         }
     }
 
-    /// Decode steps over lookup panels (5 bits per three weights, ternary_lookup.c) give the stored rows' scalar
-    /// floats to the bit on every level, including the extremes (every weight +1 or −1 against −128 or +127, which
-    /// the panels' byte sums must hold), with columns that are not a multiple of three; levels without lookups read
-    /// the stored rows. Matrices with block scales or rows not a multiple of 32 are refused.
+    /// Matmuls over lookup panels (5 bits per three weights, ternary_lookup.c) give the stored rows' scalar floats to
+    /// the bit on every level: decode steps by lookup, including the extremes (every weight +1 or −1 against −128 or
+    /// +127, which the panels' byte sums must hold), and prompts of 2–9 tokens from the panels unpacked, with columns
+    /// that are not a multiple of three and 1 and 3 threads; levels without lookups read the stored rows. Matrices with
+    /// block scales, code 3 or rows not a multiple of 32 are refused.
     @Test(arguments: [BITNET_TERNARY_TQ2_0, BITNET_TERNARY_TQ1_0, BITNET_TERNARY_I2_S])
-    func decodeByLookupGivesTheStoredRowsFloats(_ encoding: bitnet_ternary_encoding) throws {
+    func lookupPanelsGiveTheStoredRowsFloats(_ encoding: bitnet_ternary_encoding) throws {
         let pools = [nil, bitnet_pool_create(3)]
         defer { bitnet_pool_destroy(pools[1]) }
         let shapes: [(rows: Int, columns: Int)] = [(32, 256), (64, 768), (96, 2560), (32, 6912)] + (encoding == BITNET_TERNARY_I2_S ? [(32, 128), (64, 384)] : [])
@@ -212,20 +213,39 @@ import Testing
                     }
                 }
             }
+            // Prompts, from the panels unpacked per chunk of rows.
+            let matrix = try TernaryCase(encoding, rows: shape.rows, columns: shape.columns, uniform: true, seed: UInt64(index * 7 + 4))
+            let panels = try #require(matrix.lookupPanels(pool: nil))
+            for tokens in [2, 5, 9] {
+                let (x, scales) = Self.activations(tokens: tokens, columns: shape.columns, seed: UInt64(index + tokens))
+                #expect(bitnet_kernels_force("scalar") == 0)
+                let expected = matrix.run(x, scales: scales, tokens: tokens, pool: nil)
+                bitnet_kernels_force(nil)
+                for path in Self.paths {
+                    #expect(bitnet_kernels_force(path) == 0)
+                    defer { bitnet_kernels_force(nil) }
+                    for pool in pools {
+                        let output = matrix.run(x, scales: scales, tokens: tokens, pool: pool, lookupPanels: panels)
+                        #expect(output == expected, "\(encoding) \(shape) \(tokens) tokens \(path) threads \(bitnet_pool_threads(pool))")
+                    }
+                }
+            }
         }
         let turnedOff = ProcessInfo.processInfo.environment["BITNET_DECODE_LOOKUP"] == "0"
         #expect(lookups > 0 || !Self.paths.contains("avx2") || turnedOff, "AVX2 decodes by lookup")
         // The panels are what a lookup level reads: another matrix's panels give that matrix's floats.
         let first = try TernaryCase(encoding, rows: 64, columns: 768, uniform: true, seed: 11)
         let second = try TernaryCase(encoding, rows: 64, columns: 768, uniform: true, seed: 12)
-        let (x, scales) = Self.activations(tokens: 1, columns: 768, seed: 13)
         let secondPanels = try #require(second.lookupPanels(pool: nil))
         for path in Self.paths {
             #expect(bitnet_kernels_force(path) == 0)
             defer { bitnet_kernels_force(nil) }
-            let output = first.run(x, scales: scales, tokens: 1, pool: nil, lookupPanels: secondPanels)
             let expected = bitnet_kernels_decode_by_lookup() != 0 ? second : first
-            #expect(output == expected.run(x, scales: scales, tokens: 1, pool: nil), "\(encoding) \(path): the rows it reads")
+            for tokens in [1, 4] {
+                let (x, scales) = Self.activations(tokens: tokens, columns: 768, seed: 13)
+                let output = first.run(x, scales: scales, tokens: tokens, pool: nil, lookupPanels: secondPanels)
+                #expect(output == expected.run(x, scales: scales, tokens: tokens, pool: nil), "\(encoding) \(path) \(tokens) tokens: the rows it reads")
+            }
         }
         if encoding != BITNET_TERNARY_I2_S {
             let blockScales = try TernaryCase(encoding, rows: 32, columns: 768, uniform: false, seed: 5)
@@ -585,34 +605,33 @@ import Testing
         }
     }
 
-    /// Decode steps, one token at a time, of a model loaded where the level decodes by lookup (rows repacked at load,
-    /// fewer bytes a step) give, on that level, the logits of the model loaded on the scalar level (no repacked rows,
-    /// so the stored rows are read), to the bit.
+    /// A prompt and decode steps of a model loaded where the level reads lookup panels (rows repacked at load) give,
+    /// on that level, the logits of the model loaded on the scalar level (no panels: the stored rows), to the bit.
     @Test(arguments: ["bitnet-gqa-tied-bf16-tq2_0.gguf", "bitnet-gqa-tied-bf16-tq1_0.gguf", "bitnet-chat-tiny"])
-    func decodeStepsByLookupGiveTheStoredRowsLogits(_ fixture: String) throws {
+    func lookupPanelsGiveTheStoredRowsLogits(_ fixture: String) throws {
         let tokens = [1, 17, 5, 42, 9, 3, 28, 11]
-        /// The model loaded on `isa`, and the bytes a decode step on `isa` reads of it, repacked and stored.
-        func load(on isa: String) throws -> (model: BitNetModel, decoded: Int, stored: Int) {
+        /// The model loaded on `isa`, and the bytes a step on `isa` reads of it.
+        func load(on isa: String) throws -> (model: BitNetModel, bytes: Int) {
             #expect(bitnet_kernels_force(isa) == 0)
             defer { bitnet_kernels_force(nil) }
             let model = try BitNetModel(path: Fixtures.path("models/\(fixture)"), backend: .cpu, threads: 2)
-            return (model, model.bytesReadPerDecodeStep, model.bytesReadPerToken)
+            return (model, model.bytesReadPerToken)
         }
-        func decodeSteps(_ model: BitNetModel, on isa: String) throws -> [[Float]] {
+        /// A 5-token prompt's logits at every position, then decode steps.
+        func run(_ model: BitNetModel, on isa: String) throws -> [[Float]] {
             #expect(bitnet_kernels_force(isa) == 0)
             defer { bitnet_kernels_force(nil) }
             let session = try InferenceSession(model: model, contextLength: 32)
-            return try tokens.flatMap { try session.evaluate([$0]) }
+            return try session.evaluate(Array(tokens.prefix(5)), allPositions: true) + tokens.dropFirst(5).flatMap { try session.evaluate([$0]) }
         }
         let stored = try load(on: "scalar")
-        #expect(stored.decoded == stored.stored, "no rows repacked on the scalar level")
         for isa in KernelTests.paths where isa != "scalar" {
             let repacked = try load(on: isa)
-            let lookup = try decodeSteps(repacked.model, on: isa), expected = try decodeSteps(stored.model, on: isa)
+            let lookup = try run(repacked.model, on: isa), expected = try run(stored.model, on: isa)
             #expect(lookup == expected, "\(fixture) on \(isa): \(lookup.count) rows, first differing \(String(describing: Array(zip(lookup, expected)).firstIndex { $0 != $1 }))")
             // Fewer bytes than TQ2_0's and I2_S's rows; about as many as TQ1_0's (more for short rows, by the padding).
             let turnedOff = ProcessInfo.processInfo.environment["BITNET_DECODE_LOOKUP"] == "0"
-            if isa == "avx2" && !turnedOff { #expect(repacked.decoded != repacked.stored, "\(fixture): AVX2 decodes from repacked rows") }
+            if isa == "avx2" && !turnedOff { #expect(repacked.bytes != stored.bytes, "\(fixture): AVX2 reads repacked rows") }
         }
     }
 }
