@@ -48,7 +48,7 @@ enum CPUWeight: Sendable {
 
     /// The weights of `graph`, each in the form the ops that use it read; throws when a weight does not
     /// suit its op (a norm that is not one float32 row, a BitLinear weight that is not ternary, …).
-    /// With `repackingOn`, BitLinear weights are also repacked for decode steps by table lookup.
+    /// With `repackingOn`, BitLinear weights are also repacked into lookup panels.
     static func forGraph(_ graph: ForwardGraph, repackingOn pool: KernelPool? = nil) throws -> [CPUWeight] {
         try graph.mapWeights { tensor, use in
             switch use {

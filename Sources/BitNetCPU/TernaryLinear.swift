@@ -9,10 +9,11 @@ struct TernaryLinear: Sendable {
     let weight: WeightTensor
     /// Which rows have one scale in every block: found on the first kernel matmul, then passed to every other.
     private let uniformRows = UniformRows()
-    /// The rows repacked for decode steps by table lookup, where ``init(_:repackingOn:)`` made them.
+    /// The rows repacked into lookup panels, where ``init(_:repackingOn:)`` made them.
     let lookupPanels: LookupPanels?
 
-    /// With `pool`, also repacks the rows for decode steps by table lookup where the matrix allows it.
+    /// With `pool`, also repacks the rows into lookup panels where the matrix allows it (the stored rows, where
+    /// mapped, are then handed back: see ``LookupPanels``).
     init(_ weight: WeightTensor, repackingOn pool: KernelPool? = nil) {
         precondition(weight.encoding.isTernary, "\(weight.name) is not ternary")
         self.weight = weight

@@ -171,7 +171,7 @@ enum { BITNET_256_DECODE_ROWS = 1 };
 /// 4 × 4 at 6912 columns, where eight tokens' activations leave L1.
 enum { BITNET_SHORT_ROW_ACTIVATION_BYTES = 24 * 1024 };
 
-/// Decode steps by table lookup (ternary_lookup.c): rows a panel, bytes an octet of 8 groups of three columns.
+/// Lookup panels (ternary_lookup.c): rows a panel, bytes an octet of 8 groups of three columns.
 enum { BITNET_LOOKUP_PANEL_ROWS = 32, BITNET_LOOKUP_OCTET_BYTES = 160 };
 
 /// Groups of three columns a lookup panel holds, padded to whole octets.

@@ -81,12 +81,13 @@ typedef struct {
     /// Optional: per row, 1 where all its blocks have the same scale (``bitnet_ternary_uniform_rows``), so a
     /// matmul takes the answer instead of reading every block's scale again. NULL: each matmul checks each row.
     const uint8_t *uniform_rows;
-    /// Optional: the rows repacked by ``bitnet_ternary_lookup_pack``. Where set, a decode step (one token) on a
-    /// level that decodes by lookup (``bitnet_kernels_decode_by_lookup``) reads these instead of `data`.
+    /// Optional: the rows repacked by ``bitnet_ternary_lookup_pack``. Where set, matmuls on a level that decodes by
+    /// lookup (``bitnet_kernels_decode_by_lookup``) read these instead of `data`: decode steps look them up, prompts
+    /// unpack them.
     const uint8_t *lookup_panels;
 } bitnet_ternary_matrix;
 
-/// Bytes of the matrix's rows repacked for decode steps by table lookup (ternary_lookup.c: panels of 32 rows at
+/// Bytes of the matrix's rows repacked for table lookups (ternary_lookup.c: panels of 32 rows at
 /// 5 bits per three weights, then a float scale per row), or 0 where its rows are not a multiple of 32 or its
 /// columns not whole blocks.
 int64_t bitnet_ternary_lookup_bytes(const bitnet_ternary_matrix *weights);
@@ -97,7 +98,7 @@ int64_t bitnet_ternary_lookup_bytes(const bitnet_ternary_matrix *weights);
 /// read the stored rows.
 int bitnet_ternary_lookup_pack(bitnet_pool *pool, const bitnet_ternary_matrix *weights, uint8_t *panels);
 
-/// Whether the calling thread's level reads a decode step's ternary rows from lookup panels where a matrix has them.
+/// Whether the calling thread's level reads ternary rows from lookup panels where a matrix has them.
 int bitnet_kernels_decode_by_lookup(void);
 
 /// Writes `flags[r]` = 1 where all blocks of row r have the same scale bits (every row of I2_S, which has one
