@@ -43,8 +43,9 @@ int bitnet_kernels_decode_by_lookup(void) { return bitnet_kernels_for_level(bitn
 /// The weight of a TQ1_0 byte's code at `power` = 3^j: ⌊3·(3^j·v mod 256) / 256⌋ − 1.
 static inline int8_t tq1_0_weight(uint8_t byte, uint8_t power) { return (int8_t)(((uint8_t)(byte * power) * 3 >> 8) - 1); }
 
-/// Row `row`'s weights (−1, 0, 1) and its scale (stored with memcpy: the panels need no alignment); returns 0 where its blocks' scales differ or a 2-bit field holds the
-/// unused code 3 (the stored rows' tiles read it as +2, which no pattern holds).
+/// Row `row`'s weights (−1, 0, 1) and its scale (stored with memcpy: the panels need no alignment); returns 0 where
+/// its blocks' scales differ or a 2-bit field holds the unused code 3 (the stored rows' tiles read it as +2, which no
+/// pattern holds).
 static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t *codes, uint8_t *scale) {
     const bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
     const int64_t blocks = weights->columns / layout.block_values;
@@ -89,7 +90,7 @@ static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t
 typedef struct {
     const bitnet_ternary_matrix *weights;
     uint8_t *panels;
-    _Atomic int failed;  // a row with block scales, or no memory
+    _Atomic int failed;  // a row with block scales or code 3, or no memory
 } pack_job;
 
 static void pack_panels(void *context, int64_t begin, int64_t end, int thread) {
@@ -109,6 +110,7 @@ static void pack_panels(void *context, int64_t begin, int64_t end, int thread) {
             int64_t row = panel * BITNET_LOOKUP_PANEL_ROWS + r;
             if (!row_weights(job->weights, row, codes + r * columns, scales + sizeof(float) * row)) atomic_store(&job->failed, 1);
         }
+        if (atomic_load(&job->failed)) break;  // the caller discards the panels
         // A row's octet at a time, each byte written once: read-modify-writes of one sign byte made a chain of
         // store-to-load forwards that took most of the packing's time.
         for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
