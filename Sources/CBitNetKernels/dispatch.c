@@ -150,7 +150,7 @@ static void detect_cpu_features(void) {
     if (cpu_has_dotprod()) cpu_level = BITNET_LEVEL_NEON_DOTPROD;
 #endif
     default_level = cpu_level;
-    // BITNET_DECODE_LOOKUP=0 keeps decode steps on the stored rows (no panels made at load: less memory).
+    // BITNET_DECODE_LOOKUP=0 keeps every matmul on the stored rows: no lookup panels are made at load.
     const char *lookup = getenv("BITNET_DECODE_LOOKUP");
     if (lookup && lookup[0] == '0' && lookup[1] == 0)
         for (int level = 0; level < BITNET_LEVEL_COUNT; level++) tables[level].lookup = (bitnet_lookup_kernel){0};
