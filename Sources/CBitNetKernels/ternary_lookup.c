@@ -150,19 +150,18 @@ int bitnet_ternary_lookup_pack(bitnet_pool *pool, const bitnet_ternary_matrix *w
 
 // MARK: - Tables
 
+/// Each pattern index's weights: digit k of index |v| = 9·w0 + 3·w1 + w2 is w_k (indices 14 and 15 are unused, 0).
+/// The tables (a dot of the digits) and the prompts' unpacking (the digits as codes) read this one definition.
+static const int8_t pattern_digits[3][16] = {
+    {0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},
+    {0, 0, 1, 1, 1, -1, -1, -1, 0, 0, 0, 1, 1, 1, 0, 0},
+    {0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, 0, 0},
+};
+
 /// The dot of index i's pattern with (x0, x1, x2), as (a, b) with dot = 30·a + b, b = ((dot + 15) mod 30) − 15.
 void bitnet_lookup_table_scalar(int x0, int x1, int x2, int8_t table[32]) {
     for (int index = 0; index < 16; index++) {
-        int dot = 0;
-        if (index <= 13) {
-            int v = index, digits[3];
-            for (int k = 2; k >= 0; k--) {
-                int digit = v % 3 == 2 ? -1 : v % 3;
-                digits[k] = digit;
-                v = (v - digit) / 3;
-            }
-            dot = digits[0] * x0 + digits[1] * x1 + digits[2] * x2;
-        }
+        int dot = pattern_digits[0][index] * x0 + pattern_digits[1][index] * x1 + pattern_digits[2][index] * x2;
         int b = (dot + 15 + 390) % 30 - 15;
         table[index] = (int8_t)((dot - b) / 30);
         table[16 + index] = (int8_t)b;
@@ -223,12 +222,13 @@ int bitnet_lookup_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights
 /// x's value at `column`, 0 past the last.
 static inline int activation(const int8_t *x, int64_t columns, int64_t column) { return column < columns ? x[column] : 0; }
 
-/// ``bitnet_lookup_table_scalar``'s entries, 16 at a time (the scalar one takes the last, partial groups): each index's digits as sign vectors, the split into a and
-/// b by a multiply-high (⌊u / 30⌋ = ⌊u · 2185 / 2¹⁶⌋ for u < 789, where u = dot + 405 is positive).
+/// ``bitnet_lookup_table_scalar``'s entries, 16 at a time (the scalar one takes the last, partial groups): each
+/// index's digits as sign vectors, the split into a and b by a multiply-high (⌊u / 30⌋ = ⌊u · 2185 / 2¹⁶⌋ for u < 789,
+/// where u = dot + 405 is positive).
 TARGET_AVX2 void bitnet_lookup_tables_avx2(const int8_t *x, int64_t columns, int8_t *tables) {
-    const __m256i d0 = _mm256_setr_epi16(0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0);
-    const __m256i d1 = _mm256_setr_epi16(0, 0, 1, 1, 1, -1, -1, -1, 0, 0, 0, 1, 1, 1, 0, 0);
-    const __m256i d2 = _mm256_setr_epi16(0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, 0, 0);
+    const __m256i d0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)pattern_digits[0]));
+    const __m256i d1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)pattern_digits[1]));
+    const __m256i d2 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)pattern_digits[2]));
     const __m256i offset = _mm256_set1_epi16(405), magic = _mm256_set1_epi16(2185), thirteen = _mm256_set1_epi16(13);
     const __m256i thirty = _mm256_set1_epi16(30);
     const int64_t whole = columns / 3, groups = bitnet_lookup_groups(columns);
@@ -344,10 +344,8 @@ TARGET_AVX2 static ALWAYS_INLINE void transpose32(const uint8_t *in, uint8_t *ou
 TARGET_AVX2 static ALWAYS_INLINE void unpack_panels(const uint8_t *panels, int64_t panel_size, int64_t columns, int rows, uint8_t *out,
                                                     int first_shift, int step) {
     const __m256i nibble = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    const __m256i digits[3] = {
-        _mm256_setr_epi8(0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0),
-        _mm256_setr_epi8(0, 0, 1, 1, 1, -1, -1, -1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, -1, -1, -1, 0, 0, 0, 1, 1, 1, 0, 0),
-        _mm256_setr_epi8(0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, 0, 0, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0, 1, 0, 0)};
+    __m256i digits[3];
+    for (int k = 0; k < 3; k++) digits[k] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)pattern_digits[k]));
     const int64_t row_bytes = columns / 4;
     uint8_t codes[(128 / 3 + 2) * 3 * 32];  // a run's columns, 32 rows each, from its first group's first column
     uint8_t transposed[4][32 * 32];
