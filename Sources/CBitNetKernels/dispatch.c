@@ -43,7 +43,7 @@ static const char *const level_names[BITNET_LEVEL_COUNT] = {"scalar", "avx2", "a
      {NULL, bitnet_rows_f16_avx2, bitnet_rows_bf16_avx2, NULL, NULL},                                               \
      bitnet_dot_q6_k_avx2,                                                                                          \
      bitnet_rows_q6_k_avx2,                                                                                         \
-     {bitnet_lookup_tables_avx2, bitnet_lookup_panel_avx2,                                                        \
+     {bitnet_lookup_pack_panel_avx2, bitnet_lookup_tables_avx2, bitnet_lookup_panel_avx2,                         \
       {{bitnet_fields64_tile_##tile, NULL, 256, bitnet_lookup_unpack_fields_avx2, 64, BITNET_256_PROMPT_ROWS,          \
         BITNET_256_PROMPT_TOKENS},                                                                                  \
        {bitnet_fields64_tile_##tile, NULL, 256, bitnet_lookup_unpack_fields_avx2, 64, BITNET_256_PROMPT_ROWS,          \

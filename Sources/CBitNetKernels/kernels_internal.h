@@ -183,9 +183,14 @@ typedef void (*bitnet_lookup_tables)(const int8_t *x, int64_t columns, int8_t *t
 /// A panel's 32 rows' Σ w·x (signed weights, no correction) over `groups` groups.
 typedef void (*bitnet_lookup_panel_gemv)(const uint8_t *panel, const int8_t *tables, int64_t groups, int32_t sums[32]);
 
+/// Packs panel `panel` of a matrix's stored rows into `out` (its rows' scales aside), with `scratch` of 32 · columns
+/// bytes if it needs it; returns 0 where a 2-bit field holds the unused code 3. Every level writes the same bytes.
+typedef int (*bitnet_lookup_pack_panel)(const bitnet_ternary_matrix *weights, int64_t panel, int8_t *scratch, uint8_t *out);
+
 /// How a level decodes by lookup, and multiplies prompts from the panels (their rows unpacked per chunk for its prompt
 /// tiles, so a matrix's stored rows are read at load only); NULL members where it does not.
 typedef struct {
+    bitnet_lookup_pack_panel pack;    // NULL: packed in plain C
     bitnet_lookup_tables tables;
     bitnet_lookup_panel_gemv gemv;
     bitnet_ternary_kernel prompt[3];  // indexed by bitnet_ternary_encoding; `unpack` takes panels
@@ -272,6 +277,7 @@ void bitnet_i2_s_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int
 void bitnet_fields64_tile_avx2(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_fields64_tile_avxvnni(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 void bitnet_fields64_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
+int bitnet_lookup_pack_panel_avx2(const bitnet_ternary_matrix *, int64_t, int8_t *, uint8_t *);
 void bitnet_lookup_tables_avx2(const int8_t *, int64_t, int8_t *);
 void bitnet_lookup_panel_avx2(const uint8_t *, const int8_t *, int64_t, int32_t[32]);
 void bitnet_lookup_unpack_fields_avx2(const uint8_t *, int64_t, int64_t, int, uint8_t *);

@@ -43,10 +43,25 @@ int bitnet_kernels_decode_by_lookup(void) { return bitnet_kernels_for_level(bitn
 /// The weight of a TQ1_0 byte's code at `power` = 3^j: ⌊3·(3^j·v mod 256) / 256⌋ − 1.
 static inline int8_t tq1_0_weight(uint8_t byte, uint8_t power) { return (int8_t)(((uint8_t)(byte * power) * 3 >> 8) - 1); }
 
-/// Row `row`'s weights (−1, 0, 1) and its scale (stored with memcpy: the panels need no alignment); returns 0 where
-/// its blocks' scales differ or a 2-bit field holds the unused code 3 (the stored rows' tiles read it as +2, which no
-/// pattern holds).
-static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t *codes, uint8_t *scale) {
+/// Row `row`'s scale (stored with memcpy: the panels need no alignment); returns 0 where its blocks' scales differ.
+static int row_scale(const bitnet_ternary_matrix *weights, int64_t row, uint8_t *scale) {
+    const bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
+    const int64_t blocks = weights->columns / layout.block_values;
+    const uint8_t *data = weights->data + row * blocks * layout.block_bytes;
+    if (layout.scale_offset < 0) {
+        memcpy(scale, weights->data + weights->rows * blocks * layout.block_bytes, sizeof(float));
+        return 1;
+    }
+    for (int64_t b = 1; b < blocks; b++)
+        if (memcmp(data + b * layout.block_bytes + layout.scale_offset, data + layout.scale_offset, 2) != 0) return 0;
+    float half = bitnet_half_to_float((uint16_t)(data[layout.scale_offset] | data[layout.scale_offset + 1] << 8));
+    memcpy(scale, &half, sizeof(float));
+    return 1;
+}
+
+/// Row `row`'s weights (−1, 0, 1); returns 0 where a 2-bit field holds the unused code 3 (the stored rows' tiles
+/// read it as +2, which no pattern holds).
+static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t *codes) {
     const bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
     const int64_t blocks = weights->columns / layout.block_values;
     const uint8_t *data = weights->data + row * blocks * layout.block_bytes;
@@ -76,19 +91,43 @@ static int row_weights(const bitnet_ternary_matrix *weights, int64_t row, int8_t
                     for (int lane = 0; lane < 4; lane++)
                         out[128 * half + 32 * lane + i] = (int8_t)(((block[32 * half + i] >> (2 * lane)) & 3) - 1);
         }
-        if (layout.scale_offset >= 0 && memcmp(block + layout.scale_offset, data + layout.scale_offset, 2) != 0) return 0;
     }
-    if (layout.scale_offset < 0) {
-        memcpy(scale, weights->data + weights->rows * blocks * layout.block_bytes, sizeof(float));
-    } else {
-        float half = bitnet_half_to_float((uint16_t)(data[layout.scale_offset] | data[layout.scale_offset + 1] << 8));
-        memcpy(scale, &half, sizeof(float));
+    return 1;
+}
+
+/// ``bitnet_lookup_pack_panel`` in plain C: each row's weights decoded into `scratch`, then each octet a row at a
+/// time, each byte written once (read-modify-writes of one sign byte made a chain of store-to-load forwards that took
+/// most of the packing's time).
+static int pack_panel_scalar(const bitnet_ternary_matrix *weights, int64_t panel, int8_t *scratch, uint8_t *out) {
+    const int64_t columns = weights->columns, groups = bitnet_lookup_groups(columns);
+    for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++)
+        if (!row_weights(weights, panel * BITNET_LOOKUP_PANEL_ROWS + r, scratch + r * columns)) return 0;
+    for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
+        const int8_t *w = scratch + r * columns;
+        for (int64_t o = 0; o < groups / 8; o++) {
+            uint8_t *octet = out + o * BITNET_LOOKUP_OCTET_BYTES;
+            unsigned signs = 0;
+            for (int pair = 0; pair < 4; pair++) {
+                int indices = 0;
+                for (int half = 0; half < 2; half++) {
+                    const int64_t g = 8 * o + 2 * pair + half;
+                    int v = 0;
+                    if (3 * g + 2 < columns) v = 9 * w[3 * g] + 3 * w[3 * g + 1] + w[3 * g + 2];
+                    else for (int64_t column = 3 * g; column < 3 * g + 3; column++) v = 3 * v + (column < columns ? w[column] : 0);
+                    indices |= (v < 0 ? -v : v) << (4 * half);
+                    signs |= (unsigned)(v < 0) << (2 * pair + half);
+                }
+                octet[32 * pair + r] = (uint8_t)indices;
+            }
+            octet[128 + r] = (uint8_t)signs;
+        }
     }
     return 1;
 }
 
 typedef struct {
     const bitnet_ternary_matrix *weights;
+    bitnet_lookup_pack_panel pack;
     uint8_t *panels;
     _Atomic int failed;  // a row with block scales or code 3, or no memory
 } pack_job;
@@ -96,52 +135,29 @@ typedef struct {
 static void pack_panels(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     pack_job *job = context;
-    const int64_t columns = job->weights->columns, groups = bitnet_lookup_groups(columns);
-    const int64_t panel_size = bitnet_lookup_panel_bytes(columns);
+    const int64_t columns = job->weights->columns, panel_size = bitnet_lookup_panel_bytes(columns);
     uint8_t *scales = job->panels + job->weights->rows / BITNET_LOOKUP_PANEL_ROWS * panel_size;
-    int8_t *codes = malloc((size_t)(BITNET_LOOKUP_PANEL_ROWS * columns));
-    if (!codes) {
+    int8_t *scratch = malloc((size_t)(BITNET_LOOKUP_PANEL_ROWS * columns));
+    if (!scratch) {
         atomic_store(&job->failed, 1);
         return;
     }
-    for (int64_t panel = begin; panel < end; panel++) {
-        uint8_t *out = job->panels + panel * panel_size;
+    for (int64_t panel = begin; panel < end && !atomic_load(&job->failed); panel++) {  // the caller discards the panels
         for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
-            int64_t row = panel * BITNET_LOOKUP_PANEL_ROWS + r;
-            if (!row_weights(job->weights, row, codes + r * columns, scales + sizeof(float) * row)) atomic_store(&job->failed, 1);
+            const int64_t row = panel * BITNET_LOOKUP_PANEL_ROWS + r;
+            if (!row_scale(job->weights, row, scales + sizeof(float) * row)) atomic_store(&job->failed, 1);
         }
-        if (atomic_load(&job->failed)) break;  // the caller discards the panels
-        // A row's octet at a time, each byte written once: read-modify-writes of one sign byte made a chain of
-        // store-to-load forwards that took most of the packing's time.
-        for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
-            const int8_t *w = codes + r * columns;
-            for (int64_t o = 0; o < groups / 8; o++) {
-                uint8_t *octet = out + o * BITNET_LOOKUP_OCTET_BYTES;
-                unsigned signs = 0;
-                for (int pair = 0; pair < 4; pair++) {
-                    int indices = 0;
-                    for (int half = 0; half < 2; half++) {
-                        const int64_t g = 8 * o + 2 * pair + half;
-                        int v = 0;
-                        if (3 * g + 2 < columns) v = 9 * w[3 * g] + 3 * w[3 * g + 1] + w[3 * g + 2];
-                        else for (int64_t column = 3 * g; column < 3 * g + 3; column++) v = 3 * v + (column < columns ? w[column] : 0);
-                        indices |= (v < 0 ? -v : v) << (4 * half);
-                        signs |= (unsigned)(v < 0) << (2 * pair + half);
-                    }
-                    octet[32 * pair + r] = (uint8_t)indices;
-                }
-                octet[128 + r] = (uint8_t)signs;
-            }
-        }
+        if (!job->pack(job->weights, panel, scratch, job->panels + panel * panel_size)) atomic_store(&job->failed, 1);
     }
-    free(codes);
+    free(scratch);
 }
 
 int bitnet_ternary_lookup_pack(bitnet_pool *pool, const bitnet_ternary_matrix *weights, uint8_t *panels) {
     if (bitnet_ternary_lookup_bytes(weights) == 0) return -1;
-    pack_job job = {.weights = weights, .panels = panels};
+    const bitnet_lookup_pack_panel pack = bitnet_kernels_for_level(bitnet_level())->lookup.pack;
+    pack_job job = {.weights = weights, .pack = pack ? pack : pack_panel_scalar, .panels = panels};
     atomic_init(&job.failed, 0);
-    // Several panels a task: each task allocates its rows' codes once (32 · columns bytes).
+    // Several panels a task: each task allocates its scratch once (32 · columns bytes).
     const int64_t panel_count = weights->rows / BITNET_LOOKUP_PANEL_ROWS;
     const int64_t grain = panel_count / (4 * bitnet_pool_threads(pool));
     bitnet_pool_run(pool, panel_count, grain < 1 ? 1 : grain, pack_panels, &job);
@@ -218,6 +234,8 @@ int bitnet_lookup_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights
 
 #ifdef BITNET_X86
 #include <immintrin.h>
+
+#include "tq1_0_avx2.h"
 
 /// x's value at `column`, 0 past the last.
 static inline int activation(const int8_t *x, int64_t columns, int64_t column) { return column < columns ? x[column] : 0; }
@@ -322,12 +340,12 @@ TARGET_AVX2 static ALWAYS_INLINE void transpose16_lanes(__m256i x[16]) {
     }
 }
 
-/// `out[r]` = byte r of each of the 32 vectors at `in` (32 bytes apart): a 32 × 32 byte transpose.
-TARGET_AVX2 static ALWAYS_INLINE void transpose32(const uint8_t *in, uint8_t *out) {
+/// `out[r]` = byte r of each of the 32 vectors at `in` (`stride` bytes apart): a 32 × 32 byte transpose.
+TARGET_AVX2 static ALWAYS_INLINE void transpose32(const uint8_t *in, int64_t stride, uint8_t *out) {
     __m256i top[16], bottom[16];
     for (int i = 0; i < 16; i++) {
-        top[i] = _mm256_loadu_si256((const __m256i *)(in + 32 * i));
-        bottom[i] = _mm256_loadu_si256((const __m256i *)(in + 32 * (16 + i)));
+        top[i] = _mm256_loadu_si256((const __m256i *)(in + stride * i));
+        bottom[i] = _mm256_loadu_si256((const __m256i *)(in + stride * (16 + i)));
     }
     transpose16_lanes(top);
     transpose16_lanes(bottom);
@@ -365,7 +383,7 @@ TARGET_AVX2 static ALWAYS_INLINE void unpack_panels(const uint8_t *panels, int64
                                         _mm256_add_epi8(_mm256_sign_epi8(_mm256_shuffle_epi8(digits[k], index), sign), one));
             }
             const uint8_t *run_codes = codes + 32 * (128 * run - 3 * first_group);
-            for (int l = 0; l < 4; l++) transpose32(run_codes + 32 * 32 * l, transposed[l]);
+            for (int l = 0; l < 4; l++) transpose32(run_codes + 32 * 32 * l, 32, transposed[l]);
             for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
                 __m256i fields = _mm256_setzero_si256();
                 for (int l = 0; l < 4; l++)  // codes < 4 shifted by at most 6 stay in their bytes
@@ -385,5 +403,93 @@ TARGET_AVX2 void bitnet_lookup_unpack_fields_avx2(const uint8_t *panels, int64_t
 /// The same into I2_S's order (fields at bits 6, 4, 2, 0), 32 bytes a 128-value block.
 TARGET_AVX2 void bitnet_lookup_unpack_i2_s_avx2(const uint8_t *panels, int64_t panel_size, int64_t blocks, int rows, uint8_t *out) {
     unpack_panels(panels, panel_size, blocks * 128, rows, out, 6, -2);
+}
+
+// MARK: - Packing with AVX2
+
+/// The codes c = w + 1 of columns [first, first + count) (whole blocks) of 32 rows (`row_bytes` apart, from the panel's
+/// first), column c − first's 32 rows at `codes + 32 · (c − first)`: each block's bytes transposed so that a vector
+/// holds 32 rows' byte i, whose fields (or base-3 digits) are columns. Returns the OR of `x & x >> 1 & 0x55` over
+/// the 2-bit fields' bytes: nonzero where a field holds code 3.
+TARGET_AVX2 static ALWAYS_INLINE __m256i block_codes(const bitnet_ternary_matrix *weights, const uint8_t *rows, int64_t row_bytes,
+                                                     int64_t first, int64_t count, uint8_t *codes) {
+    const bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
+    const __m256i three = _mm256_set1_epi8(3), low_bits = _mm256_set1_epi8(0x55);
+    __m256i unused = _mm256_setzero_si256();
+    uint8_t bytes[64 * 32];  // byte i of the block's 32 rows at 32·i
+    for (int64_t column = first; column < first + count; column += layout.block_values) {
+        const uint8_t *block = rows + column / layout.block_values * layout.block_bytes;
+        uint8_t *target = codes + 32 * (column - first);
+        if (weights->encoding == BITNET_TERNARY_TQ1_0) {
+            // Bytes 32 … 51 through a copy: a 32-byte load from byte 32 of the last row's last block would read past
+            // the matrix.
+            uint8_t tail[32 * 32];
+            for (int r = 0; r < 32; r++) memcpy(tail + 32 * r, block + r * row_bytes + 32, 20);
+            transpose32(block, row_bytes, bytes);
+            transpose32(tail, 32, bytes + 32 * 32);
+            // Code j of byte i: values 32j + i, 160 + 16j + i − 32, 240 + 4j + i − 48 (as ``row_weights`` reads them).
+            for (int i = 0; i < 52; i++) {
+                __m256i t = _mm256_loadu_si256((const __m256i *)(bytes + 32 * i));
+                const int64_t base = i < 32 ? i : i < 48 ? 160 + (i - 32) : 240 + (i - 48), step = i < 32 ? 32 : i < 48 ? 16 : 4;
+                for (int j = 0; j < (i < 48 ? 5 : 4); j++) {
+                    _mm256_storeu_si256((__m256i *)(target + 32 * (base + step * j)), tq1_0_digit_avx2(t));
+                    t = _mm256_add_epi8(t, _mm256_add_epi8(t, t));
+                }
+            }
+            continue;
+        }
+        // TQ2_0: field l of byte 32h + i is value 128h + 32l + i, at bit 2l; I2_S: of byte i, value 32l + i, at bit 6 − 2l.
+        const int i2_s = weights->encoding == BITNET_TERNARY_I2_S, count_bytes = i2_s ? 32 : 64;
+        for (int half = 0; half < count_bytes / 32; half++) transpose32(block + 32 * half, row_bytes, bytes + 32 * 32 * half);
+        for (int i = 0; i < count_bytes; i++) {
+            const __m256i t = _mm256_loadu_si256((const __m256i *)(bytes + 32 * i));
+            unused = _mm256_or_si256(unused, _mm256_and_si256(_mm256_and_si256(t, _mm256_srli_epi16(t, 1)), low_bits));
+            for (int l = 0; l < 4; l++) {
+                const int64_t value = 128 * (i / 32) + 32 * l + i % 32;
+                const int shift = i2_s ? 6 - 2 * l : 2 * l;
+                _mm256_storeu_si256((__m256i *)(target + 32 * value), _mm256_and_si256(_mm256_srli_epi16(t, shift), three));
+            }
+        }
+    }
+    return unused;
+}
+
+/// ``bitnet_lookup_pack_panel`` with AVX2, writing ``pack_panel_scalar``'s bytes: 768 columns (32 octets) at a time,
+/// their codes worked out for 32 rows at once (``block_codes``), then each group's v + 13 = 9·c0 + 3·c1 + c2 for 32
+/// rows, whose |v| and sign fill one byte of each row.
+TARGET_AVX2 int bitnet_lookup_pack_panel_avx2(const bitnet_ternary_matrix *weights, int64_t panel, int8_t *scratch, uint8_t *out) {
+    (void)scratch;
+    enum { CHUNK = 768 };
+    const bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
+    const int64_t columns = weights->columns, groups = bitnet_lookup_groups(columns);
+    const int64_t row_bytes = columns / layout.block_values * layout.block_bytes;
+    const uint8_t *rows = weights->data + panel * BITNET_LOOKUP_PANEL_ROWS * row_bytes;
+    const __m256i zero = _mm256_setzero_si256(), thirteen = _mm256_set1_epi8(13);
+    __m256i unused = zero;
+    uint8_t codes[CHUNK * 32];
+    for (int64_t first = 0; first < columns; first += CHUNK) {
+        const int64_t count = columns - first < CHUNK ? columns - first : CHUNK;
+        unused = _mm256_or_si256(unused, block_codes(weights, rows, row_bytes, first, count, codes));
+        memset(codes + 32 * count, 1, (size_t)(32 * (CHUNK - count)));  // columns past the last: weight 0
+        const int64_t octets = (groups - first / 3) / 8 < CHUNK / 24 ? (groups - first / 3) / 8 : CHUNK / 24;
+        for (int64_t o = 0; o < octets; o++) {
+            uint8_t *octet = out + (first / 24 + o) * BITNET_LOOKUP_OCTET_BYTES;
+            __m256i signs = zero, index[2];
+            for (int j = 0; j < 8; j++) {
+                const uint8_t *group = codes + 32 * 3 * (8 * o + j);
+                const __m256i c0 = _mm256_loadu_si256((const __m256i *)group);
+                const __m256i c1 = _mm256_loadu_si256((const __m256i *)(group + 32));
+                const __m256i c2 = _mm256_loadu_si256((const __m256i *)(group + 64));
+                const __m256i t = _mm256_add_epi8(_mm256_add_epi8(c0, _mm256_add_epi8(c0, c0)), c1);
+                const __m256i v = _mm256_sub_epi8(_mm256_add_epi8(_mm256_add_epi8(t, _mm256_add_epi8(t, t)), c2), thirteen);
+                index[j % 2] = _mm256_abs_epi8(v);
+                signs = _mm256_or_si256(signs, _mm256_and_si256(_mm256_cmpgt_epi8(zero, v), _mm256_set1_epi8((char)(1 << j))));
+                if (j % 2)  // |v| ≤ 13: the shift stays in its byte
+                    _mm256_storeu_si256((__m256i *)(octet + 32 * (j / 2)), _mm256_or_si256(index[0], _mm256_slli_epi16(index[1], 4)));
+            }
+            _mm256_storeu_si256((__m256i *)(octet + 128), signs);
+        }
+    }
+    return _mm256_testz_si256(unused, unused);
 }
 #endif

@@ -7,6 +7,8 @@
 #ifdef BITNET_X86
 #include <immintrin.h>
 
+#include "tq1_0_avx2.h"
+
 #define TARGET_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 // MARK: - AVX2 and AVX-VNNI (one source, ternary_x86_256.h)
@@ -166,14 +168,6 @@ void bitnet_prepare_lanes_vnni(int32_t encoding, const int8_t *x, int64_t column
 
 void bitnet_prepare_fields_256(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared) {
     prepare_in_order(field_orders[1][encoding], encoding, x, columns, prepared);
-}
-
-/// Code j of 32 TQ1_0 bytes from t = 3^j·v mod 256 (``tq1_0_digit_vnni``): [t ≥ 86] + [t ≥ 171], each comparison
-/// unsigned through a maximum (AVX2 compares signed bytes only), each true one −1.
-TARGET_AVX2 static ALWAYS_INLINE __m256i tq1_0_digit_avx2(__m256i t) {
-    const __m256i ge86 = _mm256_cmpeq_epi8(_mm256_max_epu8(t, _mm256_set1_epi8(86)), t);
-    const __m256i ge171 = _mm256_cmpeq_epi8(_mm256_max_epu8(t, _mm256_set1_epi8((char)171)), t);
-    return _mm256_sub_epi8(_mm256_sub_epi8(_mm256_setzero_si256(), ge86), ge171);
 }
 
 /// TQ1_0 rows into the 64 bytes a block that ``bitnet_tq1_0_unpack_vnni`` writes, with AVX2: 3^j·v mod 256 by

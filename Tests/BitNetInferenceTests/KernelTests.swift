@@ -199,6 +199,11 @@ import Testing
                     : ([Int8](repeating: every == 1 ? Int8.min : Int8.max, count: shape.columns), [Float(1)])
                 let panels = try #require(matrix.lookupPanels(pool: pools[1]), "\(encoding) \(shape)")
                 #expect(matrix.lookupPanels(pool: nil, fill: 0x5A) == panels, "the same panels on one thread, every byte written")
+                for path in Self.paths {
+                    #expect(bitnet_kernels_force(path) == 0)
+                    defer { bitnet_kernels_force(nil) }
+                    #expect(matrix.lookupPanels(pool: pools[1], fill: 0x5A) == panels, "\(encoding) \(shape) packed by \(path)")
+                }
                 #expect(bitnet_kernels_force("scalar") == 0)
                 let expected = matrix.run(x, scales: scales, tokens: 1, pool: nil)
                 bitnet_kernels_force(nil)
@@ -247,15 +252,17 @@ import Testing
                 #expect(output == expected.run(x, scales: scales, tokens: tokens, pool: nil), "\(encoding) \(path) \(tokens) tokens: the rows it reads")
             }
         }
-        if encoding != BITNET_TERNARY_I2_S {
-            let blockScales = try TernaryCase(encoding, rows: 32, columns: 768, uniform: false, seed: 5)
-            #expect(blockScales.lookupPanels(pool: nil) == nil, "rows with block scales are refused")
-        }
-        #expect(try TernaryCase(encoding, rows: 48, columns: 256, uniform: true, seed: 5).lookupPanels(pool: nil) == nil)
-        if encoding != BITNET_TERNARY_TQ1_0 {
-            var unusedCode = try TernaryCase(encoding, rows: 32, columns: 256, uniform: true, seed: 5)
-            unusedCode.packed[31 * unusedCode.packed.count / 32 + 5] |= 0b0011_0000
-            #expect(unusedCode.lookupPanels(pool: nil) == nil, "a field holding code 3 is refused")
+        // Refused by every level's packing.
+        let blockScales = try TernaryCase(encoding, rows: 32, columns: 768, uniform: false, seed: 5)
+        var unusedCode = try TernaryCase(encoding, rows: 64, columns: 768, uniform: true, seed: 5)
+        unusedCode.packed[unusedCode.packed.count - 70] |= 0b0011_0000  // the last panel's last row
+        let fewRows = try TernaryCase(encoding, rows: 48, columns: 256, uniform: true, seed: 5)
+        for path in Self.paths {
+            #expect(bitnet_kernels_force(path) == 0)
+            defer { bitnet_kernels_force(nil) }
+            if encoding != BITNET_TERNARY_I2_S { #expect(blockScales.lookupPanels(pool: nil) == nil, "\(path): rows with block scales are refused") }
+            #expect(fewRows.lookupPanels(pool: nil) == nil, "\(path): rows not a multiple of 32 are refused")
+            if encoding != BITNET_TERNARY_TQ1_0 { #expect(unusedCode.lookupPanels(pool: pools[1]) == nil, "\(path): a field holding code 3 is refused") }
         }
     }
 
@@ -615,6 +622,9 @@ import Testing
             #expect(bitnet_kernels_force(isa) == 0)
             defer { bitnet_kernels_force(nil) }
             let model = try BitNetModel(path: Fixtures.path("models/\(fixture)"), backend: .cpu, threads: 2)
+            // `bench`'s roofline reads the same regions: the panels where a step reads them.
+            let regions = model.withBytesReadPerToken { $0.reduce(0) { $0 + $1.count } }
+            #expect(regions == model.bytesReadPerToken, "\(fixture) on \(isa): the regions a roofline reads")
             return (model, model.bytesReadPerToken)
         }
         /// A 5-token prompt's logits at every position, then decode steps.
