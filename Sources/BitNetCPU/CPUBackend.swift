@@ -77,7 +77,7 @@ struct CPUModel: BackendModel {
         self.graph = graph
         self.backend = backend
         // Repacked at load where this thread's level decodes by lookup (``bitnet_kernels_decode_by_lookup``): 2B-4T's
-        // 2.1 billion weights take ~0.9 s on 2 Zen 3 cores, besides paging the file in.
+        // 2.1 billion weights take ~0.1 s on 2 Zen 3 cores, besides paging the file in (a load of 0.3 s in all).
         let repacks = backend.arithmetic == .integer && bitnet_kernels_decode_by_lookup() != 0
         weights = try CPUWeight.forGraph(graph, repackingOn: repacks ? backend.pool : nil)
         var frequencies: [RotaryEmbedding: [Float]] = [:]
@@ -88,9 +88,9 @@ struct CPUModel: BackendModel {
         nextMatrix = next.reversed()
     }
 
-    func bytesRead(of weight: WeightID) -> Int? {
-        guard case .ternary(let linear) = weights[weight.index], linear.readsLookupPanels else { return nil }
-        return linear.lookupPanels?.bytes.count
+    func withBytesRead<R>(of weight: WeightID, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
+        guard case .ternary(let linear) = weights[weight.index], linear.readsLookupPanels, let panels = linear.lookupPanels else { return nil }
+        return body(UnsafeRawBufferPointer(panels.bytes))
     }
 
     func makeCacheStorage(slots: Int, capacity: Int, type: KeyValueCacheType) throws -> any KeyValueStorage {
@@ -111,28 +111,19 @@ struct CPUModel: BackendModel {
 }
 
 extension CPUBackend {
-    /// Bytes per second of reading `weights` once on this backend's threads with the widest loads its kernels
+    /// Bytes per second of reading `regions` once on this backend's threads with the widest loads its kernels
     /// use, the best of `passes` (the first also faults a memory map in): the fastest a kernel could stream the
     /// same bytes, a benchmark's bandwidth roofline.
-    public func readBandwidth(of weights: [WeightTensor], passes: Int = 3) -> Double {
-        let total = weights.reduce(0) { $0 + $1.bytes.count }
-        return Self.withRegions(of: weights[...], collected: []) { regions in
-            let bases = regions.map { UnsafeRawPointer($0.baseAddress) }
-            let counts = regions.map(\.count)
-            var best = 0.0
-            for _ in 0..<max(1, passes) {
-                let start = DispatchTime.now().uptimeNanoseconds
-                _ = bitnet_stream_read(pool.pointer, bases, counts, Int64(regions.count))
-                best = max(best, Double(total) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
-            }
-            return best
+    public func readBandwidth(of regions: [UnsafeRawBufferPointer], passes: Int = 3) -> Double {
+        let total = regions.reduce(0) { $0 + $1.count }
+        let bases = regions.map { UnsafeRawPointer($0.baseAddress) }
+        let counts = regions.map(\.count)
+        var best = 0.0
+        for _ in 0..<max(1, passes) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = bitnet_stream_read(pool.pointer, bases, counts, Int64(regions.count))
+            best = max(best, Double(total) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
         }
-    }
-
-    /// `body` with every weight's bytes at once (each `withUnsafeBytes` lasts only for its closure).
-    private static func withRegions<R>(of weights: ArraySlice<WeightTensor>, collected: [UnsafeRawBufferPointer],
-                                       _ body: ([UnsafeRawBufferPointer]) -> R) -> R {
-        guard let first = weights.first else { return body(collected) }
-        return first.bytes.withUnsafeBytes { withRegions(of: weights.dropFirst(), collected: collected + [$0], body) }
+        return best
     }
 }

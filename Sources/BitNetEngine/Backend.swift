@@ -28,13 +28,19 @@ public protocol BackendModel: Sendable {
     /// Throws ``InferenceError`` `nonFiniteResult` where a row holds a non-finite logit. The default computes the
     /// logits and chooses on the host.
     func forwardTopLogits(_ batch: ForwardBatch, storage: any KeyValueStorage, count: Int) throws -> [TopLogits]
-    /// The bytes a forward pass reads of `weight` where the backend reads a form of its own (rows repacked at load),
-    /// else nil: the stored bytes. The default is nil.
-    func bytesRead(of weight: WeightID) -> Int?
+    /// Calls `body` with the bytes a forward pass reads of `weight` where the backend reads a form of its own kept
+    /// in host memory (rows repacked at load), and returns what it returns; nil, without calling it, where the backend
+    /// reads the stored bytes. The default is nil.
+    func withBytesRead<R>(of weight: WeightID, _ body: (UnsafeRawBufferPointer) -> R) -> R?
 }
 
 extension BackendModel {
-    public func bytesRead(of weight: WeightID) -> Int? { nil }
+    public func withBytesRead<R>(of weight: WeightID, _ body: (UnsafeRawBufferPointer) -> R) -> R? { nil }
+
+    /// How many bytes a forward pass reads of `weight`: those of ``withBytesRead(of:_:)``'s form, else the stored ones.
+    public func bytesRead(of weight: WeightID) -> Int {
+        withBytesRead(of: weight) { $0.count } ?? graph[weight].bytes.count
+    }
 
     public func forwardGreedy(_ batch: ForwardBatch, storage: any KeyValueStorage) throws -> [Int] {
         LogitRows.greedyTokens(try finiteLogits(batch, storage: storage), vocabularySize: graph.configuration.vocabularySize)

@@ -59,11 +59,25 @@ public final class BitNetModel: Sendable {
     }
 
     /// Bytes of weights a decode step reads (a prompt, once per batch): every BitLinear weight and the output
-    /// projection, in the form the backend reads them (``BackendModel/bytesRead(of:)``: on the CPU, BitLinear rows
+    /// projection, in the form the backend reads them (``BackendModel/withBytesRead(of:_:)``: on the CPU, BitLinear rows
     /// repacked for table lookups); the embedding lookup reads one row. Divided into a memory bandwidth, the fastest
     /// decode possible.
     public var bytesReadPerToken: Int {
-        matrixWeights.reduce(0) { $0 + (loaded.bytesRead(of: $1) ?? loaded.graph[$1].bytes.count) }
+        matrixWeights.reduce(0) { $0 + loaded.bytesRead(of: $1) }
+    }
+
+    /// Calls `body` with the ``bytesReadPerToken`` bytes a decode step reads, a region a weight, where the backend
+    /// keeps them on the host: the regions a benchmark's bandwidth roofline reads.
+    public func withBytesReadPerToken<R>(_ body: ([UnsafeRawBufferPointer]) -> R) -> R {
+        withRegions(of: matrixWeights.sorted { $0.index < $1.index }[...], collected: [], body)
+    }
+
+    /// `body` with every weight's regions at once (each `withUnsafeBytes` lasts only for its closure).
+    private func withRegions<R>(of weights: ArraySlice<WeightID>, collected: [UnsafeRawBufferPointer],
+                                _ body: ([UnsafeRawBufferPointer]) -> R) -> R {
+        guard let first = weights.first else { return body(collected) }
+        func next(_ region: UnsafeRawBufferPointer) -> R { self.withRegions(of: weights.dropFirst(), collected: collected + [region], body) }
+        return loaded.withBytesRead(of: first, next) ?? loaded.graph[first].bytes.withUnsafeBytes(next)
     }
 
     private var matrixWeights: Set<WeightID> {

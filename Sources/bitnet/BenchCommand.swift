@@ -90,8 +90,9 @@ struct Bench: AsyncParsableCommand {
                 let loadSeconds = Self.now() - loadStart
                 let vulkan = model.backend as? VulkanBackend
                 let bytesPerToken = Double(model.bytesReadPerToken)
-                // The host's read bandwidth over the file's weights: measured once, whichever backend runs.
-                let bandwidth = measuredBandwidth ?? CPUBackend(threads: threadCount).readBandwidth(of: model.loaded.graph.weights.filter { $0.rows > 1 })
+                // The host's read bandwidth over what a decode step reads, in the form the CPU backend reads it
+                // (lookup panels, not the stored rows they were packed from): measured once, whichever backend runs.
+                let bandwidth = measuredBandwidth ?? model.withBytesReadPerToken { CPUBackend(threads: threadCount).readBandwidth(of: $0) }
                 measuredBandwidth = bandwidth
                 header = String(format: "%@: %@, %.1f MiB read per decode step; read bandwidth here %.2f GB/s with %d thread(s), roofline %.1f tokens/s",
                                 path, model.configuration.architecture.rawValue, bytesPerToken / 1_048_576, bandwidth / 1e9, threadCount,
