@@ -340,25 +340,32 @@ TARGET_AVX2 static ALWAYS_INLINE void transpose16_lanes(__m256i x[16]) {
     }
 }
 
-/// `out[r]` = byte r of each of the 32 vectors at `in` (`stride` bytes apart): a 32 × 32 byte transpose.
+/// `out + out_stride · r` = byte r of each of 32 vectors, `top` the first 16 and `bottom` the rest (both overwritten):
+/// a 32 × 32 byte transpose.
+TARGET_AVX2 static ALWAYS_INLINE void transpose32_registers(__m256i top[16], __m256i bottom[16], uint8_t *out, int64_t out_stride) {
+    transpose16_lanes(top);
+    transpose16_lanes(bottom);
+    // top[k]: byte k of vectors 0–15 (lane 0) and byte 16 + k (lane 1); bottom[k] the same of vectors 16–31.
+    for (int k = 0; k < 16; k++) {
+        _mm256_storeu_si256((__m256i *)(out + out_stride * k), _mm256_permute2x128_si256(top[k], bottom[k], 0x20));
+        _mm256_storeu_si256((__m256i *)(out + out_stride * (16 + k)), _mm256_permute2x128_si256(top[k], bottom[k], 0x31));
+    }
+}
+
+/// `out + 32 · r` = byte r of each of the 32 vectors at `in` (`stride` bytes apart).
 TARGET_AVX2 static ALWAYS_INLINE void transpose32(const uint8_t *in, int64_t stride, uint8_t *out) {
     __m256i top[16], bottom[16];
     for (int i = 0; i < 16; i++) {
         top[i] = _mm256_loadu_si256((const __m256i *)(in + stride * i));
         bottom[i] = _mm256_loadu_si256((const __m256i *)(in + stride * (16 + i)));
     }
-    transpose16_lanes(top);
-    transpose16_lanes(bottom);
-    // top[k]: byte k of vectors 0–15 (lane 0) and byte 16 + k (lane 1); bottom[k] the same of vectors 16–31.
-    for (int k = 0; k < 16; k++) {
-        _mm256_storeu_si256((__m256i *)(out + 32 * k), _mm256_permute2x128_si256(top[k], bottom[k], 0x20));
-        _mm256_storeu_si256((__m256i *)(out + 32 * (16 + k)), _mm256_permute2x128_si256(top[k], bottom[k], 0x31));
-    }
+    transpose32_registers(top, bottom, out, 32);
 }
 
 /// Whole panels (`rows` rows from `panels`, `panel_size` bytes apart) unpacked into runs of 32 bytes per 128 values
 /// of a row, field l of byte i holding the code c' = w + 1 of value 32·l + i at bit `first_shift + step·l`. Each run's
-/// 128 columns are worked out for 32 rows at once (a `vpshufb` per column of a group), then transposed to rows.
+/// 128 columns are worked out for 32 rows at once (a `vpshufb` per column of a group), combined into fields while
+/// they are columns (vector i holding byte i of 32 rows), and transposed to rows.
 TARGET_AVX2 static ALWAYS_INLINE void unpack_panels(const uint8_t *panels, int64_t panel_size, int64_t columns, int rows, uint8_t *out,
                                                     int first_shift, int step) {
     const __m256i nibble = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
@@ -366,7 +373,6 @@ TARGET_AVX2 static ALWAYS_INLINE void unpack_panels(const uint8_t *panels, int64
     for (int k = 0; k < 3; k++) digits[k] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)pattern_digits[k]));
     const int64_t row_bytes = columns / 4;
     uint8_t codes[(128 / 3 + 2) * 3 * 32];  // a run's columns, 32 rows each, from its first group's first column
-    uint8_t transposed[4][32 * 32];
     for (int panel = 0; panel < rows / BITNET_LOOKUP_PANEL_ROWS; panel++) {
         const uint8_t *source = panels + panel * panel_size;
         uint8_t *target = out + (int64_t)panel * BITNET_LOOKUP_PANEL_ROWS * row_bytes;
@@ -383,13 +389,14 @@ TARGET_AVX2 static ALWAYS_INLINE void unpack_panels(const uint8_t *panels, int64
                                         _mm256_add_epi8(_mm256_sign_epi8(_mm256_shuffle_epi8(digits[k], index), sign), one));
             }
             const uint8_t *run_codes = codes + 32 * (128 * run - 3 * first_group);
-            for (int l = 0; l < 4; l++) transpose32(run_codes + 32 * 32 * l, 32, transposed[l]);
-            for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) {
-                __m256i fields = _mm256_setzero_si256();
+            __m256i fields[32];
+            for (int i = 0; i < 32; i++) {
+                fields[i] = _mm256_setzero_si256();
                 for (int l = 0; l < 4; l++)  // codes < 4 shifted by at most 6 stay in their bytes
-                    fields = _mm256_or_si256(fields, _mm256_slli_epi16(_mm256_loadu_si256((const __m256i *)(transposed[l] + 32 * r)), first_shift + step * l));
-                _mm256_storeu_si256((__m256i *)(target + r * row_bytes + 32 * run), fields);
+                    fields[i] = _mm256_or_si256(fields[i], _mm256_slli_epi16(_mm256_loadu_si256((const __m256i *)(run_codes + 32 * (32 * l + i))),
+                                                                             first_shift + step * l));
             }
+            transpose32_registers(fields, fields + 16, target + 32 * run, row_bytes);
         }
     }
 }
