@@ -180,15 +180,26 @@ int64_t bitnet_lookup_groups(int64_t columns);
 /// Writes a token's tables: per group, 16 signed bytes a then 16 b, dot = 30·a + b for each pattern index.
 typedef void (*bitnet_lookup_tables)(const int8_t *x, int64_t columns, int8_t *tables);
 
-/// A panel's 32 rows' Σ w·x (signed weights, no correction) over `groups` groups.
-typedef void (*bitnet_lookup_panel_gemv)(const uint8_t *panel, const int8_t *tables, int64_t groups, int32_t sums[32]);
+/// Tokens a lookup pass over a panel takes at most (4 keeps their byte sums, a group's index and sign and the
+/// constants within the 16 registers), and the most tokens a matmul over lookup panels looks up, in passes over each panel while it is in
+/// cache; more are multiplied by the prompt tiles over the panels unpacked a chunk of rows at a time. Measured on the
+/// 2B-4T-shaped TQ2_0 file (2 Zen 3 cores, `bitnet bench -p N`, two alternated rounds), tokens/s looked up against
+/// unpacked: 2 tokens 42 against 22 (the stored rows, without panels: 33–36), 4 tokens 60 against 38, 8 tokens 70–74
+/// against 52, 16 tokens 78–80 against 64–70, 32 tokens 85 against 83, 48 tokens 82–86 against 87–88.
+enum { BITNET_LOOKUP_TOKENS = 4, BITNET_LOOKUP_MAX_TOKENS = 32 };
+
+/// A panel's 32 rows' Σ w·x (signed weights, no correction) over `groups` groups for 1 … ``BITNET_LOOKUP_TOKENS``
+/// tokens, their tables `table_stride` bytes apart.
+typedef void (*bitnet_lookup_panel_gemv)(const uint8_t *panel, const int8_t *tables, int64_t table_stride, int tokens,
+                                         int64_t groups, int32_t sums[][32]);
 
 /// Packs panel `panel` of a matrix's stored rows into `out` (its rows' scales aside), with `scratch` of 32 · columns
 /// bytes if it needs it; returns 0 where a 2-bit field holds the unused code 3. Every level writes the same bytes.
 typedef int (*bitnet_lookup_pack_panel)(const bitnet_ternary_matrix *weights, int64_t panel, int8_t *scratch, uint8_t *out);
 
-/// How a level decodes by lookup, and multiplies prompts from the panels (their rows unpacked per chunk for its prompt
-/// tiles, so a matrix's stored rows are read at load only); NULL members where it does not.
+/// How a level multiplies by lookup (up to ``BITNET_LOOKUP_MAX_TOKENS`` tokens), and longer prompts from the panels
+/// (their rows unpacked per chunk for its prompt tiles, so a matrix's stored rows are read at load only); NULL members
+/// where it does not.
 typedef struct {
     bitnet_lookup_pack_panel pack;    // NULL: packed in plain C
     bitnet_lookup_tables tables;
@@ -213,7 +224,7 @@ typedef struct {
     bitnet_float_rows rows[5];       // the same, BITNET_FLOAT_DECODE_ROWS rows at once; NULL where there is none
     bitnet_q6_k_dot q6_k;            // Q6_K, which takes Q8_K activations instead of `dot`
     bitnet_q6_k_rows q6_k_rows;      // the same, BITNET_FLOAT_DECODE_ROWS rows at once; NULL where there is none
-    bitnet_lookup_kernel lookup;     // decode steps over lookup panels; NULL members where there are none
+    bitnet_lookup_kernel lookup;     // matmuls over lookup panels; NULL members where there are none
 } bitnet_kernel_table;
 
 const bitnet_kernel_table *bitnet_kernels_for_level(int level);
@@ -252,9 +263,11 @@ void bitnet_prepare_tq1_0(int32_t encoding, const int8_t *x, int64_t columns, in
 /// One group's table (``bitnet_lookup_tables``) for activations (x0, x1, x2).
 void bitnet_lookup_table_scalar(int x0, int x1, int x2, int8_t table[32]);
 
-/// A decode step's matmul over `weights->lookup_panels` with `kernel`; returns 0, or -1 without memory for the tables.
+/// A matmul of `tokens` tokens over `weights->lookup_panels` by table lookup with `kernel` (``bitnet_ternary_matmul``'s
+/// arguments); returns 0, or -1 without memory for the tables.
 int bitnet_lookup_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights, const bitnet_lookup_kernel *kernel,
-                         const int8_t *x, float x_scale, float *output);
+                         const int8_t *x, const float *x_scales, int64_t tokens, float *output);
+
 
 #ifdef BITNET_ARM64
 void bitnet_tq2_0_tile_neon(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
@@ -279,7 +292,7 @@ void bitnet_fields64_tile_avxvnni(const uint8_t *, int64_t, const int8_t *, int6
 void bitnet_fields64_tile_avxvnni_evex(const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t, int, int, int32_t *);
 int bitnet_lookup_pack_panel_avx2(const bitnet_ternary_matrix *, int64_t, int8_t *, uint8_t *);
 void bitnet_lookup_tables_avx2(const int8_t *, int64_t, int8_t *);
-void bitnet_lookup_panel_avx2(const uint8_t *, const int8_t *, int64_t, int32_t[32]);
+void bitnet_lookup_panel_avx2(const uint8_t *, const int8_t *, int64_t, int, int64_t, int32_t[][32]);
 void bitnet_lookup_unpack_fields_avx2(const uint8_t *, int64_t, int64_t, int, uint8_t *);
 void bitnet_lookup_unpack_i2_s_avx2(const uint8_t *, int64_t, int64_t, int, uint8_t *);
 void bitnet_prepare_fields_256(int32_t encoding, const int8_t *x, int64_t columns, int8_t *prepared);

@@ -197,35 +197,55 @@ float bitnet_lookup_row_scale(const bitnet_ternary_matrix *weights, int64_t row)
 typedef struct {
     const bitnet_ternary_matrix *weights;
     bitnet_lookup_panel_gemv gemv;
-    const int8_t *tables;
-    float x_scale;
-    float *output;
+    bitnet_lookup_tables make_tables;
+    const int8_t *x;
+    int8_t *tables;  // token t's at 32 · groups · t
+    const float *x_scales;
+    int64_t tokens;
+    float *output;   // token t's rows at rows · t
 } lookup_job;
+
+static void lookup_tables(void *context, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const lookup_job *job = context;
+    const int64_t columns = job->weights->columns, groups = bitnet_lookup_groups(columns);
+    for (int64_t t = begin; t < end; t++) job->make_tables(job->x + columns * t, columns, job->tables + 32 * groups * t);
+}
 
 static void lookup_rows(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const lookup_job *job = context;
-    const int64_t columns = job->weights->columns, size = bitnet_lookup_panel_bytes(columns), groups = bitnet_lookup_groups(columns);
-    const uint8_t *scales = job->weights->lookup_panels + job->weights->rows / BITNET_LOOKUP_PANEL_ROWS * size;
+    const int64_t rows = job->weights->rows, columns = job->weights->columns;
+    const int64_t size = bitnet_lookup_panel_bytes(columns), groups = bitnet_lookup_groups(columns);
+    const uint8_t *scales = job->weights->lookup_panels + rows / BITNET_LOOKUP_PANEL_ROWS * size;
     for (int64_t panel = begin; panel < end; panel++) {
-        int32_t sums[BITNET_LOOKUP_PANEL_ROWS];
         float panel_scales[BITNET_LOOKUP_PANEL_ROWS];
-        job->gemv(job->weights->lookup_panels + panel * size, job->tables, groups, sums);
         memcpy(panel_scales, scales + sizeof(float) * BITNET_LOOKUP_PANEL_ROWS * panel, sizeof panel_scales);
-        // The stored rows' driver computes scale · (Σ c'·x − Σx) / x_scale: the same integer, so the same float (a
-        // loop the compiler vectorizes: a division a row took 3 % of the GEMV's time).
-        float *output = job->output + BITNET_LOOKUP_PANEL_ROWS * panel;
-        for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) output[r] = panel_scales[r] * (float)sums[r] / job->x_scale;
+        // Up to BITNET_LOOKUP_TOKENS tokens a pass, each pass after the first reading the panel from cache.
+        for (int64_t first = 0; first < job->tokens; first += BITNET_LOOKUP_TOKENS) {
+            const int count = job->tokens - first < BITNET_LOOKUP_TOKENS ? (int)(job->tokens - first) : BITNET_LOOKUP_TOKENS;
+            int32_t sums[BITNET_LOOKUP_TOKENS][BITNET_LOOKUP_PANEL_ROWS];
+            job->gemv(job->weights->lookup_panels + panel * size, job->tables + 32 * groups * first, 32 * groups, count, groups, sums);
+            for (int t = 0; t < count; t++) {
+                // The stored rows' driver computes scale · (Σ c'·x − Σx) / x_scale: the same integer, so the same
+                // float (a loop the compiler vectorizes: a division a row took 3 % of the GEMV's time).
+                const float x_scale = job->x_scales[first + t];
+                float *output = job->output + rows * (first + t) + BITNET_LOOKUP_PANEL_ROWS * panel;
+                for (int r = 0; r < BITNET_LOOKUP_PANEL_ROWS; r++) output[r] = panel_scales[r] * (float)sums[t][r] / x_scale;
+            }
+        }
     }
 }
 
 int bitnet_lookup_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weights, const bitnet_lookup_kernel *kernel,
-                         const int8_t *x, float x_scale, float *output) {
+                         const int8_t *x, const float *x_scales, int64_t tokens, float *output) {
     const int64_t groups = bitnet_lookup_groups(weights->columns);
-    int8_t *tables = aligned_alloc(64, (size_t)(32 * groups));
+    int8_t *tables = aligned_alloc(64, (size_t)(32 * groups * tokens));
     if (!tables) return -1;
-    kernel->tables(x, weights->columns, tables);
-    lookup_job job = {weights, kernel->gemv, tables, x_scale, output};
+    lookup_job job = {weights, kernel->gemv, kernel->tables, x, tables, x_scales, tokens, output};
+    // A decode step's one table on this thread: a task on the pool would add a wait for a few microseconds' work.
+    if (tokens == 1) lookup_tables(&job, 0, 1, 0);
+    else bitnet_pool_run(pool, tokens, 1, lookup_tables, &job);
     const int64_t panels = weights->rows / BITNET_LOOKUP_PANEL_ROWS;
     int64_t grain = panels / (bitnet_pool_threads(pool) * 8);
     bitnet_pool_run(pool, panels, grain < 1 ? 1 : grain, lookup_rows, &job);
@@ -274,53 +294,81 @@ static ALWAYS_INLINE void prefetch_octet_ahead(const uint8_t *octet) {
     for (int line = 0; line < 3; line++) __builtin_prefetch(octet + STREAM_PREFETCH_BYTES + 64 * line, 0, 3);
 }
 
-/// 32 rows' Σ w·x over `groups` groups (a multiple of 8): 8 groups' a and b summed in bytes per octet, widened to
-/// 30·a + b in 16 bits, and to 32 bits every 8 octets (at most 8 · 8 · 384 = 24,576 in 16 bits).
-TARGET_AVX2 void bitnet_lookup_panel_avx2(const uint8_t *panel, const int8_t *tables, int64_t groups, int32_t sums[32]) {
+/// 32 rows' Σ w·x for T tokens (tables `table_stride` bytes apart) over `groups` groups (a multiple of 8): each group's
+/// indices and signs worked out once for the T tokens; per token, 8 groups' a and b summed in bytes per octet, widened
+/// to 30·a + b in 16 bits, and to 32 bits every 8 octets (at most 8 · 8 · 384 = 24,576 in 16 bits).
+TARGET_AVX2 static ALWAYS_INLINE void lookup_panel_tokens(const uint8_t *panel, const int8_t *tables, int64_t table_stride,
+                                                          int64_t groups, const int T, int32_t sums[][32]) {
     const __m256i nibble = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1), coefficients = _mm256_set1_epi16(30 << 8 | 1);
-    __m256i total[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i total[BITNET_LOOKUP_TOKENS][4];
+    for (int t = 0; t < T; t++) for (int k = 0; k < 4; k++) total[t][k] = _mm256_setzero_si256();
     const int64_t octets = groups / 8;
     for (int64_t first = 0; first < octets; first += 8) {
         const int64_t last = first + 8 < octets ? first + 8 : octets;
-        __m256i low = _mm256_setzero_si256(), high = _mm256_setzero_si256();  // rows 0–7, 16–23 | 8–15, 24–31
+        __m256i low[BITNET_LOOKUP_TOKENS], high[BITNET_LOOKUP_TOKENS];  // rows 0–7, 16–23 | 8–15, 24–31
+        for (int t = 0; t < T; t++) low[t] = high[t] = _mm256_setzero_si256();
         for (int64_t o = first; o < last; o++) {
             const uint8_t *octet = panel + o * BITNET_LOOKUP_OCTET_BYTES;
             prefetch_octet_ahead(octet);
             const __m256i signs = _mm256_loadu_si256((const __m256i *)(octet + 128));
-            __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
+            __m256i a[BITNET_LOOKUP_TOKENS], b[BITNET_LOOKUP_TOKENS];
+            for (int t = 0; t < T; t++) a[t] = b[t] = _mm256_setzero_si256();
+            // Unrolled, so each group's shifts are constants (left to itself, clang kept a loop over the pairs, and
+            // one token's pass read 20 % slower).
+#pragma clang loop unroll(full)
             for (int pair = 0; pair < 4; pair++) {
                 const __m256i indices = _mm256_loadu_si256((const __m256i *)(octet + 32 * pair));
+#pragma clang loop unroll(full)
                 for (int half = 0; half < 2; half++) {
                     const int j = 2 * pair + half;
-                    const int8_t *table = tables + 32 * (8 * o + j);
                     const __m256i index = half ? _mm256_and_si256(_mm256_srli_epi16(indices, 4), nibble) : _mm256_and_si256(indices, nibble);
                     // Bit j of each byte to its top (the shift crosses into the byte above only below bit 7), and
                     // never 0, so vpsignb keeps or negates.
                     const __m256i sign = _mm256_or_si256(_mm256_slli_epi16(signs, 7 - j), one);
-                    const __m256i table_a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)table));
-                    const __m256i table_b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(table + 16)));
-                    a = _mm256_add_epi8(a, _mm256_sign_epi8(_mm256_shuffle_epi8(table_a, index), sign));
-                    b = _mm256_add_epi8(b, _mm256_sign_epi8(_mm256_shuffle_epi8(table_b, index), sign));
+                    for (int t = 0; t < T; t++) {
+                        const int8_t *table = tables + table_stride * t + 32 * (8 * o + j);
+                        const __m256i table_a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)table));
+                        const __m256i table_b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(table + 16)));
+                        a[t] = _mm256_add_epi8(a[t], _mm256_sign_epi8(_mm256_shuffle_epi8(table_a, index), sign));
+                        b[t] = _mm256_add_epi8(b[t], _mm256_sign_epi8(_mm256_shuffle_epi8(table_b, index), sign));
+                    }
                 }
             }
-            low = _mm256_add_epi16(low, _mm256_maddubs_epi16(coefficients, _mm256_unpacklo_epi8(b, a)));
-            high = _mm256_add_epi16(high, _mm256_maddubs_epi16(coefficients, _mm256_unpackhi_epi8(b, a)));
-        }
-        total[0] = _mm256_add_epi32(total[0], _mm256_srai_epi32(_mm256_slli_epi32(low, 16), 16));
-        total[1] = _mm256_add_epi32(total[1], _mm256_srai_epi32(low, 16));
-        total[2] = _mm256_add_epi32(total[2], _mm256_srai_epi32(_mm256_slli_epi32(high, 16), 16));
-        total[3] = _mm256_add_epi32(total[3], _mm256_srai_epi32(high, 16));
-    }
-    // total[0] and [1]: the even and odd rows of 0–7 (lanes 0–3) and 16–23 (lanes 4–7); [2] and [3]: 8–15, 24–31.
-    int32_t lanes[4][8];
-    for (int k = 0; k < 4; k++) _mm256_storeu_si256((__m256i *)lanes[k], total[k]);
-    for (int q = 0; q < 4; q++)
-        for (int parity = 0; parity < 2; parity++)
-            for (int k = 0; k < 2; k++) {
-                sums[8 * k + 2 * q + parity] = lanes[2 * k + parity][q];
-                sums[16 + 8 * k + 2 * q + parity] = lanes[2 * k + parity][4 + q];
+            for (int t = 0; t < T; t++) {
+                low[t] = _mm256_add_epi16(low[t], _mm256_maddubs_epi16(coefficients, _mm256_unpacklo_epi8(b[t], a[t])));
+                high[t] = _mm256_add_epi16(high[t], _mm256_maddubs_epi16(coefficients, _mm256_unpackhi_epi8(b[t], a[t])));
             }
+        }
+        for (int t = 0; t < T; t++) {
+            total[t][0] = _mm256_add_epi32(total[t][0], _mm256_srai_epi32(_mm256_slli_epi32(low[t], 16), 16));
+            total[t][1] = _mm256_add_epi32(total[t][1], _mm256_srai_epi32(low[t], 16));
+            total[t][2] = _mm256_add_epi32(total[t][2], _mm256_srai_epi32(_mm256_slli_epi32(high[t], 16), 16));
+            total[t][3] = _mm256_add_epi32(total[t][3], _mm256_srai_epi32(high[t], 16));
+        }
+    }
+    // total[t][0] and [1]: the even and odd rows of 0–7 (lanes 0–3) and 16–23 (lanes 4–7); [2] and [3]: 8–15, 24–31.
+    for (int t = 0; t < T; t++) {
+        int32_t lanes[4][8];
+        for (int k = 0; k < 4; k++) _mm256_storeu_si256((__m256i *)lanes[k], total[t][k]);
+        for (int q = 0; q < 4; q++)
+            for (int parity = 0; parity < 2; parity++)
+                for (int k = 0; k < 2; k++) {
+                    sums[t][8 * k + 2 * q + parity] = lanes[2 * k + parity][q];
+                    sums[t][16 + 8 * k + 2 * q + parity] = lanes[2 * k + parity][4 + q];
+                }
+    }
 }
+
+TARGET_AVX2 void bitnet_lookup_panel_avx2(const uint8_t *panel, const int8_t *tables, int64_t table_stride, int tokens,
+                                          int64_t groups, int32_t sums[][32]) {
+    switch (tokens) {
+    case 1: lookup_panel_tokens(panel, tables, table_stride, groups, 1, sums); break;
+    case 2: lookup_panel_tokens(panel, tables, table_stride, groups, 2, sums); break;
+    case 3: lookup_panel_tokens(panel, tables, table_stride, groups, 3, sums); break;
+    default: lookup_panel_tokens(panel, tables, table_stride, groups, 4, sums); break;
+    }
+}
+
 /// The 16 × 16 byte transposes of `x`'s two lanes: rows 0–15 in, columns out (lane 0 columns 0–15, lane 1 16–31).
 TARGET_AVX2 static ALWAYS_INLINE void transpose16_lanes(__m256i x[16]) {
     __m256i a[16], b[16];

@@ -332,8 +332,8 @@ int bitnet_ternary_matmul(bitnet_pool *pool, const bitnet_ternary_matrix *weight
     bitnet_ternary_layout layout = bitnet_ternary_layout_of(weights->encoding);
     int64_t blocks = weights->columns / layout.block_values;
     const bitnet_kernel_table *table = bitnet_kernels_for_level(bitnet_level());
-    if (tokens == 1 && weights->lookup_panels && table->lookup.gemv)
-        return bitnet_lookup_matmul(pool, weights, &table->lookup, x, x_scales[0], output);
+    if (tokens <= BITNET_LOOKUP_MAX_TOKENS && weights->lookup_panels && table->lookup.gemv)
+        return bitnet_lookup_matmul(pool, weights, &table->lookup, x, x_scales, tokens, output);
     bitnet_ternary_kernel kernel = tokens == 1 ? table->decode[weights->encoding] : table->prompt[weights->encoding];
     const bitnet_ternary_kernel *short_rows = &table->short_prompt[weights->encoding];
     if (tokens >= short_rows->tile_tokens && short_rows->tile

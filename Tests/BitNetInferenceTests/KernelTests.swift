@@ -218,10 +218,10 @@ import Testing
                     }
                 }
             }
-            // Prompts, from the panels unpacked per chunk of rows.
+            // Batches looked up (up to 32 tokens, 4 a pass) and prompts from the panels unpacked per chunk of rows.
             let matrix = try TernaryCase(encoding, rows: shape.rows, columns: shape.columns, uniform: true, seed: UInt64(index * 7 + 4))
             let panels = try #require(matrix.lookupPanels(pool: nil))
-            for tokens in [2, 5, 9] {
+            for tokens in [2, 5, 9, 32, 33] {
                 let (x, scales) = Self.activations(tokens: tokens, columns: shape.columns, seed: UInt64(index + tokens))
                 #expect(bitnet_kernels_force("scalar") == 0)
                 let expected = matrix.run(x, scales: scales, tokens: tokens, pool: nil)
@@ -246,7 +246,7 @@ import Testing
             #expect(bitnet_kernels_force(path) == 0)
             defer { bitnet_kernels_force(nil) }
             let expected = bitnet_kernels_decode_by_lookup() != 0 ? second : first
-            for tokens in [1, 4] {
+            for tokens in [1, 4, 40] {
                 let (x, scales) = Self.activations(tokens: tokens, columns: 768, seed: 13)
                 let output = first.run(x, scales: scales, tokens: tokens, pool: nil, lookupPanels: secondPanels)
                 #expect(output == expected.run(x, scales: scales, tokens: tokens, pool: nil), "\(encoding) \(path) \(tokens) tokens: the rows it reads")

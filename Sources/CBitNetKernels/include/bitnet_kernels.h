@@ -82,8 +82,8 @@ typedef struct {
     /// matmul takes the answer instead of reading every block's scale again. NULL: each matmul checks each row.
     const uint8_t *uniform_rows;
     /// Optional: the rows repacked by ``bitnet_ternary_lookup_pack``. Where set, matmuls on a level that decodes by
-    /// lookup (``bitnet_kernels_decode_by_lookup``) read these instead of `data`: decode steps look them up, prompts
-    /// unpack them.
+    /// lookup (``bitnet_kernels_decode_by_lookup``) read these instead of `data`: decode steps and batches of up to 32
+    /// tokens look them up, longer prompts unpack them.
     const uint8_t *lookup_panels;
 } bitnet_ternary_matrix;
 
