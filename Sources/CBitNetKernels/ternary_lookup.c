@@ -18,7 +18,7 @@
 //
 // Prompts read the panels too, unpacked a chunk of rows at a time (`unpack_panels`) into the rows the prompt tiles
 // read, so once a matrix is packed its stored rows are never read again: 2–4 % of a 128-token prompt's matmul on one
-// Zen 3 core (0.033–0.06 ns a weight). Packing, with AVX2, takes 0.035–0.05 ns a weight on 2 Zen 3 cores, where the
+// Zen 3 core (0.033–0.06 ns a weight). Packing, with AVX2, takes 0.025–0.05 ns a weight on 2 Zen 3 cores, where the
 // plain C packing takes 0.45–0.6.
 #include "kernels_internal.h"
 
