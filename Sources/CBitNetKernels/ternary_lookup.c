@@ -16,9 +16,10 @@
 // not committed): 17–20 GB/s on one core from L2 where TQ1_0's digit tile reads 7.4, and 28–31 GB/s on two from
 // memory (a plain read: 25–36).
 //
-// Prompts read the panels too, unpacked a chunk of rows at a time (`unpack_panels`) into the rows the prompt tiles
-// read, so once a matrix is packed its stored rows are never read again: 2–4 % of a 128-token prompt's matmul on one
-// Zen 3 core (0.033–0.06 ns a weight). Packing, with AVX2, takes 0.025–0.05 ns a weight on 2 Zen 3 cores, where the
+// Batches of up to 32 tokens look the panels up too, 4 tokens a pass over each panel. Longer prompts read the panels
+// unpacked a chunk of rows at a time (`unpack_panels`) into the rows the prompt tiles read, so once a matrix is packed
+// its stored rows are never read again: 2–4 % of a 128-token prompt's matmul on one Zen 3 core (0.033–0.06 ns a
+// weight). Packing, with AVX2, takes 0.025–0.05 ns a weight on 2 Zen 3 cores, where the
 // plain C packing takes 0.45–0.6.
 #include "kernels_internal.h"
 
@@ -138,8 +139,9 @@ static void pack_panels(void *context, int64_t begin, int64_t end, int thread) {
     pack_job *job = context;
     const int64_t columns = job->weights->columns, panel_size = bitnet_lookup_panel_bytes(columns);
     uint8_t *scales = job->panels + job->weights->rows / BITNET_LOOKUP_PANEL_ROWS * panel_size;
-    int8_t *scratch = malloc((size_t)(BITNET_LOOKUP_PANEL_ROWS * columns));
-    if (!scratch) {
+    // Only the C packing decodes rows into scratch first.
+    int8_t *scratch = job->pack == pack_panel_scalar ? malloc((size_t)(BITNET_LOOKUP_PANEL_ROWS * columns)) : NULL;
+    if (job->pack == pack_panel_scalar && !scratch) {
         atomic_store(&job->failed, 1);
         return;
     }
@@ -481,7 +483,7 @@ TARGET_AVX2 static ALWAYS_INLINE __m256i block_codes(const bitnet_ternary_matrix
         if (weights->encoding == BITNET_TERNARY_TQ1_0) {
             // Bytes 32 … 51 through a copy: a 32-byte load from byte 32 of the last row's last block would read past
             // the matrix.
-            uint8_t tail[32 * 32];
+            uint8_t tail[32 * 32] = {0};  // bytes 20–31 of each row are transposed and never read
             for (int r = 0; r < 32; r++) memcpy(tail + 32 * r, block + r * row_bytes + 32, 20);
             transpose32(block, row_bytes, bytes);
             transpose32(tail, 32, bytes + 32 * 32);

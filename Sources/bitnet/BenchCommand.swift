@@ -90,8 +90,9 @@ struct Bench: AsyncParsableCommand {
                 let loadSeconds = Self.now() - loadStart
                 let vulkan = model.backend as? VulkanBackend
                 let bytesPerToken = Double(model.bytesReadPerToken)
-                // The host's read bandwidth over what a decode step reads, in the form the CPU backend reads it
-                // (lookup panels, not the stored rows they were packed from): measured once, whichever backend runs.
+                // The host's read bandwidth over what a decode step reads, in the form the first backend keeps on the
+                // host (the CPU's lookup panels, not the stored rows they were packed from; Vulkan's stored rows):
+                // measured once, whichever backend runs.
                 let bandwidth = measuredBandwidth ?? model.withBytesReadPerToken { CPUBackend(threads: threadCount).readBandwidth(of: $0) }
                 measuredBandwidth = bandwidth
                 header = String(format: "%@: %@, %.1f MiB read per decode step; read bandwidth here %.2f GB/s with %d thread(s), roofline %.1f tokens/s",

@@ -183,8 +183,9 @@ import Testing
 
     /// Matmuls over lookup panels (5 bits per three weights, ternary_lookup.c) give the stored rows' scalar floats to
     /// the bit on every level: decode steps by lookup, including the extremes (every weight +1 or −1 against −128 or
-    /// +127, which the panels' byte sums must hold), and prompts of 2–9 tokens from the panels unpacked, with columns
-    /// that are not a multiple of three and 1 and 3 threads; levels without lookups read the stored rows. Matrices with
+    /// +127, which the panels' byte sums must hold), batches of 2–32 tokens by lookup (passes of 4 tokens and the last
+    /// 1, 2 or 3), and prompts of 33 tokens from the panels unpacked, with columns that are not a multiple of three and
+    /// 1 and 3 threads; levels without lookups read the stored rows. Matrices with
     /// block scales, code 3 or rows not a multiple of 32 are refused.
     @Test(arguments: [BITNET_TERNARY_TQ2_0, BITNET_TERNARY_TQ1_0, BITNET_TERNARY_I2_S])
     func lookupPanelsGiveTheStoredRowsFloats(_ encoding: bitnet_ternary_encoding) throws {
@@ -221,7 +222,7 @@ import Testing
             // Batches looked up (up to 32 tokens, 4 a pass) and prompts from the panels unpacked per chunk of rows.
             let matrix = try TernaryCase(encoding, rows: shape.rows, columns: shape.columns, uniform: true, seed: UInt64(index * 7 + 4))
             let panels = try #require(matrix.lookupPanels(pool: nil))
-            for tokens in [2, 5, 9, 32, 33] {
+            for tokens in [2, 3, 5, 7, 32, 33] {
                 let (x, scales) = Self.activations(tokens: tokens, columns: shape.columns, seed: UInt64(index + tokens))
                 #expect(bitnet_kernels_force("scalar") == 0)
                 let expected = matrix.run(x, scales: scales, tokens: tokens, pool: nil)
