@@ -19,8 +19,8 @@
 // Batches of up to 32 tokens look the panels up too, 4 tokens a pass over each panel. Longer prompts read the panels
 // unpacked a chunk of rows at a time (`unpack_panels`) into the rows the prompt tiles read, so once a matrix is packed
 // its stored rows are never read again: 2–4 % of a 128-token prompt's matmul on one Zen 3 core (0.033–0.06 ns a
-// weight). Packing, with AVX2, takes 0.025–0.05 ns a weight on 2 Zen 3 cores, where the
-// plain C packing takes 0.45–0.6.
+// weight). Packing, with AVX2, takes 0.025–0.05 ns a weight on 2 Zen 3 cores, where the plain C packing takes
+// 0.45–0.6.
 #include "kernels_internal.h"
 
 #include <stdatomic.h>
@@ -160,7 +160,7 @@ int bitnet_ternary_lookup_pack(bitnet_pool *pool, const bitnet_ternary_matrix *w
     const bitnet_lookup_pack_panel pack = bitnet_kernels_for_level(bitnet_level())->lookup.pack;
     pack_job job = {.weights = weights, .pack = pack ? pack : pack_panel_scalar, .panels = panels};
     atomic_init(&job.failed, 0);
-    // Several panels a task: each task allocates its scratch once (32 · columns bytes).
+    // Several panels a task: the C packing's tasks each allocate their scratch once (32 · columns bytes).
     const int64_t panel_count = weights->rows / BITNET_LOOKUP_PANEL_ROWS;
     const int64_t grain = panel_count / (4 * bitnet_pool_threads(pool));
     bitnet_pool_run(pool, panel_count, grain < 1 ? 1 : grain, pack_panels, &job);
