@@ -89,8 +89,8 @@ struct CPUModel: BackendModel {
     }
 
     func withBytesRead<R>(of weight: WeightID, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
-        guard case .ternary(let linear) = weights[weight.index], linear.readsLookupPanels, let panels = linear.lookupPanels else { return nil }
-        return body(UnsafeRawBufferPointer(panels.bytes))
+        guard case .ternary(let linear) = weights[weight.index], linear.readsLookupPanels else { return nil }
+        return linear.withBytesRead(body)
     }
 
     func makeCacheStorage(slots: Int, capacity: Int, type: KeyValueCacheType) throws -> any KeyValueStorage {

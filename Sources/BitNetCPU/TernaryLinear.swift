@@ -136,8 +136,8 @@ private final class UniformRows: @unchecked Sendable {
 }
 
 extension TernaryLinear {
-    /// Whether matmuls on the calling thread's level read the lookup panels (decode steps by lookup, prompts from the
-    /// panels unpacked) rather than the stored rows.
+    /// Whether matmuls on the calling thread's level read the lookup panels (up to 32 tokens by lookup, longer prompts
+    /// from the panels unpacked) rather than the stored rows.
     var readsLookupPanels: Bool { lookupPanels != nil && bitnet_kernels_decode_by_lookup() != 0 }
 
     /// The bytes a matmul reads: the lookup panels where it reads them, else the stored rows.
@@ -148,9 +148,9 @@ extension TernaryLinear {
 }
 
 /// A ternary matrix's rows repacked once for table lookups (``bitnet_ternary_lookup_pack``: panels of 32 rows at 5
-/// bits per three weights), owned here and shared by the copies of a ``TernaryLinear``. Decode steps look up the
-/// panels and prompts unpack them, so the stored rows, read once here, are handed back to the system where they are
-/// mapped from the file: the weights are not kept twice.
+/// bits per three weights), owned here and shared by the copies of a ``TernaryLinear``. Decode steps and batches look
+/// the panels up and longer prompts unpack them, so the stored rows, read once here, are handed back to the system
+/// where they are mapped from the file: the weights are not kept twice.
 final class LookupPanels: Sendable {
     nonisolated(unsafe) let bytes: UnsafeMutableRawBufferPointer
 

@@ -185,8 +185,9 @@ static inline float dot_f16_avx2(const uint16_t *w, const float *x, int64_t n, i
 __attribute__((target("avx2,fma,f16c")))
 float bitnet_dot_f16_avx2(const void *weights, const float *x, int64_t n) { return dot_f16_avx2(weights, x, n, 0); }
 
-/// How far ahead of its loads each row of the f16 and bf16 decode kernels asks for its bytes, into L1.
-enum { FLOAT_ROW_PREFETCH_BYTES = 512 };
+/// How far ahead of its loads each row of the AVX-512 f16 and the bf16 decode kernels asks for its bytes, into L1,
+/// and each row of the AVX2 f16 one, which reads one row at a time.
+enum { FLOAT_ROW_PREFETCH_BYTES = 512, F16_STREAM_PREFETCH_BYTES = 1024 };
 
 /// bitnet_dot_f16_avx2 for ``BITNET_FLOAT_DECODE_ROWS`` weight rows, operation for operation, one row after another so
 /// a thread reads one stream, asking for its lines 1 KiB ahead. Measured on a decode step's 128256 × 2560 output
@@ -198,7 +199,7 @@ __attribute__((target("avx2,fma,f16c")))
 void bitnet_rows_f16_avx2(const void *weights, size_t row_bytes, const float *x, int64_t n,
                           float out[BITNET_FLOAT_DECODE_ROWS]) {
     for (int r = 0; r < BITNET_FLOAT_DECODE_ROWS; r++)
-        out[r] = dot_f16_avx2((const uint16_t *)((const uint8_t *)weights + r * row_bytes), x, n, 1024);
+        out[r] = dot_f16_avx2((const uint16_t *)((const uint8_t *)weights + r * row_bytes), x, n, F16_STREAM_PREFETCH_BYTES);
 }
 
 /// bitnet_dot_f16_avx2 for four tokens, operation for operation, with each weight vector converted once.
@@ -278,7 +279,7 @@ float bitnet_dot_bf16_avx2(const void *weights, const float *x, int64_t n) {
 }
 
 /// bitnet_dot_bf16_avx2 for ``BITNET_FLOAT_DECODE_ROWS`` weight rows (one accumulator each), operation for
-/// operation; each row asks for its bytes `FLOAT_ROW_PREFETCH_BYTES` ahead as it goes, as the f16 ones do.
+/// operation; each row asks for its bytes `FLOAT_ROW_PREFETCH_BYTES` ahead as it goes, as the AVX-512 f16 ones do.
 __attribute__((target("avx2,fma")))
 void bitnet_rows_bf16_avx2(const void *weights, size_t row_bytes, const float *x, int64_t n,
                            float out[BITNET_FLOAT_DECODE_ROWS]) {

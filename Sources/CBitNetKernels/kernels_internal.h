@@ -181,8 +181,8 @@ int64_t bitnet_lookup_groups(int64_t columns);
 typedef void (*bitnet_lookup_tables)(const int8_t *x, int64_t columns, int8_t *tables);
 
 /// Tokens a lookup pass over a panel takes at most (4: their byte sums, a group's index and sign and the constants take
-/// 14 of the 16 registers; their 16-bit sums wait in memory), and the most tokens a matmul over lookup panels looks up, in passes over each panel while it is in
-/// cache; more are multiplied by the prompt tiles over the panels unpacked a chunk of rows at a time. Measured on the
+/// 14 of the 16 registers; their 16-bit sums wait in memory), and the most tokens a matmul over lookup panels looks
+/// up, in passes over each panel while it is in cache; more are multiplied by the prompt tiles over the panels unpacked a chunk of rows at a time. Measured on the
 /// 2B-4T-shaped TQ2_0 file (2 Zen 3 cores, `bitnet bench -p N`, two alternated rounds), tokens/s looked up against
 /// unpacked: 2 tokens 42 against 22 (the stored rows, without panels: 33–36), 4 tokens 60 against 38, 8 tokens 70–74
 /// against 52, 16 tokens 78–80 against 64–70, 32 tokens 85 against 83, 48 tokens 82–86 against 87–88.

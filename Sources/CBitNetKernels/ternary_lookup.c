@@ -31,11 +31,16 @@ int64_t bitnet_lookup_groups(int64_t columns) { return ((columns + 2) / 3 + 7) &
 
 int64_t bitnet_lookup_panel_bytes(int64_t columns) { return bitnet_lookup_groups(columns) / 8 * BITNET_LOOKUP_OCTET_BYTES; }
 
+/// Where the rows' float scales start, after the panels.
+static int64_t scales_offset(const bitnet_ternary_matrix *weights) {
+    return weights->rows / BITNET_LOOKUP_PANEL_ROWS * bitnet_lookup_panel_bytes(weights->columns);
+}
+
 int64_t bitnet_ternary_lookup_bytes(const bitnet_ternary_matrix *weights) {
     const int64_t block_values = bitnet_ternary_layout_of(weights->encoding).block_values;
     if (weights->rows <= 0 || weights->rows % BITNET_LOOKUP_PANEL_ROWS != 0) return 0;
     if (weights->columns <= 0 || weights->columns % block_values != 0) return 0;
-    return weights->rows / BITNET_LOOKUP_PANEL_ROWS * bitnet_lookup_panel_bytes(weights->columns) + weights->rows * (int64_t)sizeof(float);
+    return scales_offset(weights) + weights->rows * (int64_t)sizeof(float);
 }
 
 int bitnet_kernels_decode_by_lookup(void) { return bitnet_kernels_for_level(bitnet_level())->lookup.gemv != NULL; }
@@ -138,7 +143,7 @@ static void pack_panels(void *context, int64_t begin, int64_t end, int thread) {
     (void)thread;
     pack_job *job = context;
     const int64_t columns = job->weights->columns, panel_size = bitnet_lookup_panel_bytes(columns);
-    uint8_t *scales = job->panels + job->weights->rows / BITNET_LOOKUP_PANEL_ROWS * panel_size;
+    uint8_t *scales = job->panels + scales_offset(job->weights);
     // Only the C packing decodes rows into scratch first.
     int8_t *scratch = job->pack == pack_panel_scalar ? malloc((size_t)(BITNET_LOOKUP_PANEL_ROWS * columns)) : NULL;
     if (job->pack == pack_panel_scalar && !scratch) {
@@ -190,9 +195,8 @@ void bitnet_lookup_table_scalar(int x0, int x1, int x2, int8_t table[32]) {
 // MARK: - Driver
 
 float bitnet_lookup_row_scale(const bitnet_ternary_matrix *weights, int64_t row) {
-    const int64_t panels = weights->rows / BITNET_LOOKUP_PANEL_ROWS;
     float scale;
-    memcpy(&scale, weights->lookup_panels + panels * bitnet_lookup_panel_bytes(weights->columns) + sizeof(float) * row, sizeof scale);
+    memcpy(&scale, weights->lookup_panels + scales_offset(weights) + sizeof(float) * row, sizeof scale);
     return scale;
 }
 
@@ -219,7 +223,7 @@ static void lookup_rows(void *context, int64_t begin, int64_t end, int thread) {
     const lookup_job *job = context;
     const int64_t rows = job->weights->rows, columns = job->weights->columns;
     const int64_t size = bitnet_lookup_panel_bytes(columns), groups = bitnet_lookup_groups(columns);
-    const uint8_t *scales = job->weights->lookup_panels + rows / BITNET_LOOKUP_PANEL_ROWS * size;
+    const uint8_t *scales = job->weights->lookup_panels + scales_offset(job->weights);
     for (int64_t panel = begin; panel < end; panel++) {
         float panel_scales[BITNET_LOOKUP_PANEL_ROWS];
         memcpy(panel_scales, scales + sizeof(float) * BITNET_LOOKUP_PANEL_ROWS * panel, sizeof panel_scales);
